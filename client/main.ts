@@ -1,0 +1,81 @@
+/**
+ * The worker page: opening http://HOST:PORT/ joins the PS as a worker. Shows backend, examples/s,
+ * steps, server version and connection state; `window.tabswarm` exposes the same for tests.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { TabswarmError } from '../shared/errors.ts';
+import { chooseBackend, cannotTrain } from './backend.ts';
+import { IdbCache } from './idb.ts';
+import { WorkerLoop, type WorkerStatus } from './loop.ts';
+import type { SocketLike } from './transport.ts';
+
+interface PageState {
+  status?: WorkerStatus;
+  backend?: string;
+  backendNotes?: readonly string[];
+  error?: string;
+}
+
+declare global {
+  interface Window {
+    tabswarm: PageState;
+  }
+}
+
+const page: PageState = {};
+window.tabswarm = page;
+
+const $ = (id: string) => document.getElementById(id)!;
+
+function render(): void {
+  const s = page.status;
+  $('backend').textContent = page.backend ?? '...';
+  $('backend-notes').textContent = page.backendNotes?.length ? `(passed over: ${page.backendNotes.join('; ')})` : '';
+  $('state').textContent = s?.state ?? 'starting';
+  $('worker').textContent = s?.workerId ? String(s.workerId) : '-';
+  $('steps').textContent = String(s?.steps ?? 0);
+  $('eps').textContent = (s?.examplesPerSec ?? 0).toFixed(1);
+  $('version').textContent = String(s?.serverVersion ?? 0);
+  $('loss').textContent = s && Number.isFinite(s.loss) ? s.loss.toFixed(4) : '-';
+  $('shards').textContent = s?.shards.length ? `${s.shards.join(', ')} (${s.examples} examples)` : '-';
+  $('tensors').textContent = String(s?.numTensors ?? 0);
+  $('error').textContent = page.error ?? s?.lastError ?? '';
+}
+
+async function main(): Promise<void> {
+  const params = new URLSearchParams(location.search);
+  const requested = params.get('backend') ?? 'auto';
+  const maxSteps = params.has('steps') ? Number(params.get('steps')) : undefined;
+  const model = await fetch('/api/model').then((r) => r.json() as Promise<{ model: { name: string } }>);
+  const choice = await chooseBackend(requested, model.model.name);
+  page.backend = choice.backend;
+  page.backendNotes = choice.skipped;
+  render();
+  const loop = new WorkerLoop(
+    {
+      tf,
+      baseUrl: location.origin,
+      backend: choice.backend,
+      socket: (url) => new WebSocket(url) as unknown as SocketLike,
+      cache: new IdbCache(),
+      userAgent: navigator.userAgent,
+      onStatus: (s) => {
+        page.status = s;
+        render();
+      },
+      checkModel: (name) => {
+        const reason = cannotTrain(choice.backend, name);
+        if (reason) throw new TabswarmError('WORKER_BACKEND_UNSUPPORTED', { backend: choice.backend, model: name, reason });
+      },
+    },
+    { maxSteps },
+  );
+  window.addEventListener('pagehide', () => loop.stop());
+  await loop.run();
+}
+
+main().catch((err: unknown) => {
+  page.error = err instanceof Error ? err.message : String(err);
+  render();
+  console.error(err);
+});

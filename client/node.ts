@@ -1,0 +1,31 @@
+/**
+ * The worker loop as a headless Node process (tfjs cpu backend, the `ws` socket): for tests,
+ * load generation and machines without a browser. `tabswarm worker --url URL`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import WebSocket from 'ws';
+import { MemoryCache } from './data.ts';
+import { WorkerLoop, type LoopOptions, type WorkerStatus } from './loop.ts';
+import type { SocketLike } from './transport.ts';
+
+export interface NodeWorkerOptions extends LoopOptions {
+  url: string;
+  onStatus?: (s: Readonly<WorkerStatus>) => void;
+}
+
+export async function createNodeWorker(opts: NodeWorkerOptions): Promise<WorkerLoop> {
+  await tf.setBackend('cpu');
+  await tf.ready();
+  return new WorkerLoop(
+    {
+      tf,
+      baseUrl: opts.url,
+      backend: 'cpu',
+      socket: (url) => new WebSocket(url) as unknown as SocketLike,
+      cache: new MemoryCache(),
+      userAgent: `tabswarm-node-worker/${process.version}`,
+      onStatus: opts.onStatus,
+    },
+    opts,
+  );
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, idempotently, the Debian packages tabswarm's tests and commands use:
+#   chromium               headless browser workers (Playwright drives /usr/bin/chromium)
+#   dataset-fashion-mnist  the reference experiment's data set (/usr/share/datasets/fashion-mnist)
+# Packages already present are left alone; apt-get runs only when something is missing.
+# Without root it prints exactly what to install and exits non-zero.
+set -euo pipefail
+
+declare -A need=(
+  [chromium]=/usr/bin/chromium
+  [dataset-fashion-mnist]=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+)
+
+missing=()
+for pkg in "${!need[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || [ ! -e "${need[$pkg]}" ]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system deps: all present (${!need[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system deps missing: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "system deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

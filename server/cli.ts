@@ -1,0 +1,166 @@
+/**
+ * The `tabswarm` command.
+ *   tabswarm start  [options]   the embedded parameter server (default command)
+ *   tabswarm worker --url URL   a headless Node worker (tfjs cpu backend)
+ */
+import { parseArgs } from 'node:util';
+import { networkInterfaces } from 'node:os';
+import { TabswarmError } from '../shared/errors.ts';
+import { MODEL_NAMES } from '../shared/models.ts';
+import { buildServer } from './app.ts';
+import { chromiumAvailable, launchWorkerTabs, type WorkerTabs } from './browsers.ts';
+import { DATASET_NAMES } from './data.ts';
+
+const HELP = `tabswarm: train a model on volunteer browser tabs
+
+Usage:
+  tabswarm start [options]        start the embedded parameter server (the default)
+  tabswarm worker --url URL       run a headless Node worker against a PS
+  tabswarm help
+
+start options:
+  --port N            port to listen on (default 8080; 0 picks a free one)
+  --host H            address to bind (default 127.0.0.1; 0.0.0.0 to let other machines join)
+  --model M           ${MODEL_NAMES.join(' | ')} (default fashion-cnn)
+  --dataset D         ${DATASET_NAMES.join(' | ')} (default mnist)
+  --shards N          training shards handed out to workers (default 16)
+  --lr X              SGD learning rate (default: the model's, 0.01 for fashion-cnn)
+  --momentum X        SGD momentum (default 0)
+  --batch N           worker batch size (default: the model's, 32 for fashion-cnn)
+  --pull-every N      workers pull weights every N steps (default 1)
+  --seed N            seed of initial weights and shard split (default 1)
+  --eval-every MS     test-set evaluation period in ms, 0 = off (default 5000)
+  --eval-examples N   evaluate on the first N test examples (default 10000)
+  --idle-ms MS        drop a worker silent this long and reassign its shards (default 30000)
+  --workers N         headless Chromium worker tabs to launch (default 2; 0 = none)
+  --worker-backend B  backend for those tabs: auto | webgpu | webgl | wasm | cpu (default auto)
+  --log-level L       fatal | error | warn | info | debug (default info)
+
+worker options:
+  --url URL           the PS's base URL, e.g. http://127.0.0.1:8080/
+  --steps N           stop after N steps (default: run until stopped)
+  --seed N            batch sampling seed
+`;
+
+function int(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new TabswarmError('CONFIG_INVALID', { option: `--${name}`, detail: `'${value}' is not a number` });
+  return n;
+}
+
+async function start(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      model: { type: 'string' },
+      dataset: { type: 'string' },
+      shards: { type: 'string' },
+      lr: { type: 'string' },
+      momentum: { type: 'string' },
+      batch: { type: 'string' },
+      'pull-every': { type: 'string' },
+      seed: { type: 'string' },
+      'eval-every': { type: 'string' },
+      'eval-examples': { type: 'string' },
+      'idle-ms': { type: 'string' },
+      workers: { type: 'string', default: '2' },
+      'worker-backend': { type: 'string', default: 'auto' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  const { app, options } = await buildServer({
+    logger: { level: values['log-level'] },
+    model: values.model,
+    dataset: values.dataset,
+    shards: int('shards', values.shards),
+    lr: int('lr', values.lr),
+    momentum: int('momentum', values.momentum),
+    batch: int('batch', values.batch),
+    pullEvery: int('pull-every', values['pull-every']),
+    seed: int('seed', values.seed),
+    evalEveryMs: int('eval-every', values['eval-every']),
+    evalExamples: int('eval-examples', values['eval-examples']),
+    idleMs: int('idle-ms', values['idle-ms']),
+  });
+  const address = await app.listen({ port: int('port', values.port)!, host: values.host });
+  const url = joinUrl(address, values.host!);
+  // One line a wrapper can parse: tests and scripts wait for it.
+  console.log(`tabswarm: parameter server for ${options.model} on ${options.dataset} ready; join at ${url}`);
+
+  let tabs: WorkerTabs | undefined;
+  const workers = int('workers', values.workers)!;
+  if (workers > 0) {
+    if (!chromiumAvailable()) {
+      console.log('tabswarm: no Chromium at /usr/bin/chromium, so no worker tabs were launched; open the URL above in any browser (or install chromium: scripts/install-system-deps.sh)');
+    } else {
+      tabs = await launchWorkerTabs({ url, count: workers, backend: values['worker-backend'] });
+      console.log(`tabswarm: launched ${workers} headless Chromium worker tab(s) (backend ${values['worker-backend']}); watch accuracy in the log or at ${url}api/series`);
+    }
+  }
+  const shutdown = async (signal: string) => {
+    app.log.info({ signal }, 'shutting down');
+    await tabs?.close().catch(() => {});
+    await app.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+function joinUrl(address: string, host: string): string {
+  const url = new URL(address);
+  if (host === '0.0.0.0' || host === '::') {
+    const lan = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+    url.hostname = lan?.address ?? '127.0.0.1';
+  }
+  return url.toString();
+}
+
+async function worker(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, strict: true, options: { url: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' } } });
+  if (!values.url) throw new TabswarmError('CONFIG_INVALID', { option: '--url', detail: 'is required, e.g. --url http://127.0.0.1:8080/' });
+  const { createNodeWorker } = await import('../client/node.ts');
+  let lastLog = 0;
+  const loop = await createNodeWorker({
+    url: values.url,
+    maxSteps: int('steps', values.steps),
+    seed: int('seed', values.seed),
+    onStatus: (s) => {
+      const now = Date.now();
+      if (now - lastLog < 2000 && s.state === 'connected') return;
+      lastLog = now;
+      console.log(JSON.stringify({ worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss, error: s.lastError || undefined }));
+    },
+  });
+  process.once('SIGINT', () => loop.stop());
+  process.once('SIGTERM', () => loop.stop());
+  const final = await loop.run();
+  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion }));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command = 'start', ...rest] = argv;
+  try {
+    switch (command) {
+      case 'start':
+        return await start(rest);
+      case 'worker':
+        return await worker(rest);
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(HELP);
+        return;
+      default:
+        if (command.startsWith('--')) return await start(argv);
+        throw new TabswarmError('CONFIG_INVALID', { option: 'command', detail: `unknown command '${command}'; run \`tabswarm help\`` });
+    }
+  } catch (err) {
+    console.error(`tabswarm: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(err instanceof TabswarmError ? 2 : 1);
+  }
+}

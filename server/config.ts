@@ -1,0 +1,74 @@
+/**
+ * Every knob of the embedded parameter server, with its default and the check that refuses a
+ * bad value with a CONFIG_INVALID error naming the option.
+ */
+import { TabswarmError } from '../shared/errors.ts';
+import { getModel, type ModelSpec } from '../shared/models.ts';
+import { DATASET_NAMES } from './data.ts';
+
+export interface ServerOptions {
+  /** Model from the registry (shared/models.ts). @default 'fashion-cnn' */
+  model: string;
+  /** 'mnist' | 'fashion-mnist' | 'synthetic'. @default 'mnist' */
+  dataset: string;
+  /** Number of disjoint training shards handed to workers. @default 16 */
+  shards: number;
+  /** SGD learning rate. @default the model's (fashion-cnn: 0.01) */
+  lr?: number;
+  /** SGD momentum. @default 0 (the reference uses none) */
+  momentum: number;
+  /** Worker batch size. @default the model's (fashion-cnn: 32) */
+  batch?: number;
+  /** Workers pull fresh weights every this many steps. @default 1 */
+  pullEvery: number;
+  /** Seed of the initial weights and the shard permutation. @default 1 */
+  seed: number;
+  /** Test-set evaluation period in ms; 0 turns evaluation off. @default 5000 */
+  evalEveryMs: number;
+  /** Evaluate on the first N test examples. @default 10000 (the whole test set) */
+  evalExamples: number;
+  /** Most concurrent workers. @default 1024 */
+  maxWorkers: number;
+  /** A worker with no socket and no request for this long is dropped and its shards reassigned. @default 30000 */
+  idleMs: number;
+}
+
+export const DEFAULTS: ServerOptions = {
+  model: 'fashion-cnn',
+  dataset: 'mnist',
+  shards: 16,
+  momentum: 0,
+  pullEvery: 1,
+  seed: 1,
+  evalEveryMs: 5000,
+  evalExamples: 10000,
+  maxWorkers: 1024,
+  idleMs: 30000,
+};
+
+export interface ResolvedOptions extends ServerOptions {
+  lr: number;
+  batch: number;
+  modelSpec: ModelSpec;
+}
+
+export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions {
+  const o = { ...DEFAULTS, ...stripUndefined(partial) };
+  const modelSpec = getModel(o.model);
+  const bad = (option: string, detail: string) => new TabswarmError('CONFIG_INVALID', { option, detail });
+  if (!(DATASET_NAMES as readonly string[]).includes(o.dataset)) throw bad('dataset', `unknown data set '${o.dataset}'; known: ${DATASET_NAMES.join(', ')}`);
+  const lr = o.lr ?? modelSpec.defaults.lr;
+  const batch = o.batch ?? modelSpec.defaults.batch;
+  if (!(lr > 0 && Number.isFinite(lr))) throw bad('lr', `must be a positive number, got ${lr}`);
+  if (!(o.momentum >= 0 && o.momentum < 1)) throw bad('momentum', `must be in [0, 1), got ${o.momentum}`);
+  const ints: [string, number, number][] = [
+    ['batch', batch, 1], ['shards', o.shards, 1], ['pullEvery', o.pullEvery, 1], ['seed', o.seed, 0],
+    ['evalEveryMs', o.evalEveryMs, 0], ['evalExamples', o.evalExamples, 1], ['maxWorkers', o.maxWorkers, 1], ['idleMs', o.idleMs, 100],
+  ];
+  for (const [name, value, min] of ints) if (!Number.isInteger(value) || value < min) throw bad(name, `must be an integer >= ${min}, got ${value}`);
+  return { ...o, lr, batch, modelSpec };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,41 @@
+/**
+ * Prometheus metrics, in a registry of the server's own (not prom-client's global one), so
+ * several servers in one process (tests, benchmarks) do not collide.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tabswarm_process_' });
+  return {
+    registry,
+    framesRejected: new Counter({
+      name: 'tabswarm_frames_rejected_total',
+      help: 'Frames and requests refused at the boundary, by error code',
+      labelNames: ['reason', 'transport'] as const,
+      registers: [registry],
+    }),
+    updatesApplied: new Counter({ name: 'tabswarm_updates_applied_total', help: 'Gradient pushes applied to the weights', registers: [registry] }),
+    duplicates: new Counter({ name: 'tabswarm_updates_duplicate_total', help: 'Pushes recognised as already applied and acknowledged again', registers: [registry] }),
+    gradientBytes: new Counter({ name: 'tabswarm_gradient_bytes_total', help: 'Bytes of gradient frames received', registers: [registry] }),
+    pulls: new Counter({ name: 'tabswarm_pulls_total', help: 'Weight pulls served', registers: [registry] }),
+    modelVersion: new Gauge({ name: 'tabswarm_model_version', help: 'Current model version', registers: [registry] }),
+    workers: new Gauge({ name: 'tabswarm_workers', help: 'Joined workers, by state', labelNames: ['state'] as const, registers: [registry] }),
+    staleness: new Histogram({
+      name: 'tabswarm_update_staleness',
+      help: 'Versions between the weights a gradient was computed on and the version it was applied to',
+      buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128],
+      registers: [registry],
+    }),
+    applySeconds: new Histogram({
+      name: 'tabswarm_apply_seconds',
+      help: 'Time to decode, validate and apply one push',
+      buckets: [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1],
+      registers: [registry],
+    }),
+    evalAccuracy: new Gauge({ name: 'tabswarm_eval_accuracy', help: 'Test accuracy at the last evaluation', registers: [registry] }),
+    evalLoss: new Gauge({ name: 'tabswarm_eval_loss', help: 'Test loss at the last evaluation', registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

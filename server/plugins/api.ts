@@ -1,0 +1,168 @@
+/**
+ * The PS's HTTP API: join and leave, the model and status documents, shard downloads, and the
+ * HTTP transport for workers that do not want a WebSocket (GET weights, POST a gradient).
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { JoinResponse, ReportRequest, ReportResponse } from '../../shared/api.ts';
+import { TabswarmError } from '../../shared/errors.ts';
+import type { ResolvedOptions } from '../config.ts';
+import type { Shards } from '../data.ts';
+import type { ParameterServer } from '../ps/service.ts';
+import type { WorkerSession } from '../ps/sessions.ts';
+
+export interface ApiOptions {
+  ps: ParameterServer;
+  shards: Shards;
+  options: ResolvedOptions;
+}
+
+const OCTETS = 'application/octet-stream';
+
+export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: ApiOptions): Promise<void> {
+  const dataKey = `${options.dataset}.${shards.count}.${options.seed}`;
+  const startedAt = Date.now();
+  const rate = new UpdateRate(() => ps.appliedCount);
+
+  // Gradient bodies: accept up to twice a full frame so the decoder, not the body parser,
+  // reports an oversize frame with its catalogue code; larger bodies are cut off by Fastify.
+  app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: 2 * ps.maxFrameBytes }, (_req, body, done) => done(null, body));
+
+  const authenticate = (request: FastifyRequest): WorkerSession => {
+    const header = request.headers.authorization;
+    const token = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
+    try {
+      return ps.sessions.authenticate(token);
+    } catch (err) {
+      if (err instanceof TabswarmError) ps.rejected(err, 'http');
+      throw err;
+    }
+  };
+
+  app.post('/api/join', {
+    schema: { body: { type: 'object', nullable: true, properties: { userAgent: { type: 'string', maxLength: 1000 } }, additionalProperties: false } },
+  }, async (request): Promise<JoinResponse> => {
+    const body = (request.body ?? {}) as { userAgent?: string };
+    const session = ps.join(body.userAgent ?? String(request.headers['user-agent'] ?? ''));
+    return {
+      workerId: session.id,
+      token: session.token,
+      model: options.model,
+      layoutHash: ps.layout.hash,
+      layoutSize: ps.layout.size,
+      batch: options.batch,
+      pullEvery: options.pullEvery,
+      dataset: options.dataset,
+      dataKey,
+      shardCount: shards.count,
+      shards: session.shards,
+      wsPath: '/ws',
+    };
+  });
+
+  app.post('/api/leave', async (request) => {
+    const session = authenticate(request);
+    ps.leave(session.id, 'left');
+    return { ok: true };
+  });
+
+  app.post('/api/report', {
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          backend: { type: 'string', maxLength: 32 },
+          examplesPerSec: { type: 'number', minimum: 0 },
+          steps: { type: 'integer', minimum: 0 },
+          numTensors: { type: 'integer', minimum: 0 },
+          loss: { type: 'number' },
+          state: { type: 'string', maxLength: 32 },
+        },
+      },
+    },
+  }, async (request): Promise<ReportResponse> => {
+    const session = authenticate(request);
+    session.report = { ...session.report, ...(request.body as ReportRequest) };
+    return { shards: session.shards };
+  });
+
+  app.get('/api/shards/:key/:index', async (request, reply) => {
+    const { key, index } = request.params as { key: string; index: string };
+    if (key !== dataKey) throw new TabswarmError('PS_BAD_REQUEST', { detail: `shard set '${key}' is not this server's '${dataKey}'` });
+    const i = Number(index);
+    if (!/^\d+$/.test(index)) throw new TabswarmError('DATA_NO_SHARD', { shard: index, shards: shards.count });
+    const blob = shards.blob(i);
+    return reply.type(OCTETS).header('cache-control', 'public, max-age=31536000, immutable').send(Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength));
+  });
+
+  app.get('/api/weights', async (request, reply) => {
+    authenticate(request);
+    const frame = ps.weightsFrame();
+    return reply.type(OCTETS).send(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+  });
+
+  app.post('/api/push', async (request, reply) => {
+    const session = authenticate(request);
+    const body = request.body;
+    if (!Buffer.isBuffer(body)) throw new TabswarmError('PS_BAD_REQUEST', { detail: `body must be ${OCTETS}` });
+    const ack = await ps.handle(session, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), 'http');
+    return reply.type(OCTETS).send(Buffer.from(ack.buffer, ack.byteOffset, ack.byteLength));
+  });
+
+  app.get('/api/model', async () => ({
+    model: options.modelSpec,
+    layout: { hash: ps.layout.hash, size: ps.layout.size, entries: ps.layout.entries },
+    hyperparameters: { lr: ps.store.optimizer.lr, momentum: ps.store.optimizer.momentum, batch: options.batch, pullEvery: options.pullEvery },
+    dataset: options.dataset,
+    shards: shards.count,
+  }));
+
+  app.get('/api/status', async () => ({
+    model: options.model,
+    dataset: options.dataset,
+    layoutHash: ps.layout.hash,
+    version: ps.store.version,
+    updatesApplied: ps.appliedCount,
+    updatesPerSec: rate.perSecond(),
+    uptimeSec: (Date.now() - startedAt) / 1000,
+    strategy: { name: ps.strategy.name, ...ps.strategy.status() },
+    workers: ps.sessions.all().map((s) => ({
+      id: s.id,
+      state: s.state,
+      shards: s.shards,
+      pushes: s.pushes,
+      lastStaleness: s.lastStaleness,
+      lastSeenMsAgo: Date.now() - s.lastSeen,
+      userAgent: s.userAgent,
+      ...s.report,
+    })),
+  }));
+
+  app.get('/metrics', async (_request, reply) => {
+    return reply.type(ps.metrics.registry.contentType).send(await ps.metrics.registry.metrics());
+  });
+
+  // Expire sessions that lost their socket and went quiet; their shards go to the others.
+  const sweep = setInterval(() => {
+    for (const s of ps.sessions.expired()) ps.leave(s.id, `idle for more than ${options.idleMs} ms`);
+    rate.sample();
+  }, 1000);
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
+}
+
+/** Updates per second over the last few one-second samples. */
+class UpdateRate {
+  private readonly samples: [number, number][] = [];
+  constructor(private readonly count: () => number) {}
+  sample(now = Date.now()): void {
+    this.samples.push([now, this.count()]);
+    if (this.samples.length > 6) this.samples.shift();
+  }
+  perSecond(): number {
+    const first = this.samples[0];
+    const last = this.samples[this.samples.length - 1];
+    if (!first || !last || last[0] === first[0]) return 0;
+    return ((last[1] - first[1]) * 1000) / (last[0] - first[0]);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The WebSocket transport: binary frames in, binary frames out, one socket per worker session
+ * (`/ws?token=...`). A refused frame closes that socket with the catalogue's close code and a
+ * reason naming the error; nothing of it is applied, and every other socket carries on.
+ * Frames on one socket are handled in arrival order.
+ */
+import websocket from '@fastify/websocket';
+import type { FastifyInstance } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import { TabswarmError } from '../../shared/errors.ts';
+import type { ParameterServer } from '../ps/service.ts';
+import type { WorkerSession } from '../ps/sessions.ts';
+
+export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServer }): Promise<void> {
+  // Let frames up to twice the legal size reach the decoder (so they are counted as
+  // PROTO_OVERSIZE); beyond that ws itself closes the socket with 1009 before buffering more.
+  await app.register(websocket, { options: { maxPayload: 2 * ps.maxFrameBytes } });
+
+  ps.notify = (session, msg) => {
+    if (session.state === 'connected') sockets.get(session.id)?.send(JSON.stringify(msg));
+  };
+  const sockets = new Map<number, WebSocket>();
+
+  app.get('/ws', { websocket: true }, (socket, request) => {
+    const token = (request.query as { token?: string }).token;
+    let session: WorkerSession;
+    try {
+      session = ps.sessions.authenticate(token);
+    } catch (err) {
+      const e = err instanceof TabswarmError ? err : new TabswarmError('PS_NO_SESSION');
+      ps.rejected(e, 'ws');
+      socket.close(e.spec.wsClose, e.closeReason());
+      return;
+    }
+    const previous = sockets.get(session.id);
+    if (previous) {
+      const replaced = new TabswarmError('PS_REPLACED', { worker: session.id });
+      previous.close(replaced.spec.wsClose, replaced.closeReason());
+    }
+    sockets.set(session.id, socket);
+    session.state = 'connected';
+    session.closeSocket = (code, reason) => socket.close(code, reason);
+    ps.updateWorkerGauge();
+
+    let queue = Promise.resolve();
+    const fail = (err: unknown): void => {
+      if (err instanceof TabswarmError) {
+        socket.close(err.spec.wsClose, err.closeReason());
+      } else {
+        request.log.error({ err, worker: session.id }, 'frame handling failed');
+        socket.close(1011, 'internal error');
+      }
+    };
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary) {
+        const err = new TabswarmError('PROTO_NOT_BINARY');
+        ps.rejected(err, 'ws');
+        return fail(err);
+      }
+      const bytes = toBytes(data);
+      // Apply in arrival order; replies may wait on the strategy (e.g. replication).
+      queue = queue.then(async () => {
+        if (socket.readyState !== socket.OPEN) return;
+        try {
+          const reply = await ps.handle(session, bytes, 'ws');
+          if (socket.readyState === socket.OPEN) socket.send(reply);
+        } catch (err) {
+          fail(err);
+        }
+      });
+    });
+    socket.on('close', () => {
+      if (sockets.get(session.id) !== socket) return;
+      sockets.delete(session.id);
+      session.closeSocket = undefined;
+      if (ps.sessions.get(session.id)) {
+        session.state = 'disconnected';
+        session.lastSeen = Date.now();
+      }
+      ps.updateWorkerGauge();
+    });
+  });
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

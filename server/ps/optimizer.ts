@@ -1,0 +1,49 @@
+/**
+ * Plain SGD with optional (heavy-ball) momentum, applied in place over Float32Arrays: no
+ * allocation, no tensors, no JSON on the per-update path.
+ *
+ *   v <- momentum * v + scale * g        (v is skipped entirely when momentum = 0)
+ *   w <- w - lr * v
+ *
+ * `scale` lets the caller turn a sum of `count` gradients into their mean (1/count), or
+ * down-weight a stale update, without touching the gradient buffer.
+ */
+export interface SgdOptions {
+  /** Learning rate. @default the model's (0.01 for fashion-cnn) */
+  lr: number;
+  /** Momentum coefficient in [0, 1). @default 0 */
+  momentum: number;
+}
+
+export class Sgd {
+  lr: number;
+  readonly momentum: number;
+  /** Velocity; empty when momentum is 0. Part of the optimizer state that snapshots keep. */
+  readonly velocity: Float32Array;
+
+  constructor(size: number, opts: SgdOptions) {
+    if (!(opts.lr > 0) || !Number.isFinite(opts.lr)) throw new RangeError(`Sgd: option 'lr' must be a positive finite number, got ${opts.lr}`);
+    if (!(opts.momentum >= 0 && opts.momentum < 1)) throw new RangeError(`Sgd: option 'momentum' must be in [0, 1), got ${opts.momentum}`);
+    this.lr = opts.lr;
+    this.momentum = opts.momentum;
+    this.velocity = new Float32Array(opts.momentum > 0 ? size : 0);
+  }
+
+  apply(weights: Float32Array, grad: Float32Array, scale = 1): void {
+    const n = weights.length;
+    if (grad.length !== n) throw new RangeError(`Sgd.apply: gradient has ${grad.length} values, weights ${n}`);
+    if (this.momentum === 0) {
+      const step = this.lr * scale;
+      for (let i = 0; i < n; i++) weights[i]! -= step * grad[i]!;
+      return;
+    }
+    const v = this.velocity;
+    const mu = this.momentum;
+    const lr = this.lr;
+    for (let i = 0; i < n; i++) {
+      const vi = mu * v[i]! + scale * grad[i]!;
+      v[i] = vi;
+      weights[i]! -= lr * vi;
+    }
+  }
+}

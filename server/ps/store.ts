@@ -1,0 +1,101 @@
+/**
+ * The parameter server's state behind one small interface: the flat weights, the model
+ * version, the optimizer, and the record of applied pushes per worker (so a retried push is
+ * acknowledged again, never applied twice). Recovery strategies snapshot and restore it.
+ */
+import type { Layout } from '../../shared/layout.ts';
+import { Sgd, type SgdOptions } from './optimizer.ts';
+
+/** Per worker: the highest push sequence number applied and the version its ack reported. */
+export interface AppliedMark {
+  readonly seq: number;
+  readonly version: number;
+}
+
+export interface PsSnapshot {
+  readonly layoutHash: number;
+  readonly version: number;
+  readonly weights: Float32Array;
+  readonly velocity: Float32Array;
+  readonly applied: ReadonlyMap<number, AppliedMark>;
+}
+
+export interface Update {
+  readonly workerId: number;
+  readonly seq: number;
+  /** Model version the gradient was computed against. */
+  readonly baseVersion: number;
+  /** Number of gradients summed in `grad`. */
+  readonly count: number;
+  readonly grad: Float32Array;
+}
+
+export type ApplyResult =
+  | { readonly applied: true; readonly version: number; readonly staleness: number }
+  | { readonly applied: false; readonly duplicate: true; readonly version: number };
+
+export class ParameterStore {
+  readonly layout: Layout;
+  readonly weights: Float32Array;
+  readonly optimizer: Sgd;
+  private versionValue = 0;
+  /** Bumped by every restore, so caches keyed by version can tell restored weights apart. */
+  generation = 0;
+  private readonly applied = new Map<number, AppliedMark>();
+
+  constructor(layout: Layout, initial: Float32Array, opts: SgdOptions) {
+    if (initial.length !== layout.size) throw new RangeError(`ParameterStore: initial weights have ${initial.length} values, layout ${layout.size}`);
+    this.layout = layout;
+    this.weights = Float32Array.from(initial);
+    this.optimizer = new Sgd(layout.size, opts);
+  }
+
+  get version(): number {
+    return this.versionValue;
+  }
+
+  /** The applied-push record of one worker, if any. */
+  appliedMark(workerId: number): AppliedMark | undefined {
+    return this.applied.get(workerId);
+  }
+
+  /**
+   * Applies one update in place, exactly once per (worker, seq): a seq at or below the
+   * worker's high-water mark is a duplicate and changes nothing. The gradient is the sum of
+   * `count` gradients; it is applied as their mean.
+   */
+  apply(update: Update): ApplyResult {
+    const mark = this.applied.get(update.workerId);
+    if (mark && update.seq <= mark.seq) {
+      // The same ack as the first time when it is the latest push; otherwise the current version.
+      return { applied: false, duplicate: true, version: update.seq === mark.seq ? mark.version : this.versionValue };
+    }
+    this.optimizer.apply(this.weights, update.grad, 1 / update.count);
+    this.versionValue += 1;
+    this.applied.set(update.workerId, { seq: update.seq, version: this.versionValue });
+    return { applied: true, version: this.versionValue, staleness: Math.max(0, this.versionValue - 1 - update.baseVersion) };
+  }
+
+  /** A deep copy: one copy of each flat array. */
+  snapshot(): PsSnapshot {
+    return {
+      layoutHash: this.layout.hash,
+      version: this.versionValue,
+      weights: Float32Array.from(this.weights),
+      velocity: Float32Array.from(this.optimizer.velocity),
+      applied: new Map(this.applied),
+    };
+  }
+
+  restore(s: PsSnapshot): void {
+    if (s.layoutHash !== this.layout.hash) throw new RangeError(`ParameterStore.restore: snapshot layout ${s.layoutHash} is not ${this.layout.hash}`);
+    if (s.weights.length !== this.weights.length) throw new RangeError(`ParameterStore.restore: snapshot has ${s.weights.length} weights, layout ${this.weights.length}`);
+    this.weights.set(s.weights);
+    if (this.optimizer.velocity.length === s.velocity.length) this.optimizer.velocity.set(s.velocity);
+    else this.optimizer.velocity.fill(0);
+    this.versionValue = s.version;
+    this.generation += 1;
+    this.applied.clear();
+    for (const [w, m] of s.applied) this.applied.set(w, m);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The one error catalogue shared by server, browser and Node workers.
+ *
+ * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG). A retired code is
+ * never reused. Each entry says how the error reaches a client: an HTTP status for the HTTP
+ * endpoints and a WebSocket close code for the socket, and whether a client may retry.
+ * `docs/errors.md` lists the same codes; `shared/errors.test.ts` keeps the two in sync.
+ *
+ * WebSocket close codes use the application range 4000-4999 in two bands:
+ *   4000-4099 retryable: reconnect (with backoff) and carry on;
+ *   4400-4499 terminal for this session: the client is wrong (bad frame, wrong model)
+ *             or its session is gone; it must rejoin or stop, not resend the same bytes.
+ */
+
+export interface ErrorSpec {
+  /** Message template; `{name}` is replaced from the error's details. */
+  readonly message: string;
+  readonly http: number;
+  readonly wsClose: number;
+  readonly retryable: boolean;
+}
+
+export const ERRORS = {
+  // Protocol: a frame the decoder refuses. Nothing is applied.
+  PROTO_TOO_SHORT: { message: 'Frame of {bytes} bytes is shorter than the {header}-byte header', http: 400, wsClose: 4400, retryable: false },
+  PROTO_BAD_MAGIC: { message: 'Frame magic 0x{got} is not 0x{want}: not a tabswarm frame', http: 400, wsClose: 4401, retryable: false },
+  PROTO_BAD_VERSION: { message: 'Protocol version {got} is not supported (this server speaks {want})', http: 400, wsClose: 4402, retryable: false },
+  PROTO_UNKNOWN_TYPE: { message: 'Unknown message type 0x{type}', http: 400, wsClose: 4403, retryable: false },
+  PROTO_LAYOUT_MISMATCH: { message: 'Layout hash {got} does not match the model layout {want}: reload the worker page', http: 409, wsClose: 4404, retryable: false },
+  PROTO_BAD_LENGTH: { message: 'Payload of {got} values does not match the {want} the {type} frame needs', http: 400, wsClose: 4405, retryable: false },
+  PROTO_NON_FINITE: { message: 'Payload value at index {index} is not finite ({value})', http: 422, wsClose: 4406, retryable: false },
+  PROTO_OVERSIZE: { message: 'Frame of {bytes} bytes exceeds the limit of {limit} bytes', http: 413, wsClose: 4407, retryable: false },
+  PROTO_BAD_DTYPE: { message: 'Payload dtype {dtype} is not supported (only float32)', http: 400, wsClose: 4408, retryable: false },
+  PROTO_BAD_COUNT: { message: 'Gradient count {count} must be a positive integer', http: 400, wsClose: 4409, retryable: false },
+  PROTO_NOT_BINARY: { message: 'Text message received where a binary frame was expected', http: 400, wsClose: 4410, retryable: false },
+  // Sessions: who may send what.
+  PS_NO_SESSION: { message: 'No valid session: join at POST /api/join and present the token', http: 401, wsClose: 4420, retryable: false },
+  PS_WRONG_WORKER: { message: 'Frame claims worker {claimed} but the session belongs to worker {owner}', http: 403, wsClose: 4421, retryable: false },
+  PS_SESSION_EXPIRED: { message: 'Session of worker {worker} expired after {idleMs} ms without contact: rejoin', http: 401, wsClose: 4422, retryable: false },
+  PS_REPLACED: { message: 'Worker {worker} opened a newer connection; this one is closed', http: 409, wsClose: 4423, retryable: false },
+  PS_FULL: { message: 'The server already serves {max} workers', http: 503, wsClose: 4001, retryable: true },
+  PS_SHUTTING_DOWN: { message: 'The parameter server is shutting down', http: 503, wsClose: 4000, retryable: true },
+  PS_BAD_REQUEST: { message: 'Invalid request: {detail}', http: 400, wsClose: 4411, retryable: false },
+  // Data.
+  DATA_MISSING: { message: 'Data set {dataset} not found at {path}: {hint}', http: 500, wsClose: 4002, retryable: false },
+  DATA_BAD_IDX: { message: 'IDX file {file} is malformed: {detail}', http: 500, wsClose: 4002, retryable: false },
+  DATA_NO_SHARD: { message: 'Shard {shard} does not exist (the data set has {shards} shards)', http: 404, wsClose: 4411, retryable: false },
+  // Configuration and models.
+  CONFIG_INVALID: { message: 'Option {option}: {detail}', http: 400, wsClose: 4411, retryable: false },
+  MODEL_UNKNOWN: { message: 'Unknown model {model}; known models: {known}', http: 400, wsClose: 4411, retryable: false },
+  // Worker-side conditions, reported by the worker page and the Node worker.
+  WORKER_BACKEND_UNSUPPORTED: { message: 'Backend {backend} cannot train {model}: {reason}', http: 400, wsClose: 4411, retryable: false },
+  WORKER_TIMEOUT: { message: 'No answer to {what} within {ms} ms', http: 504, wsClose: 4003, retryable: true },
+  WORKER_DISCONNECTED: { message: 'Connection to the parameter server closed ({code} {reason})', http: 503, wsClose: 4004, retryable: true },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export type ErrorDetails = Record<string, string | number | boolean | undefined>;
+
+export function formatMessage(code: ErrorCode, details: ErrorDetails): string {
+  return ERRORS[code].message.replace(/\{(\w+)\}/g, (_, key: string) => String(details[key] ?? `{${key}}`));
+}
+
+export class TabswarmError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+  constructor(code: ErrorCode, details: ErrorDetails = {}) {
+    super(`${code}: ${formatMessage(code, details)}`);
+    this.name = 'TabswarmError';
+    this.code = code;
+    this.details = details;
+  }
+  get spec(): ErrorSpec {
+    return ERRORS[this.code];
+  }
+  /** The JSON body the HTTP endpoints send. */
+  toJSON(): { code: ErrorCode; message: string; retryable: boolean } {
+    return { code: this.code, message: formatMessage(this.code, this.details), retryable: this.spec.retryable };
+  }
+  /** A WebSocket close reason: at most 123 bytes of UTF-8, starting with the code. */
+  closeReason(): string {
+    const text = `${this.code}: ${formatMessage(this.code, this.details)}`;
+    const bytes = new TextEncoder().encode(text);
+    if (bytes.length <= 123) return text;
+    return new TextDecoder().decode(bytes.subarray(0, 120)).replace(/\uFFFD$/, '') + '...';
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERRORS, value);
+}
+
+/** Maps a WebSocket close code back to its catalogue entry (first code with that close code). */
+export function codeForClose(closeCode: number): ErrorCode | undefined {
+  for (const [code, spec] of Object.entries(ERRORS)) if (spec.wsClose === closeCode) return code as ErrorCode;
+  return undefined;
+}
+
+export function isRetryableClose(closeCode: number): boolean {
+  // 1000-range closes (normal, going away, abnormal 1006) and the 4000-4099 band are retryable.
+  return closeCode < 4000 || (closeCode >= 4000 && closeCode < 4100);
+}
