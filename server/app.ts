@@ -40,7 +40,12 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   const dataset = opts.data ?? loadDataset(options.dataset);
   const shards = new Shards(dataset, Math.min(options.shards, dataset.train.count), options.seed);
   const layout = deriveLayout(options.modelSpec);
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: 1 << 20 });
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: 1 << 20,
+    // Untrusted JSON is refused, not repaired: no type coercion, no silent removal of extra fields.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
+  });
   const metrics = createMetrics();
   const strategy = opts.strategy ?? volatile();
   const ps = new ParameterServer({
