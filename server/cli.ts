@@ -133,7 +133,7 @@ async function worker(argv: string[]): Promise<void> {
       const now = Date.now();
       if (now - lastLog < 2000 && s.state === 'connected') return;
       lastLog = now;
-      console.log(JSON.stringify({ worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss, error: s.lastError || undefined }));
+      console.log(JSON.stringify({ worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss, shards: s.shards, error: s.lastError || undefined }));
     },
   });
   process.once('SIGINT', () => loop.stop());

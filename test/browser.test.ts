@@ -63,3 +63,28 @@ test('2 headless Chromium tabs on WebGPU train mnist-mlp well above chance', { t
   }, `tab ${i} to train 20 more steps`, 120_000, 250)));
   for (const [i, s] of later.entries()) assert.equal(s.numTensors, early[i]!.numTensors, `tab ${i} tensors stay flat`);
 });
+
+test('the page says which backend runs and why: auto falls back without WebGPU, wasm refuses the CNN', { timeout: 120_000 }, async () => {
+  const cnn = await startPs(['--model', 'fashion-cnn', '--dataset', 'synthetic', '--eval-every', '0']);
+  const plain = await launchChromium({ webgpu: false });
+  try {
+    const auto = await plain.newPage();
+    await auto.goto(new URL('/?backend=auto', cnn.url).toString());
+    const s = await until(async () => {
+      const st = await pageState(auto);
+      return st.backend ? st : undefined;
+    }, 'the auto page to pick a backend', 60_000, 250);
+    assert.notEqual(s.backend, 'webgpu', 'no WebGPU without the flags');
+    assert.match(await auto.locator('#backend-notes').textContent() ?? '', /webgpu: navigator\.gpu/);
+
+    const wasm = await plain.newPage();
+    await wasm.goto(new URL('/?backend=wasm', cnn.url).toString());
+    const err = await until(async () => (await pageState(wasm)).error, 'the wasm page to report an error', 60_000, 250);
+    assert.match(err, /WORKER_BACKEND_UNSUPPORTED/);
+    assert.match(err, /Conv2DBackpropFilter/);
+    assert.match(await wasm.locator('#error').textContent() ?? '', /Conv2DBackpropFilter/);
+  } finally {
+    await plain.close();
+    await cnn.kill('SIGKILL');
+  }
+});

@@ -1,0 +1,59 @@
+/**
+ * The worker loop in Node against a real PS listening on a real socket: hundreds of steps
+ * without a tensor leak, and reconnection with backoff when the socket drops.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { buildServer, type Built } from '../server/app.ts';
+import { createNodeWorker } from './node.ts';
+
+const servers: Built[] = [];
+after(async () => {
+  for (const s of servers) await s.app.close();
+});
+
+async function server(): Promise<{ built: Built; url: string }> {
+  const built = await buildServer({ model: 'mnist-mlp', dataset: 'synthetic', evalEveryMs: 0, shards: 4 });
+  servers.push(built);
+  const url = await built.app.listen({ port: 0, host: '127.0.0.1' });
+  return { built, url };
+}
+
+test('300 steps leave tf.memory().numTensors flat', { timeout: 120_000 }, async () => {
+  const { built, url } = await server();
+  const counts: number[] = [];
+  const loop = await createNodeWorker({ url, maxSteps: 300, seed: 3, onStatus: (s) => s.state === 'connected' && s.steps > 0 && (counts[s.steps] = s.numTensors) });
+  const final = await loop.run();
+  assert.equal(final.steps, 300);
+  assert.equal(built.ps.store.version, 300, 'every step was pushed and applied');
+  assert.ok(counts[10]! > 0);
+  assert.equal(counts[300], counts[10], `numTensors at step 10 (${counts[10]}) and 300 (${counts[300]})`);
+  assert.equal(tf.memory().numTensors, 0, 'the trainer releases its weights when the loop ends');
+});
+
+test('a dropped socket is reconnected with backoff and training resumes', { timeout: 60_000 }, async () => {
+  const { built, url } = await server();
+  const states: string[] = [];
+  let dropped = false;
+  const loop = await createNodeWorker({
+    url,
+    maxSteps: 60,
+    seed: 4,
+    backoffMinMs: 50,
+    onStatus: (s) => {
+      if (states.at(-1) !== s.state) states.push(s.state);
+      if (s.steps === 20 && !dropped) {
+        dropped = true;
+        // The server side drops this worker's socket (as a network failure would).
+        for (const session of built.ps.sessions.all()) session.closeSocket?.(4000, 'test drop');
+      }
+    },
+  });
+  const final = await loop.run();
+  assert.equal(final.steps, 60);
+  assert.ok(states.includes('reconnecting'), `states seen: ${states.join(' > ')}`);
+  assert.equal(states.filter((s) => s === 'joining').length, 1, 'the session survived: no rejoin');
+  assert.ok(loop.backoff(1) >= 25 && loop.backoff(1) <= 75, 'first delay is min +- 50%');
+  assert.ok(loop.backoff(20) <= 15000, 'delays are capped');
+});
