@@ -164,3 +164,24 @@ test('a good worker is served while bad ones are refused, and a replayed push is
   assert.deepEqual(Buffer.from(end.weights.buffer), Buffer.from(mid.weights.buffer));
   sock.ws.close();
 });
+
+test('HTTP transport: a valid push is applied and acknowledged with an ACK frame', async () => {
+  const j = await join();
+  const before = await pullWeights(j);
+  const grad = new Float32Array(j.layoutSize).fill(0.5);
+  const res = await fetch(new URL('/api/push', ps.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${j.token}` },
+    body: Buffer.from(push(j, { seq: 1 }, grad)),
+  });
+  assert.equal(res.status, 200);
+  const ack = decodeFrame(new Uint8Array(await res.arrayBuffer()), { layoutHash: j.layoutHash, layoutSize: j.layoutSize });
+  assert.equal(ack.type, MsgType.ACK);
+  assert.equal(ack.seq, 1);
+  const after = await pullWeights(j);
+  assert.equal(after.version, before.version + 1);
+  assert.equal(ack.modelVersion, after.version);
+  // mnist-logreg's default lr is 0.1: every weight moved by exactly -lr * 0.5, rounded to float32.
+  const model = (await ps.get<{ hyperparameters: { lr: number } }>('/api/model')).hyperparameters;
+  for (const i of [0, 1000, j.layoutSize - 1]) assert.equal(after.weights[i], Math.fround(before.weights[i]! - model.lr * 0.5));
+});
