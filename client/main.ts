@@ -46,8 +46,9 @@ async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const requested = params.get('backend') ?? 'auto';
   const maxSteps = params.has('steps') ? Number(params.get('steps')) : undefined;
-  const model = await fetch('/api/model').then((r) => r.json() as Promise<{ model: { name: string } }>);
+  const model = await fetchModel();
   const choice = await chooseBackend(requested, model.model.name);
+  page.error = undefined;
   page.backend = choice.backend;
   page.backendNotes = choice.skipped;
   render();
@@ -72,6 +73,21 @@ async function main(): Promise<void> {
   );
   window.addEventListener('pagehide', () => loop.stop());
   await loop.run();
+}
+
+/** GET /api/model, retried with capped exponential backoff while the PS is unreachable. */
+async function fetchModel(): Promise<{ model: { name: string } }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch('/api/model');
+      if (res.ok) return (await res.json()) as { model: { name: string } };
+      page.error = `GET /api/model answered ${res.status}; retrying`;
+    } catch (err) {
+      page.error = `parameter server unreachable (${(err as Error).message}); retrying`;
+    }
+    render();
+    await new Promise((r) => setTimeout(r, Math.min(10000, 250 * 2 ** attempt) * (0.5 + Math.random())));
+  }
 }
 
 main().catch((err: unknown) => {
