@@ -42,8 +42,8 @@ export const ERRORS = {
   PS_SHUTTING_DOWN: { message: 'The parameter server is shutting down', http: 503, wsClose: 4000, retryable: true },
   PS_BAD_REQUEST: { message: 'Invalid request: {detail}', http: 400, wsClose: 4411, retryable: false },
   // Data.
-  DATA_MISSING: { message: 'Data set {dataset} not found at {path}: {hint}', http: 500, wsClose: 4002, retryable: false },
-  DATA_BAD_IDX: { message: 'IDX file {file} is malformed: {detail}', http: 500, wsClose: 4002, retryable: false },
+  DATA_MISSING: { message: 'Data set {dataset} not found at {path}: {hint}', http: 500, wsClose: 4430, retryable: false },
+  DATA_BAD_IDX: { message: 'IDX file {file} is malformed: {detail}', http: 500, wsClose: 4431, retryable: false },
   DATA_NO_SHARD: { message: 'Shard {shard} does not exist (the data set has {shards} shards)', http: 404, wsClose: 4411, retryable: false },
   // Configuration and models.
   CONFIG_INVALID: { message: 'Option {option}: {detail}', http: 400, wsClose: 4411, retryable: false },

@@ -15,15 +15,18 @@ export class ShardAssignment {
 
   /** Adds a worker; returns every worker whose shards changed (the joiner included). */
   join(worker: number): Set<number> {
+    const before = this.current();
     this.workers.add(worker);
-    return this.rebalance(new Set([worker]));
+    return this.rebalance(before, new Set([worker]));
   }
 
   /** Removes a worker; its shards move to others. Returns the workers whose shards changed. */
   leave(worker: number): Set<number> {
-    if (!this.workers.delete(worker)) return new Set();
+    if (!this.workers.has(worker)) return new Set();
+    const before = this.current();
+    this.workers.delete(worker);
     for (let s = 0; s < this.shardCount; s++) if (this.owner[s] === worker) this.owner[s] = undefined;
-    return this.rebalance(new Set());
+    return this.rebalance(before, new Set());
   }
 
   /** The shards a worker trains on: the ones it owns, or one shared shard if it owns none. */
@@ -41,9 +44,13 @@ export class ShardAssignment {
     return out;
   }
 
-  private rebalance(changed: Set<number>): Set<number> {
+  /** Every worker's shards, taken before a join or leave changes the worker set. */
+  private current(): Map<number, string> {
+    return new Map([...this.workers].map((w) => [w, this.shardsOf(w).join(',')]));
+  }
+
+  private rebalance(before: Map<number, string>, changed: Set<number>): Set<number> {
     if (this.workers.size === 0) return changed;
-    const before = new Map([...this.workers].map((w) => [w, this.shardsOf(w).join(',')]));
     const load = new Map([...this.workers].map((w) => [w, 0]));
     for (const o of this.owner) if (o !== undefined) load.set(o, load.get(o)! + 1);
     const least = () => [...load.entries()].reduce((a, b) => (b[1] < a[1] || (b[1] === a[1] && b[0] < a[0]) ? b : a));
@@ -63,7 +70,9 @@ export class ShardAssignment {
       load.set(hi, hiN - 1);
       load.set(lo, loN + 1);
     }
-    for (const [w, was] of before) if (this.shardsOf(w).join(',') !== was) changed.add(w);
+    // Compare against the shards from before the worker set changed: a shared shard depends on
+    // the worker's rank among the owner-less workers, which a join or leave can shift.
+    for (const w of this.workers) if (this.shardsOf(w).join(',') !== before.get(w)) changed.add(w);
     return changed;
   }
 }
