@@ -17,13 +17,15 @@ import { ShardAssignment } from './ps/assignment.ts';
 import { ParameterServer } from './ps/service.ts';
 import { Sessions } from './ps/sessions.ts';
 import { ParameterStore } from './ps/store.ts';
-import { volatile, type RecoveryStrategy } from './ps/strategy.ts';
+import { getRule } from './ps/rules.ts';
+import type { RecoveryStrategy } from './ps/strategy.ts';
+import { createStrategy } from './strategies/index.ts';
 
 export interface BuildOptions extends Partial<ServerOptions> {
   /** Fastify's logger option. @default false */
   logger?: FastifyServerOptions['logger'];
-  /** Recovery strategy. @default volatile() (no recovery) */
-  strategy?: RecoveryStrategy;
+  /** A ready-made recovery strategy, overriding `strategy` (the name). */
+  strategyInstance?: RecoveryStrategy;
   /** A preloaded data set (tests share one across servers). */
   data?: Dataset;
 }
@@ -47,7 +49,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
   const metrics = createMetrics();
-  const strategy = opts.strategy ?? volatile();
+  const strategy = opts.strategyInstance ?? createStrategy(options.strategy, options);
   const ps = new ParameterServer({
     layout,
     store: new ParameterStore(layout, initWeights(layout, options.seed), { lr: options.lr, momentum: options.momentum }),
@@ -57,6 +59,8 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     metrics,
     log: app.log,
   });
+
+  ps.store.rule = getRule(options.rule);
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     if (err instanceof TabswarmError) return reply.code(err.spec.http).send(err.toJSON());

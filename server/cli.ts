@@ -10,6 +10,8 @@ import { MODEL_NAMES } from '../shared/models.ts';
 import { buildServer } from './app.ts';
 import { chromiumAvailable, launchWorkerTabs, type WorkerTabs } from './browsers.ts';
 import { DATASET_NAMES } from './data.ts';
+import { RULE_NAMES } from './ps/rules.ts';
+import { STRATEGY_NAMES } from './strategies/index.ts';
 
 const HELP = `tabswarm: train a model on volunteer browser tabs
 
@@ -32,6 +34,8 @@ start options:
   --eval-every MS     test-set evaluation period in ms, 0 = off (default 5000)
   --eval-examples N   evaluate on the first N test examples (default 10000)
   --idle-ms MS        drop a worker silent this long and reassign its shards (default 30000)
+  --strategy S        recovery strategy: ${STRATEGY_NAMES().join(' | ')} (default none)
+  --rule R            stale-update rule: ${RULE_NAMES.join(' | ')} (default mean)
   --workers N         headless Chromium worker tabs to launch (default 2; 0 = none)
   --worker-backend B  backend for those tabs: auto | webgpu | webgl | wasm | cpu (default auto)
   --log-level L       fatal | error | warn | info | debug (default info)
@@ -67,6 +71,8 @@ async function start(argv: string[]): Promise<void> {
       'eval-every': { type: 'string' },
       'eval-examples': { type: 'string' },
       'idle-ms': { type: 'string' },
+      strategy: { type: 'string' },
+      rule: { type: 'string' },
       workers: { type: 'string', default: '2' },
       'worker-backend': { type: 'string', default: 'auto' },
       'log-level': { type: 'string', default: 'info' },
@@ -85,6 +91,8 @@ async function start(argv: string[]): Promise<void> {
     evalEveryMs: int('eval-every', values['eval-every']),
     evalExamples: int('eval-examples', values['eval-examples']),
     idleMs: int('idle-ms', values['idle-ms']),
+    strategy: values.strategy,
+    rule: values.rule,
   });
   const address = await app.listen({ port: int('port', values.port)!, host: values.host });
   const url = joinUrl(address, values.host!);

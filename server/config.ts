@@ -5,6 +5,7 @@
 import { TabswarmError } from '../shared/errors.ts';
 import { getModel, type ModelSpec } from '../shared/models.ts';
 import { DATASET_NAMES } from './data.ts';
+import { getRule } from './ps/rules.ts';
 
 export interface ServerOptions {
   /** Model from the registry (shared/models.ts). @default 'fashion-cnn' */
@@ -27,6 +28,10 @@ export interface ServerOptions {
   evalEveryMs: number;
   /** Evaluate on the first N test examples. @default 10000 (the whole test set) */
   evalExamples: number;
+  /** Recovery strategy (server/strategies/index.ts). @default 'none' */
+  strategy: string;
+  /** Stale-update rule: 'sum' | 'mean' | 'staleness' (server/ps/rules.ts). @default 'mean' */
+  rule: string;
   /** Most concurrent workers. @default 1024 */
   maxWorkers: number;
   /** A worker with no socket and no request for this long is dropped and its shards reassigned. @default 30000 */
@@ -42,6 +47,8 @@ export const DEFAULTS: ServerOptions = {
   seed: 1,
   evalEveryMs: 5000,
   evalExamples: 10000,
+  strategy: 'none',
+  rule: 'mean',
   maxWorkers: 1024,
   idleMs: 30000,
 };
@@ -57,6 +64,7 @@ export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions
   const modelSpec = getModel(o.model);
   const bad = (option: string, detail: string) => new TabswarmError('CONFIG_INVALID', { option, detail });
   if (!(DATASET_NAMES as readonly string[]).includes(o.dataset)) throw bad('dataset', `unknown data set '${o.dataset}'; known: ${DATASET_NAMES.join(', ')}`);
+  getRule(o.rule);
   const lr = o.lr ?? modelSpec.defaults.lr;
   const batch = o.batch ?? modelSpec.defaults.batch;
   if (!(lr > 0 && Number.isFinite(lr))) throw bad('lr', `must be a positive number, got ${lr}`);

@@ -29,17 +29,17 @@ export class Sgd {
     this.velocity = new Float32Array(opts.momentum > 0 ? size : 0);
   }
 
-  apply(weights: Float32Array, grad: Float32Array, scale = 1): void {
+  /** @param lr this update's learning rate (a stale-update rule may lower it) @default this.lr */
+  apply(weights: Float32Array, grad: Float32Array, scale = 1, lr = this.lr): void {
     const n = weights.length;
     if (grad.length !== n) throw new RangeError(`Sgd.apply: gradient has ${grad.length} values, weights ${n}`);
     if (this.momentum === 0) {
-      const step = this.lr * scale;
+      const step = lr * scale;
       for (let i = 0; i < n; i++) weights[i]! -= step * grad[i]!;
       return;
     }
     const v = this.velocity;
     const mu = this.momentum;
-    const lr = this.lr;
     for (let i = 0; i < n; i++) {
       const vi = mu * v[i]! + scale * grad[i]!;
       v[i] = vi;

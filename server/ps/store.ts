@@ -5,6 +5,7 @@
  */
 import type { Layout } from '../../shared/layout.ts';
 import { Sgd, type SgdOptions } from './optimizer.ts';
+import { RULES, type StaleRule } from './rules.ts';
 
 /** Per worker: the highest push sequence number applied and the version its ack reported. */
 export interface AppliedMark {
@@ -42,6 +43,8 @@ export class ParameterStore {
   /** Bumped by every restore, so caches keyed by version can tell restored weights apart. */
   generation = 0;
   private readonly applied = new Map<number, AppliedMark>();
+  /** How a (possibly stale, possibly summed) update is applied. @default RULES.mean */
+  rule: StaleRule = RULES.mean;
 
   constructor(layout: Layout, initial: Float32Array, opts: SgdOptions) {
     if (initial.length !== layout.size) throw new RangeError(`ParameterStore: initial weights have ${initial.length} values, layout ${layout.size}`);
@@ -62,7 +65,7 @@ export class ParameterStore {
   /**
    * Applies one update in place, exactly once per (worker, seq): a seq at or below the
    * worker's high-water mark is a duplicate and changes nothing. The gradient is the sum of
-   * `count` gradients; it is applied as their mean.
+   * `count` gradients; the store's stale-update rule (rules.ts) decides its scale and step.
    */
   apply(update: Update): ApplyResult {
     const mark = this.applied.get(update.workerId);
@@ -70,10 +73,12 @@ export class ParameterStore {
       // The same ack as the first time when it is the latest push; otherwise the current version.
       return { applied: false, duplicate: true, version: update.seq === mark.seq ? mark.version : this.versionValue };
     }
-    this.optimizer.apply(this.weights, update.grad, 1 / update.count);
+    const staleness = Math.max(0, this.versionValue - update.baseVersion);
+    const { scale, lr } = this.rule({ count: update.count, staleness, lr: this.optimizer.lr });
+    this.optimizer.apply(this.weights, update.grad, scale, lr);
     this.versionValue += 1;
     this.applied.set(update.workerId, { seq: update.seq, version: this.versionValue });
-    return { applied: true, version: this.versionValue, staleness: Math.max(0, this.versionValue - 1 - update.baseVersion) };
+    return { applied: true, version: this.versionValue, staleness };
   }
 
   /** A deep copy: one copy of each flat array. */

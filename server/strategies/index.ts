@@ -1,0 +1,22 @@
+/**
+ * The recovery strategies a run can choose with `--strategy NAME`. Each is one module that
+ * implements RecoveryStrategy (server/ps/strategy.ts); this table is the only place that
+ * knows them all. A strategy reads its own options from the resolved server options.
+ */
+import { TabswarmError } from '../../shared/errors.ts';
+import type { ResolvedOptions } from '../config.ts';
+import { volatile, type RecoveryStrategy } from '../ps/strategy.ts';
+
+export type StrategyFactory = (options: ResolvedOptions) => RecoveryStrategy;
+
+const STRATEGIES: Record<string, StrategyFactory> = {
+  none: () => volatile(),
+};
+
+export const STRATEGY_NAMES = (): string[] => Object.keys(STRATEGIES);
+
+export function createStrategy(name: string, options: ResolvedOptions): RecoveryStrategy {
+  const factory = STRATEGIES[name];
+  if (!factory) throw new TabswarmError('CONFIG_INVALID', { option: '--strategy', detail: `unknown strategy '${name}'; known: ${STRATEGY_NAMES().join(', ')}` });
+  return factory(options);
+}
