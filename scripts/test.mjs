@@ -2,7 +2,7 @@
 // tsx), one file at a time: the cross-process suites start servers and browsers, and this is a
 // 2-core machine. Extra arguments are passed through (e.g. a file list, or --test-name-pattern).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 function find(dir) {
@@ -16,8 +16,11 @@ function find(dir) {
 }
 
 const args = process.argv.slice(2);
-const files = args.filter((a) => a.endsWith('.ts'));
-const flags = args.filter((a) => !a.endsWith('.ts'));
-const targets = files.length > 0 ? files : ['shared', 'server', 'client', 'test'].flatMap(find).sort();
+// Arguments that name files or folders select tests; the rest are flags for the runner.
+const paths = args.filter((a) => !a.startsWith('-') && existsSync(a));
+const flags = args.filter((a) => !paths.includes(a));
+const targets = (paths.length > 0 ? paths : ['shared', 'server', 'client', 'test'])
+  .flatMap((p) => (statSync(p).isDirectory() ? find(p) : [p]))
+  .sort();
 const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...flags, ...targets], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
