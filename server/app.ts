@@ -16,6 +16,7 @@ import { wsPlugin } from './plugins/ws.ts';
 import { ShardAssignment } from './ps/assignment.ts';
 import { ParameterServer } from './ps/service.ts';
 import { Sessions } from './ps/sessions.ts';
+import { Signer } from './ps/signer.ts';
 import { ParameterStore } from './ps/store.ts';
 import { getRule } from './ps/rules.ts';
 import type { RecoveryStrategy } from './ps/strategy.ts';
@@ -49,6 +50,10 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
   const metrics = createMetrics();
+  const signer = new Signer(options.secret ?? process.env.TABSWARM_SECRET);
+  if (signer.ephemeral) {
+    app.log.warn('no --secret or TABSWARM_SECRET: tags on worker ids and weight copies die with this process, so a restarted PS cannot trust them');
+  }
   const strategy = opts.strategyInstance ?? createStrategy(options.strategy, options);
   const ps = new ParameterServer({
     layout,
@@ -58,6 +63,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     assignment: new ShardAssignment(shards.count),
     metrics,
     log: app.log,
+    signer,
   });
 
   ps.store.rule = getRule(options.rule);
@@ -76,7 +82,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     return reply.code(500).send({ code: 'INTERNAL', message: 'internal error; see the server log', retryable: true });
   });
 
-  await strategy.start({ store: ps.store, log: app.log });
+  await strategy.start({ store: ps.store, log: app.log, signer });
   await app.register(apiPlugin, { ps, shards, options });
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });

@@ -35,6 +35,9 @@ start options:
   --eval-examples N   evaluate on the first N test examples (default 10000)
   --idle-ms MS        drop a worker silent this long and reassign its shards (default 30000)
   --strategy S        recovery strategy: ${STRATEGY_NAMES().join(' | ')} (default none)
+  --secret S          HMAC secret shared by all PS processes of a deployment (default: env
+                      TABSWARM_SECRET, else random: then nothing workers hold survives a restart)
+  --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 3000)
   --rule R            stale-update rule: ${RULE_NAMES.join(' | ')} (default mean)
   --workers N         headless Chromium worker tabs to launch (default 2; 0 = none)
   --worker-backend B  backend for those tabs: auto | webgpu | webgl | wasm | cpu (default auto)
@@ -73,6 +76,8 @@ async function start(argv: string[]): Promise<void> {
       'idle-ms': { type: 'string' },
       strategy: { type: 'string' },
       rule: { type: 'string' },
+      secret: { type: 'string' },
+      'adopt-window-ms': { type: 'string' },
       workers: { type: 'string', default: '2' },
       'worker-backend': { type: 'string', default: 'auto' },
       'log-level': { type: 'string', default: 'info' },
@@ -93,6 +98,8 @@ async function start(argv: string[]): Promise<void> {
     idleMs: int('idle-ms', values['idle-ms']),
     strategy: values.strategy,
     rule: values.rule,
+    secret: values.secret,
+    adoptWindowMs: int('adopt-window-ms', values['adopt-window-ms']),
   });
   const address = await app.listen({ port: int('port', values.port)!, host: values.host });
   const url = joinUrl(address, values.host!);

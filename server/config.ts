@@ -32,6 +32,14 @@ export interface ServerOptions {
   strategy: string;
   /** Stale-update rule: 'sum' | 'mean' | 'staleness' (server/ps/rules.ts). @default 'mean' */
   rule: string;
+  /**
+   * Secret for the HMAC tags on worker ids and weight copies, shared by every PS process of a
+   * deployment so a restarted PS trusts what its predecessor issued. @default TABSWARM_SECRET,
+   * else random per process (then nothing survives a restart: the log warns)
+   */
+  secret?: string;
+  /** Stateless strategy: after the first worker connects, wait this long for copies of the weights before adopting the best. @default 3000 */
+  adoptWindowMs: number;
   /** Most concurrent workers. @default 1024 */
   maxWorkers: number;
   /** A worker with no socket and no request for this long is dropped and its shards reassigned. @default 30000 */
@@ -49,6 +57,7 @@ export const DEFAULTS: ServerOptions = {
   evalExamples: 10000,
   strategy: 'none',
   rule: 'mean',
+  adoptWindowMs: 3000,
   maxWorkers: 1024,
   idleMs: 30000,
 };
@@ -65,13 +74,14 @@ export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions
   const bad = (option: string, detail: string) => new TabswarmError('CONFIG_INVALID', { option, detail });
   if (!(DATASET_NAMES as readonly string[]).includes(o.dataset)) throw bad('dataset', `unknown data set '${o.dataset}'; known: ${DATASET_NAMES.join(', ')}`);
   getRule(o.rule);
+  if (o.secret !== undefined && o.secret.length < 16) throw bad('secret', 'must be at least 16 characters');
   const lr = o.lr ?? modelSpec.defaults.lr;
   const batch = o.batch ?? modelSpec.defaults.batch;
   if (!(lr > 0 && Number.isFinite(lr))) throw bad('lr', `must be a positive number, got ${lr}`);
   if (!(o.momentum >= 0 && o.momentum < 1)) throw bad('momentum', `must be in [0, 1), got ${o.momentum}`);
   const ints: [string, number, number][] = [
     ['batch', batch, 1], ['shards', o.shards, 1], ['pullEvery', o.pullEvery, 1], ['seed', o.seed, 0],
-    ['evalEveryMs', o.evalEveryMs, 0], ['evalExamples', o.evalExamples, 1], ['maxWorkers', o.maxWorkers, 1], ['idleMs', o.idleMs, 100],
+    ['evalEveryMs', o.evalEveryMs, 0], ['evalExamples', o.evalExamples, 1], ['maxWorkers', o.maxWorkers, 1], ['idleMs', o.idleMs, 100], ['adoptWindowMs', o.adoptWindowMs, 0],
   ];
   for (const [name, value, min] of ints) if (!Number.isInteger(value) || value < min) throw bad(name, `must be an integer >= ${min}, got ${value}`);
   return { ...o, lr, batch, modelSpec };

@@ -16,6 +16,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     updatesApplied: new Counter({ name: 'tabswarm_updates_applied_total', help: 'Gradient pushes applied to the weights', registers: [registry] }),
+    flushes: new Counter({ name: 'tabswarm_flushes_applied_total', help: 'Flushes of gradients buffered during an outage, applied', registers: [registry] }),
     duplicates: new Counter({ name: 'tabswarm_updates_duplicate_total', help: 'Pushes recognised as already applied and acknowledged again', registers: [registry] }),
     gradientBytes: new Counter({ name: 'tabswarm_gradient_bytes_total', help: 'Bytes of gradient frames received', registers: [registry] }),
     pulls: new Counter({ name: 'tabswarm_pulls_total', help: 'Weight pulls served', registers: [registry] }),

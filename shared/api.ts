@@ -5,12 +5,18 @@
 export interface JoinRequest {
   /** Free text, shown in the status; truncated to 200 characters. */
   userAgent?: string;
+  /** Rejoin under an id a PS of this deployment issued (keeps exactly-once across restarts). */
+  resume?: { workerId: number; idTag: string };
 }
 
 export interface JoinResponse {
   workerId: number;
+  /** Proof of the id, to present in `resume` after a PS restart. */
+  idTag: string;
   token: string;
   model: string;
+  /** The PS's learning rate (workers in `local` buffer mode apply it to their own copy). */
+  lr: number;
   layoutHash: number;
   layoutSize: number;
   batch: number;
@@ -26,6 +32,12 @@ export interface JoinResponse {
 
 export interface ReportRequest {
   backend?: string;
+  /** Gradients buffered and not yet flushed. */
+  buffered?: number;
+  /** When buffering began (ms since the epoch), 0 when not buffering. */
+  bufferedSince?: number;
+  /** The last flush: gradients, the ack's version, whether it was a duplicate, when. */
+  lastFlush?: { count: number; version: number; duplicate: boolean; at: number };
   examplesPerSec?: number;
   steps?: number;
   numTensors?: number;
@@ -38,7 +50,10 @@ export interface ReportResponse {
 }
 
 /** WebSocket text messages from the PS (control only; data travels in binary frames). */
-export type ControlMessage = { type: 'assign'; shards: number[] };
+export type ControlMessage =
+  | { type: 'assign'; shards: number[] }
+  /** Sent on connect: the PS's version and whether it wants the worker's copy of the weights. */
+  | { type: 'hello'; version: number; wantsWeights: boolean };
 
 export function shardPath(dataKey: string, index: number): string {
   return `/api/shards/${encodeURIComponent(dataKey)}/${index}`;

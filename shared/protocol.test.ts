@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TabswarmError, type ErrorCode } from './errors.ts';
 import {
+  Flag,
   HEADER_BYTES,
   MAGIC,
   MsgType,
@@ -9,10 +10,12 @@ import {
   decodeFrame,
   encodeFrame,
   firstNonFinite,
+  retypeFrame,
   typeName,
   writeHeader,
   type DecodeOptions,
   type FrameHeader,
+  type WeightsMeta,
 } from './protocol.ts';
 
 // A hash with the top bit set, to catch signed/unsigned mix-ups.
@@ -44,6 +47,13 @@ function rejects(fn: () => unknown, code: ErrorCode): TabswarmError {
   return caught;
 }
 
+const META: WeightsMeta = { tag: new Uint8Array(32).map((_, i) => i * 7), record: [{ workerId: 1, seq: 2, version: 3 }, { workerId: 0xffffffff, seq: 9, version: 10 }] };
+
+/** encodeFrame, adding a meta block for the types that need one. */
+function enc(h: FrameHeader, payload?: Float32Array): Uint8Array {
+  return encodeFrame(h, payload, h.type === MsgType.WEIGHTS || h.type === MsgType.OFFER ? META : undefined);
+}
+
 function pushFrame(payload: Float32Array = TRICKY, over: Partial<FrameHeader> = {}): Uint8Array {
   return encodeFrame(header(MsgType.PUSH, over), payload);
 }
@@ -54,7 +64,8 @@ describe('encodeFrame / decodeFrame round trips', () => {
     const bytes = encodeFrame(h);
     assert.equal(bytes.byteLength, HEADER_BYTES);
     const f = decodeFrame(bytes, OPTS);
-    assert.deepEqual({ ...f, payload: undefined }, { ...h, payload: undefined });
+    const { payload: _p, payloadBytes: _b, ...fields } = f;
+    assert.deepEqual(fields, { ...h, flags: 0 });
     assert.equal(f.payload.length, 0);
   });
 
@@ -76,8 +87,10 @@ describe('encodeFrame / decodeFrame round trips', () => {
   test('WEIGHTS: payload bitwise equal, count 0 is fine', () => {
     const weights = new Float32Array(SIZE).map((_, i) => Math.fround(Math.sin(i + 1) * 1e3));
     const h = header(MsgType.WEIGHTS, { count: 0, workerId: 0, seq: 0, modelVersion: 42 });
-    const f = decodeFrame(encodeFrame(h, weights), OPTS);
+    const f = decodeFrame(enc(h, weights), OPTS);
     assert.equal(f.type, MsgType.WEIGHTS);
+    assert.deepEqual(f.meta, META, 'tag and record survive');
+    assert.deepEqual([...f.payloadBytes], [...new Uint8Array(weights.buffer)], 'payloadBytes are the payload');
     assert.equal(f.modelVersion, 42);
     assert.equal(f.count, 0);
     assert.deepEqual(bits(f.payload), bits(weights));
@@ -186,7 +199,7 @@ describe('decodeFrame rejections', () => {
   });
 
   test('PROTO_UNKNOWN_TYPE, including the reserved PS -> PS range', () => {
-    for (const t of [0x00, 0x03, 0x1f, 0x20, 0x23, 0x40, 0x5f, 0xff]) {
+    for (const t of [0x00, 0x04, 0x1f, 0x20, 0x23, 0x40, 0x5f, 0xff]) {
       const bytes = encodeFrame(header(MsgType.PULL));
       bytes[5] = t;
       const e = rejects(() => decodeFrame(bytes, OPTS), 'PROTO_UNKNOWN_TYPE');
@@ -217,7 +230,7 @@ describe('decodeFrame rejections', () => {
     }
     // A PUSH/WEIGHTS with fewer values than the layout.
     for (const type of [MsgType.PUSH, MsgType.WEIGHTS]) {
-      const e = rejects(() => decodeFrame(encodeFrame(header(type), new Float32Array(SIZE - 1)), OPTS), 'PROTO_BAD_LENGTH');
+      const e = rejects(() => decodeFrame(enc(header(type), new Float32Array(SIZE - 1)), OPTS), 'PROTO_BAD_LENGTH');
       assert.equal(e.details.got, SIZE - 1);
       assert.equal(e.details.want, SIZE);
     }
@@ -255,7 +268,7 @@ describe('decodeFrame rejections', () => {
         for (const type of [MsgType.PUSH, MsgType.WEIGHTS]) {
           const payload = Float32Array.from(TRICKY);
           payload[index] = bad;
-          const e = rejects(() => decodeFrame(encodeFrame(header(type), payload), OPTS), 'PROTO_NON_FINITE');
+          const e = rejects(() => decodeFrame(enc(header(type), payload), OPTS), 'PROTO_NON_FINITE');
           assert.equal(e.details.index, index, `${bad} at ${index}`);
           assert.equal(e.details.value, String(bad));
         }
@@ -309,5 +322,53 @@ describe('firstNonFinite', () => {
     assert.equal(firstNonFinite(two), 2);
     // float32 overflow: a finite double that rounds to Infinity in float32.
     assert.equal(firstNonFinite(new Float32Array([0, 1e39])), 1);
+  });
+});
+
+describe('meta block of WEIGHTS and OFFER frames', () => {
+  test('OFFER round trip: tag, record and payload survive; flags too', () => {
+    const h = header(MsgType.OFFER, { count: 0, flags: 0 });
+    const f = decodeFrame(enc(h, TRICKY), OPTS);
+    assert.equal(f.type, MsgType.OFFER);
+    assert.deepEqual(f.meta, META);
+    assert.deepEqual(bits(f.payload), bits(TRICKY));
+    const ack = decodeFrame(encodeFrame(header(MsgType.ACK, { flags: Flag.DUPLICATE | Flag.ADOPTED })), OPTS);
+    assert.equal(ack.flags, Flag.DUPLICATE | Flag.ADOPTED);
+  });
+
+  test('retypeFrame turns received WEIGHTS into an OFFER from a given worker, bytes otherwise equal', () => {
+    const weights = enc(header(MsgType.WEIGHTS, { workerId: 0 }), TRICKY);
+    const offer = retypeFrame(weights, MsgType.OFFER, 1234);
+    const f = decodeFrame(offer, OPTS);
+    assert.equal(f.type, MsgType.OFFER);
+    assert.equal(f.workerId, 1234);
+    assert.deepEqual([...offer.subarray(24)], [...weights.subarray(24)]);
+    assert.equal(decodeFrame(weights, OPTS).type, MsgType.WEIGHTS, 'the original is untouched');
+  });
+
+  test('encodeFrame refuses WEIGHTS without meta and PUSH with meta', () => {
+    assert.throws(() => encodeFrame(header(MsgType.WEIGHTS), TRICKY), /needs a meta block/);
+    assert.throws(() => encodeFrame(header(MsgType.PUSH), TRICKY, META), /has no meta block/);
+  });
+
+  test('PROTO_BAD_META: inconsistent length, too many entries, block past the end', () => {
+    const good = enc(header(MsgType.WEIGHTS), TRICKY);
+    const wrongLength = good.slice();
+    new DataView(wrongLength.buffer).setUint32(HEADER_BYTES, 40, true);
+    rejects(() => decodeFrame(wrongLength, OPTS), 'PROTO_BAD_META');
+    const tooMany = good.slice();
+    new DataView(tooMany.buffer).setUint32(HEADER_BYTES + 4 + 32, 5, true);
+    rejects(() => decodeFrame(tooMany, { ...OPTS, maxRecordEntries: 4 }), 'PROTO_BAD_META');
+    const huge = good.slice();
+    const view = new DataView(huge.buffer);
+    view.setUint32(HEADER_BYTES + 4 + 32, 1000, true);
+    view.setUint32(HEADER_BYTES, 32 + 4 + 12 * 1000, true);
+    rejects(() => decodeFrame(huge, OPTS), 'PROTO_BAD_META');
+    rejects(() => decodeFrame(good.subarray(0, HEADER_BYTES + 20), OPTS), 'PROTO_BAD_META');
+  });
+
+  test('a WEIGHTS frame with its payload cut is PROTO_BAD_LENGTH, not a shorter model', () => {
+    const good = enc(header(MsgType.WEIGHTS), TRICKY);
+    rejects(() => decodeFrame(good.subarray(0, good.byteLength - 4), OPTS), 'PROTO_BAD_LENGTH');
   });
 });

@@ -7,7 +7,7 @@
  *   4      1    version        PROTOCOL_VERSION
  *   5      1    type           MsgType
  *   6      1    dtype          Dtype (0 = float32)
- *   7      1    flags          reserved, 0
+ *   7      1    flags          Flag bits (ACK: DUPLICATE, ADOPTED); 0 otherwise
  *   8      4    layoutHash     hash of the model layout (layout.ts)
  *   12     4    modelVersion   PS model version the frame refers to
  *   16     4    workerId       id the server issued at join
@@ -15,6 +15,15 @@
  *   24     4    count          number of gradients summed in the payload (>= 1 for pushes)
  *   28     4    payloadLength  number of payload values
  *   32     4*n  payload        little-endian float32
+ *
+ * WEIGHTS and OFFER frames carry a meta block between header and payload: the tag the PS
+ * issued with these weights and the applied-push record they contain (see server/ps/signer.ts):
+ *
+ *   32     4    metaBytes      bytes of meta that follow (36 + 12 * k)
+ *   36     32   tag            HMAC-SHA256 over layout hash, version, record, SHA-256(weights)
+ *   68     4    k              record entries
+ *   72     12*k record         (workerId u32, seq u32, version u32) per worker
+ *   36+metaBytes 4*n payload
  */
 import { TabswarmError } from './errors.ts';
 
@@ -31,11 +40,19 @@ export const HEADER_BYTES = 32;
 export const MsgType = {
   /** Worker asks for the current weights. No payload. */
   PULL: 0x01,
-  /** Worker pushes a gradient (sum of `count` gradients) computed against `modelVersion`. */
+  /**
+   * Worker pushes a gradient (sum of `count` gradients) computed against `modelVersion`.
+   * A flush of gradients buffered during an outage is a PUSH with count > 1.
+   */
   PUSH: 0x02,
-  /** PS sends the weights at `modelVersion`. Payload: the flat weights. */
+  /** Worker offers its tagged copy of the weights to a PS that has none (stateless recovery). Meta + payload. */
+  OFFER: 0x03,
+  /** PS sends the weights at `modelVersion`, tagged. Meta + payload: the flat weights. */
   WEIGHTS: 0x21,
-  /** PS acknowledges push `seq`: applied, model now at `modelVersion`. No payload. */
+  /**
+   * PS acknowledges push `seq`: applied, model now at `modelVersion` (flag DUPLICATE: it was
+   * applied before and is not applied again). Also answers an OFFER (flag ADOPTED if taken).
+   */
   ACK: 0x22,
 } as const;
 export type MsgType = (typeof MsgType)[keyof typeof MsgType];
@@ -45,9 +62,31 @@ const TYPE_NAMES = new Map<number, string>(Object.entries(MsgType).map(([k, v]) 
 const PAYLOAD: Record<MsgType, 'none' | 'layout'> = {
   [MsgType.PULL]: 'none',
   [MsgType.PUSH]: 'layout',
+  [MsgType.OFFER]: 'layout',
   [MsgType.WEIGHTS]: 'layout',
   [MsgType.ACK]: 'none',
 };
+/** Types that carry a meta block (tag + applied-push record) before the payload. */
+const HAS_META = new Set<number>([MsgType.OFFER, MsgType.WEIGHTS]);
+
+/** ACK: DUPLICATE (applied before, not again), ADOPTED (offer taken). PUSH: FLUSH (gradients buffered during an outage). */
+export const Flag = { DUPLICATE: 0x01, ADOPTED: 0x02, FLUSH: 0x04 } as const;
+
+export const TAG_BYTES = 32;
+/** Most record entries a meta block may carry (one per worker that ever pushed). */
+export const MAX_RECORD_ENTRIES = 1 << 16;
+
+/** One worker's highest applied push, as carried with the weights. */
+export interface AppliedRecordEntry {
+  readonly workerId: number;
+  readonly seq: number;
+  readonly version: number;
+}
+
+export interface WeightsMeta {
+  readonly tag: Uint8Array;
+  readonly record: readonly AppliedRecordEntry[];
+}
 
 export const Dtype = { FLOAT32: 0 } as const;
 export type Dtype = (typeof Dtype)[keyof typeof Dtype];
@@ -59,36 +98,77 @@ export interface FrameHeader {
   readonly workerId: number;
   readonly seq: number;
   readonly count: number;
+  /** @default 0 */
+  readonly flags?: number;
 }
 
 export interface Frame extends FrameHeader {
+  readonly flags: number;
   /** A view on the frame's bytes when they are 4-byte aligned, else a copy. */
   readonly payload: Float32Array;
+  /** WEIGHTS and OFFER only. */
+  readonly meta?: WeightsMeta;
+  /** The payload's little-endian bytes, a view on the frame (what a weights tag covers). */
+  readonly payloadBytes: Uint8Array;
 }
 
 export interface DecodeOptions {
   /** The layout the frame must match. */
   readonly layoutHash: number;
   readonly layoutSize: number;
-  /** Largest frame accepted, in bytes. @default HEADER_BYTES + 4 * layoutSize */
+  /** Largest frame without a meta block, in bytes. @default HEADER_BYTES + 4 * layoutSize */
   readonly maxBytes?: number;
+  /** Most record entries in a meta block. @default MAX_RECORD_ENTRIES */
+  readonly maxRecordEntries?: number;
+}
+
+export function metaBytes(record: readonly unknown[]): number {
+  return TAG_BYTES + 4 + 12 * record.length;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** Encodes a frame into a fresh buffer. The payload is copied once. */
-export function encodeFrame(header: FrameHeader, payload?: Float32Array): Uint8Array {
+/** Encodes a frame into a fresh buffer. The payload is copied once. WEIGHTS and OFFER need `meta`. */
+export function encodeFrame(header: FrameHeader, payload?: Float32Array, meta?: WeightsMeta): Uint8Array {
   const n = payload?.length ?? 0;
-  const bytes = new Uint8Array(HEADER_BYTES + 4 * n);
+  if (HAS_META.has(header.type) !== (meta !== undefined)) throw new TypeError(`encodeFrame: a ${typeName(header.type)} frame ${meta ? 'has no' : 'needs a'} meta block`);
+  const metaLength = meta ? 4 + metaBytes(meta.record) : 0;
+  const start = HEADER_BYTES + metaLength;
+  const bytes = new Uint8Array(start + 4 * n);
   writeHeader(bytes, header, n);
+  if (meta) writeMeta(bytes, meta);
   if (payload && n > 0) {
-    if (LITTLE_ENDIAN) new Float32Array(bytes.buffer, HEADER_BYTES, n).set(payload);
+    if (LITTLE_ENDIAN) new Float32Array(bytes.buffer, start, n).set(payload);
     else {
       const view = new DataView(bytes.buffer);
-      for (let i = 0; i < n; i++) view.setFloat32(HEADER_BYTES + 4 * i, payload[i]!, true);
+      for (let i = 0; i < n; i++) view.setFloat32(start + 4 * i, payload[i]!, true);
     }
   }
   return bytes;
+}
+
+function writeMeta(bytes: Uint8Array, meta: WeightsMeta): void {
+  if (meta.tag.length !== TAG_BYTES) throw new TypeError(`encodeFrame: tag must be ${TAG_BYTES} bytes, got ${meta.tag.length}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  view.setUint32(HEADER_BYTES, metaBytes(meta.record), true);
+  bytes.set(meta.tag, HEADER_BYTES + 4);
+  view.setUint32(HEADER_BYTES + 4 + TAG_BYTES, meta.record.length, true);
+  let o = HEADER_BYTES + 8 + TAG_BYTES;
+  for (const r of meta.record) {
+    view.setUint32(o, r.workerId >>> 0, true);
+    view.setUint32(o + 4, r.seq >>> 0, true);
+    view.setUint32(o + 8, r.version >>> 0, true);
+    o += 12;
+  }
+}
+
+/** A copy of a frame with another type and worker id (a worker offers the WEIGHTS it was sent). */
+export function retypeFrame(bytes: Uint8Array, type: MsgType, workerId: number): Uint8Array {
+  const copy = bytes.slice();
+  const view = new DataView(copy.buffer);
+  view.setUint8(5, type);
+  view.setUint32(16, workerId >>> 0, true);
+  return copy;
 }
 
 /** Writes a header into the first HEADER_BYTES of `bytes` (used by encoders that fill the payload in place). */
@@ -98,7 +178,7 @@ export function writeHeader(bytes: Uint8Array, h: FrameHeader, payloadLength: nu
   view.setUint8(4, PROTOCOL_VERSION);
   view.setUint8(5, h.type);
   view.setUint8(6, Dtype.FLOAT32);
-  view.setUint8(7, 0);
+  view.setUint8(7, h.flags ?? 0);
   view.setUint32(8, h.layoutHash >>> 0, true);
   view.setUint32(12, h.modelVersion >>> 0, true);
   view.setUint32(16, h.workerId >>> 0, true);
@@ -113,9 +193,13 @@ export function writeHeader(bytes: Uint8Array, h: FrameHeader, payloadLength: nu
  */
 export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
   const maxBytes = opts.maxBytes ?? HEADER_BYTES + 4 * opts.layoutSize;
-  if (bytes.byteLength > maxBytes) throw new TabswarmError('PROTO_OVERSIZE', { bytes: bytes.byteLength, limit: maxBytes });
+  const maxEntries = opts.maxRecordEntries ?? MAX_RECORD_ENTRIES;
+  const hardLimit = maxBytes + 4 + TAG_BYTES + 4 + 12 * maxEntries;
+  if (bytes.byteLength > hardLimit) throw new TabswarmError('PROTO_OVERSIZE', { bytes: bytes.byteLength, limit: hardLimit });
   if (bytes.byteLength < HEADER_BYTES) throw new TabswarmError('PROTO_TOO_SHORT', { bytes: bytes.byteLength, header: HEADER_BYTES });
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Frames without a meta block are never larger than a header plus one full payload.
+  if (!HAS_META.has(view.getUint8(5)) && bytes.byteLength > maxBytes) throw new TabswarmError('PROTO_OVERSIZE', { bytes: bytes.byteLength, limit: maxBytes });
   const magic = view.getUint32(0, true);
   if (magic !== MAGIC) throw new TabswarmError('PROTO_BAD_MAGIC', { got: magic.toString(16), want: MAGIC.toString(16) });
   const version = view.getUint8(4);
@@ -123,36 +207,59 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
   const type = view.getUint8(5);
   const rule = PAYLOAD[type as MsgType];
   if (rule === undefined) throw new TabswarmError('PROTO_UNKNOWN_TYPE', { type: type.toString(16).padStart(2, '0') });
+  const hasMeta = HAS_META.has(type);
   const dtype = view.getUint8(6);
   if (dtype !== Dtype.FLOAT32) throw new TabswarmError('PROTO_BAD_DTYPE', { dtype });
   const layoutHash = view.getUint32(8, true);
   if (layoutHash !== opts.layoutHash) throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: layoutHash, want: opts.layoutHash });
   const payloadLength = view.getUint32(28, true);
   const want = rule === 'layout' ? opts.layoutSize : 0;
-  const typeName = TYPE_NAMES.get(type) ?? String(type);
-  if (payloadLength !== want) throw new TabswarmError('PROTO_BAD_LENGTH', { got: payloadLength, want, type: typeName });
-  if (bytes.byteLength !== HEADER_BYTES + 4 * payloadLength) {
-    throw new TabswarmError('PROTO_BAD_LENGTH', { got: (bytes.byteLength - HEADER_BYTES) / 4, want, type: typeName });
+  const typeLabel = TYPE_NAMES.get(type) ?? String(type);
+  if (payloadLength !== want) throw new TabswarmError('PROTO_BAD_LENGTH', { got: payloadLength, want, type: typeLabel });
+  const meta = hasMeta ? readMeta(bytes, view, maxEntries) : undefined;
+  const start = HEADER_BYTES + (meta ? 4 + metaBytes(meta.record) : 0);
+  if (bytes.byteLength !== start + 4 * payloadLength) {
+    throw new TabswarmError('PROTO_BAD_LENGTH', { got: (bytes.byteLength - start) / 4, want, type: typeLabel });
   }
   const count = view.getUint32(24, true);
   if (type === MsgType.PUSH && count < 1) throw new TabswarmError('PROTO_BAD_COUNT', { count });
-  const payload = readPayload(bytes, payloadLength);
+  const payload = readPayload(bytes, start, payloadLength);
   const bad = firstNonFinite(payload);
   if (bad >= 0) throw new TabswarmError('PROTO_NON_FINITE', { index: bad, value: String(payload[bad]) });
   return {
     type: type as MsgType,
+    flags: view.getUint8(7),
     layoutHash,
     modelVersion: view.getUint32(12, true),
     workerId: view.getUint32(16, true),
     seq: view.getUint32(20, true),
     count,
     payload,
+    payloadBytes: bytes.subarray(start, start + 4 * payloadLength),
+    ...(meta ? { meta } : {}),
   };
 }
 
-function readPayload(bytes: Uint8Array, n: number): Float32Array {
+function readMeta(bytes: Uint8Array, view: DataView, maxEntries: number): WeightsMeta {
+  const bad = (detail: string) => new TabswarmError('PROTO_BAD_META', { detail });
+  if (bytes.byteLength < HEADER_BYTES + 8 + TAG_BYTES) throw bad(`frame of ${bytes.byteLength} bytes has no room for a meta block`);
+  const length = view.getUint32(HEADER_BYTES, true);
+  const entries = view.getUint32(HEADER_BYTES + 4 + TAG_BYTES, true);
+  if (entries > maxEntries) throw bad(`${entries} record entries exceed the limit of ${maxEntries}`);
+  if (length !== TAG_BYTES + 4 + 12 * entries) throw bad(`meta length ${length} does not fit ${entries} record entries`);
+  if (bytes.byteLength < HEADER_BYTES + 4 + length) throw bad(`meta block of ${length} bytes runs past the end of the frame`);
+  const tag = bytes.slice(HEADER_BYTES + 4, HEADER_BYTES + 4 + TAG_BYTES);
+  const record: AppliedRecordEntry[] = [];
+  let o = HEADER_BYTES + 8 + TAG_BYTES;
+  for (let i = 0; i < entries; i++, o += 12) {
+    record.push({ workerId: view.getUint32(o, true), seq: view.getUint32(o + 4, true), version: view.getUint32(o + 8, true) });
+  }
+  return { tag, record };
+}
+
+function readPayload(bytes: Uint8Array, offset: number, n: number): Float32Array {
   if (n === 0) return new Float32Array(0);
-  const start = bytes.byteOffset + HEADER_BYTES;
+  const start = bytes.byteOffset + offset;
   // A Float32Array view needs 4-byte alignment (and a little-endian host); otherwise copy.
   if (LITTLE_ENDIAN && start % 4 === 0) return new Float32Array(bytes.buffer, start, n);
   const out = new Float32Array(n);

@@ -3,8 +3,9 @@
  * HTTP transport for workers that do not want a WebSocket (GET weights, POST a gradient).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { JoinResponse, ReportRequest, ReportResponse } from '../../shared/api.ts';
+import type { JoinRequest, JoinResponse, ReportRequest, ReportResponse } from '../../shared/api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
+import { MAX_RECORD_ENTRIES } from '../../shared/protocol.ts';
 import type { ResolvedOptions } from '../config.ts';
 import type { Shards } from '../data.ts';
 import type { ParameterServer } from '../ps/service.ts';
@@ -17,6 +18,8 @@ export interface ApiOptions {
 }
 
 const OCTETS = 'application/octet-stream';
+/** Room for the meta block (tag + applied record) of a weights frame. */
+export const META_ALLOWANCE = 64 + 12 * MAX_RECORD_ENTRIES;
 
 export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: ApiOptions): Promise<void> {
   const dataKey = `${options.dataset}.${shards.count}.${options.seed}`;
@@ -25,7 +28,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
 
   // Gradient bodies: accept up to twice a full frame so the decoder, not the body parser,
   // reports an oversize frame with its catalogue code; larger bodies are cut off by Fastify.
-  app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: 2 * ps.maxFrameBytes }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(OCTETS, { parseAs: 'buffer', bodyLimit: 2 * ps.maxFrameBytes + META_ALLOWANCE }, (_req, body, done) => done(null, body));
 
   const authenticate = (request: FastifyRequest): WorkerSession => {
     const header = request.headers.authorization;
@@ -39,14 +42,37 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
   };
 
   app.post('/api/join', {
-    schema: { body: { type: 'object', nullable: true, properties: { userAgent: { type: 'string', maxLength: 1000 } }, additionalProperties: false } },
+    schema: {
+      body: {
+        type: 'object',
+        nullable: true,
+        additionalProperties: false,
+        properties: {
+          userAgent: { type: 'string', maxLength: 1000 },
+          resume: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['workerId', 'idTag'],
+            properties: { workerId: { type: 'integer', minimum: 1, maximum: 0xffffffff }, idTag: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+          },
+        },
+      },
+    },
   }, async (request): Promise<JoinResponse> => {
-    const body = (request.body ?? {}) as { userAgent?: string };
-    const session = ps.join(body.userAgent ?? String(request.headers['user-agent'] ?? ''));
+    const body = (request.body ?? {}) as JoinRequest;
+    let session;
+    try {
+      session = ps.join(body.userAgent ?? String(request.headers['user-agent'] ?? ''), body.resume);
+    } catch (err) {
+      if (err instanceof TabswarmError) ps.rejected(err, 'http');
+      throw err;
+    }
     return {
       workerId: session.id,
+      idTag: ps.signer.idTag(session.id),
       token: session.token,
       model: options.model,
+      lr: ps.store.optimizer.lr,
       layoutHash: ps.layout.hash,
       layoutSize: ps.layout.size,
       batch: options.batch,
@@ -77,6 +103,14 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
           numTensors: { type: 'integer', minimum: 0 },
           loss: { type: 'number' },
           state: { type: 'string', maxLength: 32 },
+          buffered: { type: 'integer', minimum: 0 },
+          bufferedSince: { type: 'number', minimum: 0 },
+          lastFlush: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['count', 'version', 'duplicate', 'at'],
+            properties: { count: { type: 'integer', minimum: 0 }, version: { type: 'integer', minimum: 0 }, duplicate: { type: 'boolean' }, at: { type: 'number' } },
+          },
         },
       },
     },
@@ -109,10 +143,13 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
     return reply.type(OCTETS).send(Buffer.from(ack.buffer, ack.byteOffset, ack.byteLength));
   });
 
+  app.get('/api/flushes', async () => ({ flushes: ps.flushLog }));
+
   app.get('/api/model', async () => ({
     model: options.modelSpec,
     layout: { hash: ps.layout.hash, size: ps.layout.size, entries: ps.layout.entries },
-    hyperparameters: { lr: ps.store.optimizer.lr, momentum: ps.store.optimizer.momentum, batch: options.batch, pullEvery: options.pullEvery },
+    hyperparameters: { lr: ps.store.optimizer.lr, momentum: ps.store.optimizer.momentum, batch: options.batch, pullEvery: options.pullEvery, rule: options.rule },
+    strategy: options.strategy,
     dataset: options.dataset,
     shards: shards.count,
   }));

@@ -8,13 +8,15 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
+import type { ControlMessage } from '../../shared/api.ts';
 import type { ParameterServer } from '../ps/service.ts';
+import { META_ALLOWANCE } from './api.ts';
 import type { WorkerSession } from '../ps/sessions.ts';
 
 export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServer }): Promise<void> {
   // Let frames up to twice the legal size reach the decoder (so they are counted as
   // PROTO_OVERSIZE); beyond that ws itself closes the socket with 1009 before buffering more.
-  await app.register(websocket, { options: { maxPayload: 2 * ps.maxFrameBytes } });
+  await app.register(websocket, { options: { maxPayload: 2 * ps.maxFrameBytes + META_ALLOWANCE } });
 
   ps.notify = (session, msg) => {
     if (session.state === 'connected') sockets.get(session.id)?.send(JSON.stringify(msg));
@@ -41,6 +43,10 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
     session.state = 'connected';
     session.closeSocket = (code, reason) => socket.close(code, reason);
     ps.updateWorkerGauge();
+    // Before anything else: the PS's version, and whether it wants this worker's weights.
+    const hello: ControlMessage = { type: 'hello', version: ps.store.version, wantsWeights: ps.strategy.wantsWeights?.() ?? false };
+    socket.send(JSON.stringify(hello));
+    ps.strategy.workerConnected?.(session.id);
 
     let queue = Promise.resolve();
     const fail = (err: unknown): void => {

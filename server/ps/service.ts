@@ -6,10 +6,11 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
 import type { Layout } from '../../shared/layout.ts';
-import { HEADER_BYTES, MsgType, decodeFrame, encodeFrame } from '../../shared/protocol.ts';
+import { Flag, HEADER_BYTES, MAX_RECORD_ENTRIES, MsgType, TAG_BYTES, decodeFrame, encodeFrame, type Frame } from '../../shared/protocol.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ShardAssignment } from './assignment.ts';
 import type { WorkerSession, Sessions } from './sessions.ts';
+import type { Signer } from './signer.ts';
 import type { ParameterStore } from './store.ts';
 import type { RecoveryStrategy } from './strategy.ts';
 
@@ -21,7 +22,23 @@ export interface ParameterServerDeps {
   readonly assignment: ShardAssignment;
   readonly metrics: Metrics;
   readonly log: FastifyBaseLogger;
+  readonly signer: Signer;
 }
+
+/** One applied (or recognised as duplicate) flush, as /api/flushes lists it. */
+export interface FlushRecord {
+  readonly workerId: number;
+  readonly seq: number;
+  readonly count: number;
+  readonly baseVersion: number;
+  /** Version the ack reported. */
+  readonly version: number;
+  readonly staleness: number;
+  readonly duplicate: boolean;
+  readonly at: number;
+}
+
+const FLUSH_LOG_LIMIT = 10000;
 
 export type Transport = 'ws' | 'http';
 
@@ -37,6 +54,9 @@ export class ParameterServer {
   readonly strategy: RecoveryStrategy;
   readonly sessions: Sessions;
   readonly metrics: Metrics;
+  readonly signer: Signer;
+  /** The most recent flushes this process handled (bounded), for operators and tests. */
+  readonly flushLog: FlushRecord[] = [];
   private readonly assignment: ShardAssignment;
   private readonly log: FastifyBaseLogger;
   /** Largest frame accepted: a header plus one full gradient. */
@@ -55,12 +75,16 @@ export class ParameterServer {
     this.assignment = deps.assignment;
     this.metrics = deps.metrics;
     this.log = deps.log;
+    this.signer = deps.signer;
     this.maxFrameBytes = HEADER_BYTES + 4 * deps.layout.size;
     this.metrics.modelVersion.set(this.store.version);
   }
 
-  join(userAgent: string): WorkerSession {
-    const session = this.sessions.join(userAgent);
+  /** Joins a worker; with `resume`, under its old id once the id tag verifies. */
+  join(userAgent: string, resume?: { workerId: number; idTag: string }): WorkerSession {
+    if (resume && !this.signer.verifyIdTag(resume.workerId, resume.idTag)) throw new TabswarmError('PS_BAD_RESUME', { worker: resume.workerId });
+    if (resume && this.sessions.get(resume.workerId)) this.leave(resume.workerId, 'resumed in a new session');
+    const session = this.sessions.join(userAgent, Date.now(), resume?.workerId);
     this.reassign(this.assignment.join(session.id));
     this.log.info({ worker: session.id, shards: session.shards }, 'worker joined');
     this.updateWorkerGauge();
@@ -98,30 +122,27 @@ export class ParameterServer {
   async handle(session: WorkerSession, bytes: Uint8Array, transport: Transport): Promise<Uint8Array> {
     const started = performance.now();
     try {
-      const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes });
+      const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES });
       if (frame.workerId !== session.id) throw new TabswarmError('PS_WRONG_WORKER', { claimed: frame.workerId, owner: session.id });
       session.lastSeen = Date.now();
       switch (frame.type) {
         case MsgType.PULL:
+          if (this.strategy.ready) await this.strategy.ready();
           this.metrics.pulls.inc();
           return this.weightsFrame();
-        case MsgType.PUSH: {
-          this.metrics.gradientBytes.inc(bytes.byteLength);
-          const update = { workerId: frame.workerId, seq: frame.seq, baseVersion: frame.modelVersion, count: frame.count, grad: frame.payload };
-          const result = this.store.apply(update);
-          if (!result.applied) {
-            this.metrics.duplicates.inc();
-            return this.ack(session, frame.seq, frame.count, result.version);
-          }
-          this.metrics.applySeconds.observe((performance.now() - started) / 1000);
-          this.appliedCount += 1;
-          this.metrics.updatesApplied.inc();
-          this.metrics.modelVersion.set(result.version);
-          this.metrics.staleness.observe(result.staleness);
-          session.pushes += 1;
-          session.lastStaleness = result.staleness;
-          await this.strategy.afterApply({ ...update, version: result.version });
-          return this.ack(session, frame.seq, frame.count, result.version);
+        case MsgType.PUSH:
+          if (this.strategy.ready) await this.strategy.ready();
+          return await this.push(session, frame, bytes.byteLength, started);
+        case MsgType.OFFER: {
+          const adopted = this.strategy.offer?.({
+            workerId: frame.workerId,
+            version: frame.modelVersion,
+            weights: frame.payload,
+            weightBytes: frame.payloadBytes,
+            record: frame.meta!.record,
+            tag: frame.meta!.tag,
+          }) ?? false;
+          return this.ack(session, 0, 0, this.store.version, adopted ? Flag.ADOPTED : 0);
         }
         default:
           // WEIGHTS and ACK decode fine but only ever travel from the PS to a worker.
@@ -133,21 +154,58 @@ export class ParameterServer {
     }
   }
 
+  private async push(session: WorkerSession, frame: Frame, bytes: number, started: number): Promise<Uint8Array> {
+    this.metrics.gradientBytes.inc(bytes);
+    const update = { workerId: frame.workerId, seq: frame.seq, baseVersion: frame.modelVersion, count: frame.count, grad: frame.payload };
+    const result = this.store.apply(update);
+    const isFlush = (frame.flags & Flag.FLUSH) !== 0;
+    if (!result.applied) {
+      this.metrics.duplicates.inc();
+      if (isFlush) this.logFlush(update, result.version, 0, true);
+      return this.ack(session, frame.seq, frame.count, result.version, Flag.DUPLICATE);
+    }
+    this.metrics.applySeconds.observe((performance.now() - started) / 1000);
+    this.appliedCount += 1;
+    this.metrics.updatesApplied.inc();
+    this.metrics.modelVersion.set(result.version);
+    this.metrics.staleness.observe(result.staleness);
+    session.pushes += 1;
+    session.lastStaleness = result.staleness;
+    if (isFlush) this.logFlush(update, result.version, result.staleness, false);
+    await this.strategy.afterApply({ ...update, version: result.version });
+    return this.ack(session, frame.seq, frame.count, result.version, 0);
+  }
+
+  private logFlush(u: { workerId: number; seq: number; count: number; baseVersion: number }, version: number, staleness: number, duplicate: boolean): void {
+    if (!duplicate) this.metrics.flushes.inc();
+    this.flushLog.push({ workerId: u.workerId, seq: u.seq, count: u.count, baseVersion: u.baseVersion, version, staleness, duplicate, at: Date.now() });
+    if (this.flushLog.length > FLUSH_LOG_LIMIT) this.flushLog.splice(0, this.flushLog.length - FLUSH_LOG_LIMIT);
+    this.log.info({ worker: u.workerId, seq: u.seq, count: u.count, baseVersion: u.baseVersion, version, staleness, duplicate }, duplicate ? 'flush already applied; acknowledged again' : 'flush applied');
+  }
+
   /** Counts a refusal that happened before a frame reached `handle` (auth, text frames). */
   rejected(err: TabswarmError, transport: Transport): void {
     this.metrics.framesRejected.inc({ reason: err.code, transport });
   }
 
-  private ack(session: WorkerSession, seq: number, count: number, version: number): Uint8Array {
-    return encodeFrame({ type: MsgType.ACK, layoutHash: this.layout.hash, modelVersion: version, workerId: session.id, seq, count });
+  private ack(session: WorkerSession, seq: number, count: number, version: number, flags: number): Uint8Array {
+    return encodeFrame({ type: MsgType.ACK, layoutHash: this.layout.hash, modelVersion: version, workerId: session.id, seq, count, flags });
   }
 
-  /** The current weights as a WEIGHTS frame, encoded once per version and shared by all pulls. */
+  /**
+   * The current weights as a tagged WEIGHTS frame: encoded and tagged once per version (one
+   * SHA-256 of the weights, about 2 ms for fashion-cnn here) and shared by all pulls.
+   */
   weightsFrame(): Uint8Array {
     const version = this.store.version;
     const key = `${this.store.generation}:${version}`;
     if (this.weightsCache?.key !== key) {
-      const bytes = encodeFrame({ type: MsgType.WEIGHTS, layoutHash: this.layout.hash, modelVersion: version, workerId: 0, seq: 0, count: 0 }, this.store.weights);
+      const record = this.store.record();
+      const meta = { tag: new Uint8Array(TAG_BYTES), record };
+      const bytes = encodeFrame({ type: MsgType.WEIGHTS, layoutHash: this.layout.hash, modelVersion: version, workerId: 0, seq: 0, count: 0 }, this.store.weights, meta);
+      // The tag covers the payload's wire bytes, so it is computed on the encoded frame.
+      const payloadStart = bytes.byteLength - 4 * this.layout.size;
+      bytes.set(this.signer.weightsTag(this.layout.hash, version, record, bytes.subarray(payloadStart)), HEADER_BYTES + 4);
       this.weightsCache = { key, bytes };
     }
     return this.weightsCache.bytes;

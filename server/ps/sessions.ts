@@ -59,9 +59,14 @@ export class Sessions {
     return this.byId.get(id);
   }
 
-  join(userAgent: string, now = Date.now()): WorkerSession {
+  /**
+   * A new session, under a fresh random id or, with `resumeId`, under an id the caller has
+   * proven it held (the PS checks the id tag first and ends any live session with that id).
+   */
+  join(userAgent: string, now = Date.now(), resumeId?: number): WorkerSession {
+    if (resumeId !== undefined && this.byId.has(resumeId)) throw new RangeError(`Sessions.join: worker ${resumeId} still has a session`);
     if (this.byId.size >= this.opts.maxWorkers) throw new TabswarmError('PS_FULL', { max: this.opts.maxWorkers });
-    let id = 0;
+    let id = resumeId ?? 0;
     while (id === 0 || this.byId.has(id)) id = randomBytes(4).readUInt32LE(0);
     const session: WorkerSession = {
       id,

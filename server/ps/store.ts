@@ -4,6 +4,7 @@
  * acknowledged again, never applied twice). Recovery strategies snapshot and restore it.
  */
 import type { Layout } from '../../shared/layout.ts';
+import type { AppliedRecordEntry } from '../../shared/protocol.ts';
 import { Sgd, type SgdOptions } from './optimizer.ts';
 import { RULES, type StaleRule } from './rules.ts';
 
@@ -79,6 +80,11 @@ export class ParameterStore {
     this.versionValue += 1;
     this.applied.set(update.workerId, { seq: update.seq, version: this.versionValue });
     return { applied: true, version: this.versionValue, staleness };
+  }
+
+  /** The applied-push record as it travels with the weights, sorted by worker id. */
+  record(): AppliedRecordEntry[] {
+    return [...this.applied].map(([workerId, m]) => ({ workerId, seq: m.seq, version: m.version })).sort((a, b) => a.workerId - b.workerId);
   }
 
   /** A deep copy: one copy of each flat array. */

@@ -6,11 +6,15 @@
  * Strategies get the store and a logger through the context, never sockets or globals.
  */
 import type { FastifyBaseLogger } from 'fastify';
+import type { AppliedRecordEntry } from '../../shared/protocol.ts';
+import type { Signer } from './signer.ts';
 import type { ParameterStore, Update } from './store.ts';
 
 export interface StrategyContext {
   readonly store: ParameterStore;
   readonly log: FastifyBaseLogger;
+  /** Verifies tags on what workers carry across failures. */
+  readonly signer: Signer;
 }
 
 export interface AppliedUpdate extends Update {
@@ -18,10 +22,32 @@ export interface AppliedUpdate extends Update {
   readonly version: number;
 }
 
+/** A copy of the weights a worker offers to a PS that holds none (stateless recovery). */
+export interface WeightsOffer {
+  readonly workerId: number;
+  readonly version: number;
+  readonly weights: Float32Array;
+  /** The payload bytes the tag covers. */
+  readonly weightBytes: Uint8Array;
+  readonly record: readonly AppliedRecordEntry[];
+  readonly tag: Uint8Array;
+}
+
 export interface RecoveryStrategy {
   readonly name: string;
   /** Runs once before the PS accepts traffic; may restore the store. */
   start(ctx: StrategyContext): Promise<void>;
+  /**
+   * Resolves when the PS may serve pulls and apply pushes. A strategy that recovers state from
+   * its workers (stateless) holds traffic here until it has adopted a copy. @default ready at once
+   */
+  ready?(): Promise<void>;
+  /** Whether a newly connected worker should offer its copy of the weights. @default false */
+  wantsWeights?(): boolean;
+  /** Considers a worker's offered copy; true if adopted. Throws PS_FORGED_WEIGHTS for a bad copy. */
+  offer?(offer: WeightsOffer): boolean;
+  /** Called when a worker connects (the first one may open an adoption window). */
+  workerConnected?(workerId: number): void;
   /** Resolves when the applied update may be acknowledged to the worker. */
   afterApply(update: AppliedUpdate): void | Promise<void>;
   /** What the strategy wants shown in /api/status. */
