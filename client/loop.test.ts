@@ -32,15 +32,15 @@ test('300 steps leave tf.memory().numTensors flat', { timeout: 120_000 }, async 
   assert.equal(tf.memory().numTensors, 0, 'the trainer releases its weights when the loop ends');
 });
 
-test('a dropped socket is reconnected with backoff and training resumes', { timeout: 60_000 }, async () => {
+test('a dropped socket: the worker buffers, reconnects with backoff, flushes once, and every gradient is applied', { timeout: 60_000 }, async () => {
   const { built, url } = await server();
   const states: string[] = [];
   let dropped = false;
   const loop = await createNodeWorker({
     url,
-    maxSteps: 60,
+    maxSteps: 80,
     seed: 4,
-    backoffMinMs: 50,
+    backoffMinMs: 200,
     onStatus: (s) => {
       if (states.at(-1) !== s.state) states.push(s.state);
       if (s.steps === 20 && !dropped) {
@@ -51,9 +51,17 @@ test('a dropped socket is reconnected with backoff and training resumes', { time
     },
   });
   const final = await loop.run();
-  assert.equal(final.steps, 60);
-  assert.ok(states.includes('reconnecting'), `states seen: ${states.join(' > ')}`);
+  assert.equal(final.steps, 80);
+  const seen = states.join(' > ');
+  assert.match(seen, /connected > connecting > buffering > flushing > connected/, seen);
   assert.equal(states.filter((s) => s === 'joining').length, 1, 'the session survived: no rejoin');
-  assert.ok(loop.backoff(1) >= 25 && loop.backoff(1) <= 75, 'first delay is min +- 50%');
-  assert.ok(loop.backoff(20) <= 15000, 'delays are capped');
+  assert.equal(final.flushes.length, 1);
+  const flush = final.flushes[0]!;
+  assert.ok(flush.count >= 1 && !flush.duplicate, `flush of ${flush.count}`);
+  assert.equal(final.outageSteps, flush.count, 'every gradient computed while disconnected was flushed');
+  // The PS applied each step once: steps outside the outage one by one, the outage as one flush.
+  assert.equal(built.ps.store.version, final.steps - flush.count + 1);
+  assert.deepEqual(built.ps.flushLog.map((f) => [f.workerId, f.seq, f.count, f.duplicate]), [[final.workerId, flush.seq, flush.count, false]]);
+  assert.ok(loop.backoff(1) >= 100 && loop.backoff(1) <= 300, 'first delay is min +- 50%');
+  assert.ok(loop.backoff(20) <= 6000, 'delays are capped');
 });

@@ -1,27 +1,48 @@
 /**
- * The worker's training loop, free of DOM and of any particular socket or tfjs backend: join,
- * load the shards, then pull, sample a batch, compute the gradient, push, repeat. Hosts (the
- * page in main.ts, the Node worker in node.ts) inject tfjs, fetch, a socket factory and a cache.
+ * The worker's training loop, free of DOM and of any particular socket, storage or tfjs backend:
+ * hosts (the page in main.ts, the Node worker in node.ts) inject them.
  *
- * On a lost connection it reconnects with exponential backoff and jitter (never a tight loop);
- * a session the server no longer knows is replaced by a fresh join.
+ * Connected: pull, sample a batch, compute the gradient, push, repeat.
+ * PS unreachable: keep training on the cached shards and add every gradient to a running sum
+ * (GradientBuffer: O(model size) however long the outage), persisted every few seconds; in
+ * `local` mode also step the worker's own copy of the weights. Reconnect in the background with
+ * exponential backoff and jitter. Once back, and after the PS's hello (offering the tagged copy
+ * of the weights to a PS that wants one), deliver the undelivered push under its original
+ * sequence number, then flush the buffer as one push (count = gradients summed) under a new
+ * one. The PS applies each (worker, seq) at most once, so a retried flush is acknowledged
+ * again and never applied twice.
  */
 import type { JoinResponse, ReportRequest, ReportResponse } from '../shared/api.ts';
-import { TabswarmError, isRetryableClose, ERRORS } from '../shared/errors.ts';
+import { TabswarmError } from '../shared/errors.ts';
 import type { Tf } from '../shared/forward.ts';
 import { mulberry32 } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
+import { MsgType, decodeFrame, retypeFrame } from '../shared/protocol.ts';
+import { GradientBuffer } from './buffer.ts';
 import { ShardSet, type ShardCache } from './data.ts';
+import { classify, type ErrorAction } from './failures.ts';
+import type { Outgoing, StateStore } from './state.ts';
 import { Trainer } from './trainer.ts';
-import { WsTransport, type SocketFactory } from './transport.ts';
+import { WsTransport, type PullResult, type SocketFactory } from './transport.ts';
 
-export type ConnectionState = 'joining' | 'loading-data' | 'connecting' | 'connected' | 'reconnecting' | 'stopped' | 'failed';
+export type ConnectionState = 'joining' | 'loading-data' | 'connecting' | 'connected' | 'buffering' | 'flushing' | 'stopped' | 'failed';
+
+export interface FlushLogEntry {
+  readonly workerId: number;
+  readonly seq: number;
+  readonly count: number;
+  readonly baseVersion: number;
+  readonly version: number;
+  readonly duplicate: boolean;
+  readonly at: number;
+}
 
 export interface WorkerStatus {
   state: ConnectionState;
   workerId: number;
   backend: string;
   model: string;
+  bufferMode: string;
   steps: number;
   examplesPerSec: number;
   serverVersion: number;
@@ -29,6 +50,15 @@ export interface WorkerStatus {
   shards: number[];
   examples: number;
   numTensors: number;
+  /** Gradients in the buffer, and when buffering began (0 when not buffering). */
+  buffered: number;
+  bufferedSince: number;
+  /** Gradients computed while the PS was unreachable, over the worker's life. */
+  outageSteps: number;
+  lastFlush: FlushLogEntry | undefined;
+  /** Every flush acknowledged, in order (what tests compare with the PS's records). */
+  flushes: FlushLogEntry[];
+  restored: boolean;
   lastError: string;
 }
 
@@ -40,11 +70,13 @@ export interface WorkerHost {
   readonly backend: string;
   readonly socket: SocketFactory;
   readonly cache: ShardCache;
+  /** Where the worker keeps what must survive a reload. @default nothing is kept */
+  readonly state?: StateStore;
   readonly fetch?: typeof fetch;
   readonly userAgent?: string;
   /** Called on every status change and after every step. */
   readonly onStatus?: (s: Readonly<WorkerStatus>) => void;
-  /** Called before a step with the model name, so a host can refuse a backend (wasm + conv). */
+  /** Throws if this host cannot train the model (wasm + convolutions). */
   readonly checkModel?: (model: string) => void;
 }
 
@@ -53,26 +85,53 @@ export interface LoopOptions {
   maxSteps?: number;
   /** Seed of batch sampling. @default random */
   seed?: number;
-  /** Reconnect backoff: first delay, cap, and +-jitter fraction. @default 250, 10000, 0.5 */
+  /** Reconnect backoff: first delay, cap, and +- jitter fraction. @default 250, 4000, 0.5 */
   backoffMinMs?: number;
   backoffMaxMs?: number;
   backoffJitter?: number;
-  /** Request timeout on the socket. @default 30000 */
+  /** Request timeout on the socket; no reply in time counts as an outage. @default 30000 */
   requestTimeoutMs?: number;
   /** How often to send the status report to the PS. @default 2000 */
   reportEveryMs?: number;
+  /** How often the buffer is persisted during an outage (the most a reload can lose). @default 2000 */
+  persistEveryMs?: number;
+  /** Overrides the run's buffer mode. */
+  bufferMode?: 'frozen' | 'local';
 }
+
+/** Sequence numbers are reserved in blocks this large before use (see SavedState). */
+const SEQ_BLOCK = 10_000;
 
 export class WorkerLoop {
   readonly status: WorkerStatus;
   private stopped = false;
-  private transport: WsTransport | undefined;
+  private fatal: Error | undefined;
   private join: JoinResponse | undefined;
+  private info: Omit<JoinResponse, 'token'> | undefined;
+  private transport: WsTransport | undefined;
+  private failedTransport: WsTransport | undefined;
+  private connected = false;
+  private connecting: Promise<void> | undefined;
+  private nextAttempt = 0;
+  private failures = 0;
   private trainer: Trainer | undefined;
   private shardSet: ShardSet | undefined;
+  private buffer: GradientBuffer | undefined;
+  /** Version of the weights in the trainer: the base of the gradients it computes. */
+  private version = 0;
+  /** The latest tagged WEIGHTS frame, and whether the state store has it. */
+  private tagged: Uint8Array | undefined;
+  private taggedSaved = false;
+  /** `local` mode: the worker's own copy of the weights during an outage. */
+  private local: Float32Array | undefined;
+  private outbox: Outgoing | undefined;
   private seq = 0;
+  private seqReserved = 0;
+  private lastPersist = 0;
   private lastReport = 0;
   private pendingShards: number[] | undefined;
+  private pixels: Uint8Array | undefined;
+  private labels: Uint8Array | undefined;
   private readonly random: () => number;
   private readonly fetchFn: typeof fetch;
 
@@ -80,8 +139,9 @@ export class WorkerLoop {
     this.fetchFn = host.fetch ?? ((...a) => fetch(...a));
     this.random = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
     this.status = {
-      state: 'joining', workerId: 0, backend: host.backend, model: '', steps: 0, examplesPerSec: 0,
-      serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, lastError: '',
+      state: 'joining', workerId: 0, backend: host.backend, model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
+      serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, buffered: 0, bufferedSince: 0,
+      outageSteps: 0, lastFlush: undefined, flushes: [], restored: false, lastError: '',
     };
   }
 
@@ -92,25 +152,35 @@ export class WorkerLoop {
 
   /** Runs until stop() or maxSteps; rejects only on a terminal error. */
   async run(): Promise<WorkerStatus> {
-    let failures = 0;
     try {
-      while (!this.stopped && this.status.steps < (this.opts.maxSteps ?? Infinity)) {
-        try {
-          if (!this.join) await this.joinServer();
-          await this.connect();
-          failures = 0;
-          await this.train();
-        } catch (err) {
-          if (this.stopped) break;
-          const e = err instanceof TabswarmError ? err : new TabswarmError('WORKER_DISCONNECTED', { code: 0, reason: (err as Error).message });
-          this.status.lastError = e.message;
-          if (isSessionGone(e)) this.join = undefined; // rejoin with a fresh session
-          else if (!isRetryable(e)) throw e;
-          failures += 1;
-          this.setState('reconnecting');
-          await sleep(this.backoff(failures));
+      await this.restore();
+      const max = this.opts.maxSteps ?? Infinity;
+      let windowStart = performance.now();
+      let windowSteps = 0;
+      while (!this.stopped && this.status.steps < max) {
+        this.maybeConnect();
+        if (this.fatal) throw this.fatal;
+        if (!this.trainer?.hasWeights || !this.shardSet?.examples) {
+          await this.waitForStart();
+          continue;
         }
+        if (this.connected && (this.outbox || this.buffer!.count > 0)) {
+          await this.flush();
+          continue;
+        }
+        await this.step();
+        windowSteps += 1;
+        const now = performance.now();
+        if (now - windowStart >= 1000) {
+          this.status.examplesPerSec = (windowSteps * this.trainer.batch * 1000) / (now - windowStart);
+          windowStart = now;
+          windowSteps = 0;
+        }
+        this.status.numTensors = this.host.tf.memory().numTensors;
+        this.host.onStatus?.(this.status);
+        if (this.connected && now - this.lastReport >= (this.opts.reportEveryMs ?? 2000)) this.report(now);
       }
+      await this.persist(true);
       this.setState('stopped');
       return this.status;
     } catch (err) {
@@ -118,6 +188,7 @@ export class WorkerLoop {
       this.setState('failed');
       throw err;
     } finally {
+      this.stopped = true;
       this.transport?.close();
       this.trainer?.dispose();
     }
@@ -126,125 +197,323 @@ export class WorkerLoop {
   /** Exponential backoff with jitter: min * 2^(n-1), capped, then scaled by 1 +- jitter. */
   backoff(failures: number): number {
     const min = this.opts.backoffMinMs ?? 250;
-    const max = this.opts.backoffMaxMs ?? 10000;
+    const max = this.opts.backoffMaxMs ?? 4000;
     const jitter = this.opts.backoffJitter ?? 0.5;
     const base = Math.min(max, min * 2 ** Math.min(failures - 1, 30));
     return base * (1 - jitter + 2 * jitter * Math.random());
   }
 
-  private async joinServer(): Promise<void> {
-    this.setState('joining');
-    const res = await this.fetchFn(new URL('/api/join', this.host.baseUrl), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ userAgent: this.host.userAgent ?? `tabswarm-worker (${this.host.backend})` }),
-    });
-    if (!res.ok) throw new TabswarmError('WORKER_DISCONNECTED', { code: res.status, reason: await res.text() });
-    const join = (await res.json()) as JoinResponse;
-    this.host.checkModel?.(join.model);
-    const model = getModel(join.model);
-    if (!this.trainer || this.trainer.model.name !== model.name || this.trainer.batch !== join.batch) {
-      this.trainer?.dispose();
-      this.trainer = new Trainer(this.host.tf, model, join.batch);
+  // ---- one step -------------------------------------------------------------------------
+
+  private async step(): Promise<void> {
+    const trainer = this.trainer!;
+    const model = trainer.model;
+    const ppe = model.input[0] * model.input[1] * model.input[2];
+    if (this.pendingShards && this.connected) {
+      const shards = this.pendingShards;
+      this.pendingShards = undefined;
+      await this.useShards(shards);
     }
-    if (this.trainer.layout.hash !== join.layoutHash) {
-      throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: this.trainer.layout.hash, want: join.layoutHash });
+    if (this.labels?.length !== trainer.batch) {
+      this.pixels = new Uint8Array(trainer.batch * ppe);
+      this.labels = new Uint8Array(trainer.batch);
     }
-    this.join = join;
-    this.seq = 0;
-    Object.assign(this.status, { workerId: join.workerId, model: join.model });
-    this.setState('loading-data');
-    this.shardSet = new ShardSet(this.host.baseUrl, join.dataKey, this.host.cache, this.fetchFn);
-    await this.useShards(join.shards);
+    this.shardSet!.sample(this.random, this.pixels!, this.labels);
+    const { grad, loss } = await trainer.step(this.pixels!, this.labels);
+    this.status.steps += 1;
+    this.status.loss = loss;
+    if (!this.connected) {
+      this.bufferStep(grad);
+      // Let socket events run: on a CPU backend a step awaits only microtasks, and a loop that
+      // never yields to the event loop would never see the PS come back.
+      return yieldToEventLoop();
+    }
+    await this.reserveSeq();
+    const out: Outgoing = { seq: ++this.seq, count: 1, baseVersion: this.version, grad, flush: false };
+    this.outbox = out;
+    const transport = this.transport!;
+    const pullNow = this.status.steps % this.info!.pullEvery === 0;
+    try {
+      // Push and pull back to back: the PS handles a socket's frames in order, so the weights
+      // that come back already contain this gradient. One round trip per step.
+      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow ? transport.pull() : undefined]);
+      this.outbox = undefined;
+      this.status.serverVersion = ack.version;
+      if (pulled) this.takeWeights(pulled);
+      this.failures = 0;
+    } catch (err) {
+      this.disconnected(err); // the push stays in the outbox, delivered first on reconnect
+    }
   }
 
-  private async useShards(shards: number[]): Promise<void> {
-    await this.shardSet!.use(shards);
-    this.status.shards = shards;
-    this.status.examples = this.shardSet!.examples;
+  private bufferStep(grad: Float32Array): void {
+    const buffer = this.buffer!;
+    if (buffer.count === 0) this.status.bufferedSince = Date.now();
+    buffer.add(grad, this.version);
+    this.status.buffered = buffer.count;
+    this.status.outageSteps += 1;
+    if (this.info!.bufferMode === 'local' || this.opts.bufferMode === 'local') {
+      // Local SGD on the worker's own copy; the buffer still sums the raw gradients.
+      this.local ??= Float32Array.from(decodeFrame(this.tagged!, this.frameOpts()).payload);
+      const lr = this.info!.lr;
+      const w = this.local;
+      for (let i = 0; i < w.length; i++) w[i]! -= lr * grad[i]!;
+      this.trainer!.setWeights(w);
+    }
+    this.setState('buffering');
+    void this.persist(false);
+  }
+
+  // ---- flushing -------------------------------------------------------------------------
+
+  private async flush(): Promise<void> {
+    const transport = this.transport!;
+    this.setState('flushing');
+    try {
+      if (this.outbox) await this.deliver(transport, this.outbox);
+      const buffer = this.buffer!;
+      if (buffer.count > 0) {
+        await this.reserveSeq();
+        const b = buffer.take();
+        this.outbox = { seq: ++this.seq, count: b.count, baseVersion: b.baseVersion, grad: b.sum, flush: true };
+        await this.persist(true); // the flush keeps this seq even if the tab dies now
+        await this.deliver(transport, this.outbox);
+      }
+      this.takeWeights(await transport.pull());
+      this.local = undefined;
+      this.status.buffered = 0;
+      this.status.bufferedSince = 0;
+      await this.persist(true);
+      this.failures = 0;
+      this.setState('connected');
+    } catch (err) {
+      this.disconnected(err);
+    }
+  }
+
+  private async deliver(transport: WsTransport, out: Outgoing): Promise<void> {
+    const ack = await transport.push(out.grad, out.seq, out.baseVersion, out.count, out.flush);
+    this.outbox = undefined;
+    this.status.serverVersion = ack.version;
+    if (!out.flush) return;
+    const entry: FlushLogEntry = { workerId: this.info!.workerId, seq: out.seq, count: out.count, baseVersion: out.baseVersion, version: ack.version, duplicate: ack.duplicate, at: Date.now() };
+    this.status.lastFlush = entry;
+    this.status.flushes.push(entry);
+  }
+
+  // ---- connection -----------------------------------------------------------------------
+
+  private maybeConnect(): void {
+    if (this.connected || this.connecting || Date.now() < this.nextAttempt) return;
+    this.connecting = this.connect().finally(() => (this.connecting = undefined));
   }
 
   private async connect(): Promise<void> {
-    this.setState('connecting');
-    const join = this.join!;
-    const url = new URL(`${join.wsPath}?token=${join.token}`, this.host.baseUrl);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     this.transport?.close();
-    this.transport = new WsTransport(
-      {
-        url: url.toString(),
-        workerId: join.workerId,
-        layoutHash: join.layoutHash,
-        layoutSize: join.layoutSize,
-        requestTimeoutMs: this.opts.requestTimeoutMs,
-        onControl: (msg) => {
-          if (msg.type === 'assign' && Array.isArray(msg.shards)) this.pendingShards = msg.shards;
+    this.transport = undefined;
+    try {
+      if (!this.join) await this.joinServer();
+      const join = this.join!;
+      const url = new URL(`${join.wsPath}?token=${join.token}`, this.host.baseUrl);
+      url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+      const transport = new WsTransport(
+        {
+          url: url.toString(),
+          workerId: join.workerId,
+          layoutHash: join.layoutHash,
+          layoutSize: join.layoutSize,
+          requestTimeoutMs: this.opts.requestTimeoutMs,
+          onControl: (msg) => {
+            if (msg.type === 'assign' && Array.isArray(msg.shards)) this.pendingShards = msg.shards;
+          },
         },
-      },
-      this.host.socket,
-    );
-    await this.transport.connect();
-    this.setState('connected');
-  }
-
-  private async train(): Promise<void> {
-    const join = this.join!;
-    const trainer = this.trainer!;
-    const transport = this.transport!;
-    const model = trainer.model;
-    const ppe = model.input[0] * model.input[1] * model.input[2];
-    const pixels = new Uint8Array(join.batch * ppe);
-    const labels = new Uint8Array(join.batch);
-    let version = 0;
-    const first = await transport.pull();
-    trainer.setWeights(first.weights);
-    version = first.version;
-    let windowStart = performance.now();
-    let windowSteps = 0;
-    while (!this.stopped && this.status.steps < (this.opts.maxSteps ?? Infinity)) {
-      if (this.pendingShards) {
-        const shards = this.pendingShards;
-        this.pendingShards = undefined;
-        await this.useShards(shards);
+        this.host.socket,
+      );
+      this.transport = transport;
+      await transport.connect();
+      const hello = await Promise.race([transport.hello, transport.closed.then((e) => Promise.reject(e))]);
+      if (hello.wantsWeights && this.tagged) {
+        try {
+          await transport.offer(retypeFrame(this.tagged, MsgType.OFFER, join.workerId));
+        } catch (err) {
+          if (err instanceof TabswarmError && (err.code === 'PS_FORGED_WEIGHTS' || err.code === 'PROTO_BAD_META')) this.tagged = undefined;
+          throw err;
+        }
       }
-      this.shardSet!.sample(this.random, pixels, labels);
-      const { grad, loss } = await trainer.step(pixels, labels);
-      this.seq += 1;
-      const pullNow = (this.status.steps + 1) % join.pullEvery === 0;
-      // Push and pull back to back: the PS handles a socket's frames in order, so the weights
-      // that come back already contain this gradient. One round trip per step.
-      const [ack, pulled] = await Promise.all([transport.push(grad, this.seq, version), pullNow ? transport.pull() : undefined]);
-      if (pulled) {
-        trainer.setWeights(pulled.weights);
-        version = pulled.version;
-      }
-      this.status.steps += 1;
-      this.status.loss = loss;
-      this.status.serverVersion = Math.max(ack.version, version);
-      windowSteps += 1;
-      const now = performance.now();
-      if (now - windowStart >= 1000) {
-        this.status.examplesPerSec = (windowSteps * join.batch * 1000) / (now - windowStart);
-        windowStart = now;
-        windowSteps = 0;
-      }
-      this.status.numTensors = this.host.tf.memory().numTensors;
-      this.host.onStatus?.(this.status);
-      if (now - this.lastReport >= (this.opts.reportEveryMs ?? 2000)) this.report(now);
+      void transport.closed.then((e) => {
+        if (this.transport === transport && this.connected) this.disconnected(e);
+      });
+      this.connected = true;
+      if (!this.trainer!.hasWeights) this.takeWeights(await transport.pull());
+      if (this.status.state !== 'buffering') this.setState('connected');
+    } catch (err) {
+      this.disconnected(err);
     }
   }
+
+  /** Classifies a failure, drops what it invalidates, and schedules the next attempt. */
+  private disconnected(err: unknown): void {
+    if (this.stopped) return;
+    // One failure is often reported twice (the close event and the request it failed).
+    if (this.transport && this.transport === this.failedTransport) return;
+    this.failedTransport = this.transport;
+    this.connected = false;
+    this.transport?.close(1000, 'reconnecting');
+    const e = err instanceof TabswarmError ? err : new TabswarmError('WORKER_DISCONNECTED', { code: 0, reason: (err as Error).message });
+    this.status.lastError = e.message;
+    const action: ErrorAction = classify(e);
+    if (action === 'fatal') this.fatal = e;
+    if (action === 'rejoin') this.join = undefined;
+    if (action === 'forget-identity') {
+      this.join = undefined;
+      this.info = this.info && { ...this.info, workerId: 0, idTag: '' };
+    }
+    if (action === 'drop-outgoing') {
+      // The PS refused our own frame as malformed: resending the same bytes cannot help.
+      this.outbox = undefined;
+    }
+    this.failures += 1;
+    this.nextAttempt = Date.now() + this.backoff(this.failures);
+    if (this.status.state !== 'buffering') this.setState('connecting');
+  }
+
+  private async joinServer(): Promise<void> {
+    this.setState(this.trainer?.hasWeights ? this.status.state : 'joining');
+    const resume = this.info?.workerId && this.info.idTag ? { workerId: this.info.workerId, idTag: this.info.idTag } : undefined;
+    const res = await this.fetchFn(new URL('/api/join', this.host.baseUrl), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ userAgent: this.host.userAgent ?? `tabswarm-worker (${this.host.backend})`, ...(resume ? { resume } : {}) }),
+    });
+    if (!res.ok) {
+      const body = (await res.json().catch(() => ({}))) as { code?: string; message?: string };
+      if (body.code === 'PS_BAD_RESUME') throw new TabswarmError('PS_BAD_RESUME', { worker: resume?.workerId ?? 0 });
+      throw new TabswarmError('WORKER_DISCONNECTED', { code: res.status, reason: body.message ?? res.statusText });
+    }
+    const join = (await res.json()) as JoinResponse;
+    this.host.checkModel?.(join.model);
+    this.ensureTrainer(join);
+    if (this.trainer!.layout.hash !== join.layoutHash) throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: this.trainer!.layout.hash, want: join.layoutHash });
+    if (this.info && this.info.dataKey !== join.dataKey) this.shardSet = undefined;
+    const { token: _token, ...info } = join;
+    this.join = join;
+    this.info = info;
+    this.seq = Math.max(this.seq, join.lastSeq);
+    Object.assign(this.status, { workerId: join.workerId, model: join.model, bufferMode: this.opts.bufferMode ?? join.bufferMode });
+    if (!this.trainer!.hasWeights) this.setState('loading-data');
+    await this.useShards(join.shards);
+    await this.persist(true);
+  }
+
+  private ensureTrainer(info: Omit<JoinResponse, 'token'>): void {
+    const model = getModel(info.model);
+    if (this.trainer && this.trainer.model.name === model.name && this.trainer.batch === info.batch) return;
+    this.trainer?.dispose();
+    this.trainer = new Trainer(this.host.tf, model, info.batch);
+    this.buffer = new GradientBuffer(this.trainer.layout.size);
+  }
+
+  private async useShards(shards: number[]): Promise<void> {
+    this.shardSet ??= new ShardSet(this.host.baseUrl, this.info!.dataKey, this.host.cache, this.fetchFn);
+    await this.shardSet.use(shards);
+    this.status.shards = shards;
+    this.status.examples = this.shardSet.examples;
+  }
+
+  private takeWeights(pulled: PullResult): void {
+    this.trainer!.setWeights(pulled.weights);
+    this.version = pulled.version;
+    this.tagged = pulled.frame;
+    this.taggedSaved = false;
+    this.status.serverVersion = Math.max(this.status.serverVersion, pulled.version);
+  }
+
+  private async waitForStart(): Promise<void> {
+    if (this.connecting) await this.connecting;
+    else await new Promise((r) => setTimeout(r, Math.max(10, Math.min(250, this.nextAttempt - Date.now()))));
+  }
+
+  // ---- persistence ----------------------------------------------------------------------
+
+  private frameOpts() {
+    return { layoutHash: this.info!.layoutHash, layoutSize: this.info!.layoutSize };
+  }
+
+  /** Restores what an earlier page of this tab saved: identity, seq, outbox, buffer, weights. */
+  private async restore(): Promise<void> {
+    const store = this.host.state;
+    const saved = await store?.load();
+    if (!store || !saved || saved.baseUrl !== this.host.baseUrl) return;
+    this.host.checkModel?.(saved.join.model);
+    this.info = saved.join;
+    this.ensureTrainer(saved.join);
+    this.seq = this.seqReserved = saved.seqReserved;
+    this.outbox = saved.outbox;
+    if (saved.buffer) this.buffer!.load(saved.buffer);
+    Object.assign(this.status, { workerId: saved.join.workerId, model: saved.join.model, bufferMode: this.opts.bufferMode ?? saved.join.bufferMode, restored: true });
+    this.status.buffered = this.buffer!.count;
+    this.status.bufferedSince = this.buffer!.since;
+    const tagged = await store.loadTagged();
+    if (tagged) {
+      try {
+        const frame = decodeFrame(tagged, this.frameOpts());
+        this.takeWeights({ version: frame.modelVersion, weights: frame.payload, frame: tagged });
+        this.taggedSaved = true;
+      } catch {
+        // A damaged copy is not trained on; the worker waits for the PS instead.
+      }
+    }
+    await this.useShards(saved.join.shards).catch(() => {
+      // Not cached: nothing to train on until the PS is back.
+    });
+    if (this.trainer!.hasWeights && this.buffer!.count > 0) this.setState('buffering');
+  }
+
+  /** Saves the small state (often) and the tagged weights (when changed, during outages). */
+  private async persist(force: boolean): Promise<void> {
+    const store = this.host.state;
+    if (!store || !this.info) return;
+    const now = Date.now();
+    if (!force && now - this.lastPersist < (this.opts.persistEveryMs ?? 2000)) return;
+    this.lastPersist = now;
+    const buffer = this.buffer!;
+    await store.save({
+      baseUrl: this.host.baseUrl,
+      join: this.info,
+      seqReserved: Math.max(this.seqReserved, this.seq),
+      ...(this.outbox ? { outbox: this.outbox } : {}),
+      ...(buffer.count > 0 ? { buffer: { sum: buffer.sum, count: buffer.count, baseVersion: buffer.baseVersion, since: buffer.since } } : {}),
+      savedAt: now,
+    });
+    if (!this.connected && this.tagged && !this.taggedSaved) {
+      this.taggedSaved = true;
+      await store.saveTagged(this.tagged);
+    }
+  }
+
+  private async reserveSeq(): Promise<void> {
+    if (this.seq + 1 < this.seqReserved) return;
+    this.seqReserved = this.seq + 1 + SEQ_BLOCK;
+    await this.persist(true);
+  }
+
+  // ---- reporting ------------------------------------------------------------------------
 
   private report(now: number): void {
     this.lastReport = now;
     const join = this.join;
     if (!join) return;
+    const s = this.status;
     const body: ReportRequest = {
       backend: this.host.backend,
-      examplesPerSec: this.status.examplesPerSec,
-      steps: this.status.steps,
-      numTensors: this.status.numTensors,
-      state: this.status.state,
-      ...(Number.isFinite(this.status.loss) ? { loss: this.status.loss } : {}),
+      examplesPerSec: s.examplesPerSec,
+      steps: s.steps,
+      numTensors: s.numTensors,
+      state: s.state,
+      buffered: s.buffered,
+      bufferedSince: s.bufferedSince,
+      ...(Number.isFinite(s.loss) ? { loss: s.loss } : {}),
+      ...(s.lastFlush ? { lastFlush: { count: s.lastFlush.count, version: s.lastFlush.version, duplicate: s.lastFlush.duplicate, at: s.lastFlush.at } } : {}),
     };
     this.fetchFn(new URL('/api/report', this.host.baseUrl), {
       method: 'POST',
@@ -254,7 +523,7 @@ export class WorkerLoop {
       .then(async (res) => {
         if (!res.ok) return;
         const { shards } = (await res.json()) as ReportResponse;
-        if (shards.join(',') !== this.status.shards.join(',')) this.pendingShards = shards;
+        if (shards.join(',') !== s.shards.join(',')) this.pendingShards = shards;
       })
       .catch(() => {
         // Reports are best effort; the socket tells us when the PS is really gone.
@@ -267,15 +536,6 @@ export class WorkerLoop {
   }
 }
 
-function isSessionGone(e: TabswarmError): boolean {
-  return e.code === 'PS_NO_SESSION' || e.code === 'PS_SESSION_EXPIRED';
-}
-
-function isRetryable(e: TabswarmError): boolean {
-  if (e.code === 'WORKER_DISCONNECTED') return true;
-  return ERRORS[e.code].retryable && isRetryableClose(ERRORS[e.code].wsClose);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 }

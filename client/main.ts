@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { TabswarmError } from '../shared/errors.ts';
 import { chooseBackend, cannotTrain } from './backend.ts';
-import { IdbCache } from './idb.ts';
+import { IdbCache, IdbState } from './idb.ts';
 import { WorkerLoop, type WorkerStatus } from './loop.ts';
 import type { SocketLike } from './transport.ts';
 
@@ -39,6 +39,9 @@ function render(): void {
   $('loss').textContent = s && Number.isFinite(s.loss) ? s.loss.toFixed(4) : '-';
   $('shards').textContent = s?.shards.length ? `${s.shards.join(', ')} (${s.examples} examples)` : '-';
   $('tensors').textContent = String(s?.numTensors ?? 0);
+  $('buffer').textContent = s?.buffered ? `${s.buffered} gradients since ${new Date(s.bufferedSince).toLocaleTimeString()} (${s.bufferMode})` : 'empty';
+  const f = s?.lastFlush;
+  $('flush').textContent = f ? `${f.count} gradients, seq ${f.seq}, ${f.duplicate ? 'already applied (acknowledged again)' : `applied at version ${f.version}`}, ${new Date(f.at).toLocaleTimeString()}` : '-';
   $('error').textContent = page.error ?? s?.lastError ?? '';
 }
 
@@ -46,8 +49,12 @@ async function main(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const requested = params.get('backend') ?? 'auto';
   const maxSteps = params.has('steps') ? Number(params.get('steps')) : undefined;
-  const model = await fetchModel();
-  const choice = await chooseBackend(requested, model.model.name);
+  const bufferMode = params.get('buffer');
+  const state = new IdbState();
+  // A tab reloaded during an outage trains on from what it saved, without the PS.
+  const saved = await state.load().catch(() => undefined);
+  const modelName = saved?.baseUrl === location.origin ? saved.join.model : (await fetchModel()).model.name;
+  const choice = await chooseBackend(requested, modelName);
   page.error = undefined;
   page.backend = choice.backend;
   page.backendNotes = choice.skipped;
@@ -59,6 +66,7 @@ async function main(): Promise<void> {
       backend: choice.backend,
       socket: (url) => new WebSocket(url) as unknown as SocketLike,
       cache: new IdbCache(),
+      state,
       userAgent: navigator.userAgent,
       onStatus: (s) => {
         page.status = s;
@@ -69,7 +77,7 @@ async function main(): Promise<void> {
         if (reason) throw new TabswarmError('WORKER_BACKEND_UNSUPPORTED', { backend: choice.backend, model: name, reason });
       },
     },
-    { maxSteps },
+    { maxSteps, ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
   );
   window.addEventListener('pagehide', () => loop.stop());
   await loop.run();

@@ -5,7 +5,7 @@
  */
 import type { ControlMessage } from '../shared/api.ts';
 import { TabswarmError, codeForClose } from '../shared/errors.ts';
-import { MsgType, decodeFrame, encodeFrame } from '../shared/protocol.ts';
+import { Flag, MsgType, decodeFrame, encodeFrame } from '../shared/protocol.ts';
 
 /** The subset of the WebSocket API used here, met by the DOM's and by `ws`. */
 export interface SocketLike {
@@ -23,11 +23,18 @@ export type SocketFactory = (url: string) => SocketLike;
 export interface PullResult {
   readonly version: number;
   readonly weights: Float32Array;
+  /** The whole tagged WEIGHTS frame: the worker's copy to offer a restarted stateless PS. */
+  readonly frame: Uint8Array;
 }
 export interface AckResult {
   readonly version: number;
   readonly seq: number;
+  /** The PS had applied this push before and did not apply it again. */
+  readonly duplicate: boolean;
+  /** An OFFER's copy was taken as a candidate for adoption. */
+  readonly adopted: boolean;
 }
+export type Hello = Extract<ControlMessage, { type: 'hello' }>;
 
 export interface TransportOptions {
   readonly url: string;
@@ -55,9 +62,13 @@ export class WsTransport {
   /** Resolves when the socket closes, with the error that closed it. */
   readonly closed: Promise<TabswarmError>;
   private markClosed!: (e: TabswarmError) => void;
+  /** Resolves with the PS's hello, the first message on every connection. */
+  readonly hello: Promise<Hello>;
+  private markHello!: (h: Hello) => void;
 
   constructor(private readonly opts: TransportOptions, private readonly factory: SocketFactory) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    this.hello = new Promise((resolve) => (this.markHello = resolve));
   }
 
   connect(): Promise<void> {
@@ -91,9 +102,15 @@ export class WsTransport {
     return this.request((p) => this.pulls.push(p), encodeFrame({ type: MsgType.PULL, layoutHash: this.opts.layoutHash, modelVersion: 0, workerId: this.opts.workerId, seq: 0, count: 0 }), 'pull');
   }
 
-  push(grad: Float32Array, seq: number, baseVersion: number, count = 1): Promise<AckResult> {
-    const frame = encodeFrame({ type: MsgType.PUSH, layoutHash: this.opts.layoutHash, modelVersion: baseVersion, workerId: this.opts.workerId, seq, count }, grad);
-    return this.request((p) => this.pushes.set(seq, p), frame, `push ${seq}`);
+  /** Pushes the sum of `count` gradients as push `seq` (seq >= 1); `flush` marks a buffered flush. */
+  push(grad: Float32Array, seq: number, baseVersion: number, count = 1, flush = false): Promise<AckResult> {
+    const frame = encodeFrame({ type: MsgType.PUSH, layoutHash: this.opts.layoutHash, modelVersion: baseVersion, workerId: this.opts.workerId, seq, count, flags: flush ? Flag.FLUSH : 0 }, grad);
+    return this.request((p) => this.pushes.set(seq, p), frame, `${flush ? 'flush' : 'push'} ${seq}`);
+  }
+
+  /** Offers a tagged copy of the weights (an OFFER frame); answered by an ACK with seq 0. */
+  offer(frame: Uint8Array): Promise<AckResult> {
+    return this.request((p) => this.pushes.set(0, p), frame, 'offer');
   }
 
   /** Sends raw bytes (tests use this to send malformed frames). */
@@ -122,11 +139,14 @@ export class WsTransport {
 
   private receive(data: unknown): void {
     if (typeof data === 'string') {
+      let msg: ControlMessage;
       try {
-        this.opts.onControl?.(JSON.parse(data) as ControlMessage);
+        msg = JSON.parse(data) as ControlMessage;
       } catch {
-        // Control messages are advisory; a bad one is ignored.
+        return; // Control messages are advisory; a bad one is ignored.
       }
+      if (msg.type === 'hello') this.markHello(msg);
+      else this.opts.onControl?.(msg);
       return;
     }
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array((data as Uint8Array).buffer, (data as Uint8Array).byteOffset, (data as Uint8Array).byteLength);
@@ -142,14 +162,14 @@ export class WsTransport {
       const p = this.pulls.shift();
       if (p) {
         clearTimeout(p.timer);
-        p.resolve({ version: frame.modelVersion, weights: frame.payload });
+        p.resolve({ version: frame.modelVersion, weights: frame.payload, frame: bytes });
       }
     } else if (frame.type === MsgType.ACK) {
       const p = this.pushes.get(frame.seq);
       if (p) {
         this.pushes.delete(frame.seq);
         clearTimeout(p.timer);
-        p.resolve({ version: frame.modelVersion, seq: frame.seq });
+        p.resolve({ version: frame.modelVersion, seq: frame.seq, duplicate: (frame.flags & Flag.DUPLICATE) !== 0, adopted: (frame.flags & Flag.ADOPTED) !== 0 });
       }
     }
   }

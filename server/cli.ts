@@ -37,7 +37,9 @@ start options:
   --strategy S        recovery strategy: ${STRATEGY_NAMES().join(' | ')} (default none)
   --secret S          HMAC secret shared by all PS processes of a deployment (default: env
                       TABSWARM_SECRET, else random: then nothing workers hold survives a restart)
-  --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 3000)
+  --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 6000)
+  --buffer-mode M     while the PS is down workers sum gradients against their last weights
+                      (frozen, the default) or also apply them locally (local)
   --rule R            stale-update rule: ${RULE_NAMES.join(' | ')} (default mean)
   --workers N         headless Chromium worker tabs to launch (default 2; 0 = none)
   --worker-backend B  backend for those tabs: auto | webgpu | webgl | wasm | cpu (default auto)
@@ -47,6 +49,8 @@ worker options:
   --url URL           the PS's base URL, e.g. http://127.0.0.1:8080/
   --steps N           stop after N steps (default: run until stopped)
   --seed N            batch sampling seed
+  --buffer-mode M     override the run's buffer mode: frozen | local
+  --log-every-ms MS   status line period (default 2000; also printed on every state change)
 `;
 
 function int(name: string, value: string | undefined): number | undefined {
@@ -78,6 +82,7 @@ async function start(argv: string[]): Promise<void> {
       rule: { type: 'string' },
       secret: { type: 'string' },
       'adopt-window-ms': { type: 'string' },
+      'buffer-mode': { type: 'string' },
       workers: { type: 'string', default: '2' },
       'worker-backend': { type: 'string', default: 'auto' },
       'log-level': { type: 'string', default: 'info' },
@@ -100,6 +105,7 @@ async function start(argv: string[]): Promise<void> {
     rule: values.rule,
     secret: values.secret,
     adoptWindowMs: int('adopt-window-ms', values['adopt-window-ms']),
+    bufferMode: values['buffer-mode'] as 'frozen' | 'local' | undefined,
   });
   const address = await app.listen({ port: int('port', values.port)!, host: values.host });
   const url = joinUrl(address, values.host!);
@@ -136,25 +142,40 @@ function joinUrl(address: string, host: string): string {
 }
 
 async function worker(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, strict: true, options: { url: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { url: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' }, 'log-every-ms': { type: 'string', default: '2000' }, 'buffer-mode': { type: 'string' } },
+  });
+  const logEvery = int('log-every-ms', values['log-every-ms'])!;
+  const bufferMode = values['buffer-mode'];
+  if (bufferMode !== undefined && bufferMode !== 'frozen' && bufferMode !== 'local') throw new TabswarmError('CONFIG_INVALID', { option: '--buffer-mode', detail: `must be frozen or local, got '${bufferMode}'` });
   if (!values.url) throw new TabswarmError('CONFIG_INVALID', { option: '--url', detail: 'is required, e.g. --url http://127.0.0.1:8080/' });
   const { createNodeWorker } = await import('../client/node.ts');
   let lastLog = 0;
+  let lastState = '';
   const loop = await createNodeWorker({
     url: values.url,
     maxSteps: int('steps', values.steps),
     seed: int('seed', values.seed),
+    ...(bufferMode ? { bufferMode } : {}),
     onStatus: (s) => {
       const now = Date.now();
-      if (now - lastLog < 2000 && s.state === 'connected') return;
+      if (now - lastLog < logEvery && s.state === lastState) return;
+      lastState = s.state;
       lastLog = now;
-      console.log(JSON.stringify({ worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss, shards: s.shards, error: s.lastError || undefined }));
+      const mem = process.memoryUsage();
+      console.log(JSON.stringify({
+        worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss,
+        shards: s.shards, buffered: s.buffered, outageSteps: s.outageSteps, flushes: s.flushes.length, lastFlush: s.lastFlush,
+        heapUsed: mem.heapUsed, arrayBuffers: mem.arrayBuffers, rss: mem.rss, error: s.lastError || undefined,
+      }));
     },
   });
   process.once('SIGINT', () => loop.stop());
   process.once('SIGTERM', () => loop.stop());
   const final = await loop.run();
-  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion }));
+  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: final.flushes }));
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -6,8 +6,12 @@ import { TabswarmError } from '../shared/errors.ts';
 import { getModel, type ModelSpec } from '../shared/models.ts';
 import { DATASET_NAMES } from './data.ts';
 import { getRule } from './ps/rules.ts';
+import { CHECKPOINT_DEFAULTS, validateCheckpointOptions, type CheckpointOptions } from './strategies/checkpoint/options.ts';
 
-export interface ServerOptions {
+/** The checkpoint strategy's options live in strategies/checkpoint/options.ts, with their defaults. */
+export interface ServerOptions extends CheckpointOptions {
+  /** Bearer token of /api/admin/*. @default env TABSWARM_ADMIN_TOKEN, else random per process and printed at start */
+  adminToken?: string;
   /** Model from the registry (shared/models.ts). @default 'fashion-cnn' */
   model: string;
   /** 'mnist' | 'fashion-mnist' | 'synthetic'. @default 'mnist' */
@@ -38,6 +42,12 @@ export interface ServerOptions {
    * else random per process (then nothing survives a restart: the log warns)
    */
   secret?: string;
+  /**
+   * What workers do with gradients while the PS is unreachable: 'frozen' sums gradients against
+   * the last pulled weights (the reference); 'local' also applies them to the worker's own copy
+   * (local SGD). Either way the buffer is a running sum. @default 'frozen'
+   */
+  bufferMode: 'frozen' | 'local';
   /** Stateless strategy: after the first worker connects, wait this long for copies of the weights before adopting the best. @default 3000 */
   adoptWindowMs: number;
   /** Most concurrent workers. @default 1024 */
@@ -47,6 +57,7 @@ export interface ServerOptions {
 }
 
 export const DEFAULTS: ServerOptions = {
+  ...CHECKPOINT_DEFAULTS,
   model: 'fashion-cnn',
   dataset: 'mnist',
   shards: 16,
@@ -57,7 +68,8 @@ export const DEFAULTS: ServerOptions = {
   evalExamples: 10000,
   strategy: 'none',
   rule: 'mean',
-  adoptWindowMs: 3000,
+  adoptWindowMs: 6000,
+  bufferMode: 'frozen',
   maxWorkers: 1024,
   idleMs: 30000,
 };
@@ -74,6 +86,9 @@ export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions
   const bad = (option: string, detail: string) => new TabswarmError('CONFIG_INVALID', { option, detail });
   if (!(DATASET_NAMES as readonly string[]).includes(o.dataset)) throw bad('dataset', `unknown data set '${o.dataset}'; known: ${DATASET_NAMES.join(', ')}`);
   getRule(o.rule);
+  validateCheckpointOptions(o);
+  if (o.adminToken !== undefined && o.adminToken.length < 16) throw bad('adminToken', 'must be at least 16 characters');
+  if (o.bufferMode !== 'frozen' && o.bufferMode !== 'local') throw bad('bufferMode', `must be 'frozen' or 'local', got '${o.bufferMode}'`);
   if (o.secret !== undefined && o.secret.length < 16) throw bad('secret', 'must be at least 16 characters');
   const lr = o.lr ?? modelSpec.defaults.lr;
   const batch = o.batch ?? modelSpec.defaults.batch;

@@ -17,6 +17,10 @@ export interface JoinResponse {
   model: string;
   /** The PS's learning rate (workers in `local` buffer mode apply it to their own copy). */
   lr: number;
+  /** How workers buffer gradients while the PS is unreachable. */
+  bufferMode: 'frozen' | 'local';
+  /** The highest push sequence number the PS has applied for this id (0 for a new id). */
+  lastSeq: number;
   layoutHash: number;
   layoutSize: number;
   batch: number;

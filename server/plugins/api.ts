@@ -73,6 +73,8 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
       token: session.token,
       model: options.model,
       lr: ps.store.optimizer.lr,
+      bufferMode: options.bufferMode,
+      lastSeq: ps.store.appliedMark(session.id)?.seq ?? 0,
       layoutHash: ps.layout.hash,
       layoutSize: ps.layout.size,
       batch: options.batch,

@@ -1,0 +1,34 @@
+/**
+ * What a worker does about each failure. Outages (closed, refused, timed out, PS restarting)
+ * are retried with backoff while training goes on; a session the PS no longer knows is
+ * rejoined (under the same id when the id tag still verifies); a frame the PS refused as
+ * malformed is dropped rather than resent; a wrong model or backend stops the worker.
+ */
+import { ERRORS, isRetryableClose, type TabswarmError } from '../shared/errors.ts';
+
+export type ErrorAction = 'retry' | 'rejoin' | 'forget-identity' | 'drop-outgoing' | 'fatal';
+
+export function classify(e: TabswarmError): ErrorAction {
+  switch (e.code) {
+    case 'WORKER_DISCONNECTED':
+    case 'WORKER_TIMEOUT':
+    case 'PS_FORGED_WEIGHTS': // the copy was dropped by the caller; reconnect without offering
+    case 'PROTO_BAD_META':
+      return 'retry';
+    case 'PS_NO_SESSION':
+    case 'PS_SESSION_EXPIRED':
+    case 'PS_REPLACED':
+    case 'PS_WRONG_WORKER':
+      return 'rejoin';
+    case 'PS_BAD_RESUME':
+      return 'forget-identity';
+    case 'PROTO_LAYOUT_MISMATCH':
+    case 'MODEL_UNKNOWN':
+    case 'WORKER_BACKEND_UNSUPPORTED':
+    case 'CONFIG_INVALID':
+      return 'fatal';
+    default:
+      if (e.code.startsWith('PROTO_')) return 'drop-outgoing';
+      return ERRORS[e.code].retryable && isRetryableClose(ERRORS[e.code].wsClose) ? 'retry' : 'fatal';
+  }
+}
