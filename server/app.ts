@@ -9,6 +9,7 @@ import { deriveLayout, initWeights } from '../shared/layout.ts';
 import { loadDataset, Shards, type Dataset } from './data.ts';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './config.ts';
 import { createMetrics } from './metrics.ts';
+import { adminPlugin, resolveAdminToken } from './plugins/admin.ts';
 import { apiPlugin } from './plugins/api.ts';
 import { evalPlugin } from './plugins/eval.ts';
 import { staticPlugin } from './plugins/static.ts';
@@ -36,6 +37,8 @@ export interface Built {
   readonly ps: ParameterServer;
   readonly options: ResolvedOptions;
   readonly dataset: Dataset;
+  /** The admin API's bearer token; `generated` when it was made up here (the CLI prints it). */
+  readonly admin: { readonly token: string; readonly generated: boolean };
 }
 
 export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
@@ -86,10 +89,12 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   await app.register(apiPlugin, { ps, shards, options });
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });
+  const admin = resolveAdminToken(options.adminToken);
+  await app.register(adminPlugin, { ps, token: admin.token });
   await app.register(staticPlugin);
   app.addHook('onClose', async () => {
     for (const s of ps.sessions.all()) s.closeSocket?.(1001, 'server shutting down');
     await strategy.stop();
   });
-  return { app, ps, options, dataset };
+  return { app, ps, options, dataset, admin };
 }

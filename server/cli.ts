@@ -40,6 +40,17 @@ start options:
   --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 6000)
   --buffer-mode M     while the PS is down workers sum gradients against their last weights
                       (frozen, the default) or also apply them locally (local)
+  --checkpoint-mode M sync | async: stop applying while writing, or copy and write in the background (default async)
+  --checkpoint-every N  checkpoint every N applied updates, 0 = not by count (default 100)
+  --checkpoint-every-ms T  also once T ms have passed since the last checkpoint, 0 = off (default 0)
+  --checkpoint-dir DIR  where the checkpoint streams live, one folder per PS shard (default checkpoints)
+  --checkpoint-keep N   full checkpoints kept per PS shard (default 3)
+  --checkpoint-block B  values per block, the unit of prioritized checkpoints (default 256)
+  --checkpoint-full-every C  with --priority-fraction < 1, every C-th checkpoint is full (default 10; 0 = only the first)
+  --ps-shards S       key-range shards of the PS state, each with its own checkpoint stream (default 1)
+  --priority-fraction R  prioritized checkpoints save the fraction R of blocks that changed most (default 1 = full)
+  --recovery M        after a lost PS shard: partial (that shard only) | full (roll back all) (default partial)
+  --admin-token T     bearer token of /api/admin/* (default env TABSWARM_ADMIN_TOKEN, else random, printed)
   --rule R            stale-update rule: ${RULE_NAMES.join(' | ')} (default mean)
   --workers N         headless Chromium worker tabs to launch (default 2; 0 = none)
   --worker-backend B  backend for those tabs: auto | webgpu | webgl | wasm | cpu (default auto)
@@ -80,6 +91,17 @@ async function start(argv: string[]): Promise<void> {
       'idle-ms': { type: 'string' },
       strategy: { type: 'string' },
       rule: { type: 'string' },
+      'checkpoint-mode': { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      'checkpoint-every-ms': { type: 'string' },
+      'checkpoint-dir': { type: 'string' },
+      'checkpoint-keep': { type: 'string' },
+      'checkpoint-block': { type: 'string' },
+      'checkpoint-full-every': { type: 'string' },
+      'ps-shards': { type: 'string' },
+      'priority-fraction': { type: 'string' },
+      recovery: { type: 'string' },
+      'admin-token': { type: 'string' },
       secret: { type: 'string' },
       'adopt-window-ms': { type: 'string' },
       'buffer-mode': { type: 'string' },
@@ -88,7 +110,7 @@ async function start(argv: string[]): Promise<void> {
       'log-level': { type: 'string', default: 'info' },
     },
   });
-  const { app, options } = await buildServer({
+  const { app, options, admin } = await buildServer({
     logger: { level: values['log-level'] },
     model: values.model,
     dataset: values.dataset,
@@ -103,6 +125,17 @@ async function start(argv: string[]): Promise<void> {
     idleMs: int('idle-ms', values['idle-ms']),
     strategy: values.strategy,
     rule: values.rule,
+    checkpointMode: values['checkpoint-mode'] as 'sync' | 'async' | undefined,
+    checkpointEvery: int('checkpoint-every', values['checkpoint-every']),
+    checkpointEveryMs: int('checkpoint-every-ms', values['checkpoint-every-ms']),
+    checkpointDir: values['checkpoint-dir'],
+    checkpointKeep: int('checkpoint-keep', values['checkpoint-keep']),
+    checkpointBlock: int('checkpoint-block', values['checkpoint-block']),
+    checkpointFullEvery: int('checkpoint-full-every', values['checkpoint-full-every']),
+    psShards: int('ps-shards', values['ps-shards']),
+    priorityFraction: int('priority-fraction', values['priority-fraction']),
+    recovery: values.recovery as 'partial' | 'full' | undefined,
+    adminToken: values['admin-token'],
     secret: values.secret,
     adoptWindowMs: int('adopt-window-ms', values['adopt-window-ms']),
     bufferMode: values['buffer-mode'] as 'frozen' | 'local' | undefined,
@@ -111,6 +144,7 @@ async function start(argv: string[]): Promise<void> {
   const url = joinUrl(address, values.host!);
   // One line a wrapper can parse: tests and scripts wait for it.
   console.log(`tabswarm: parameter server for ${options.model} on ${options.dataset} ready; join at ${url}`);
+  if (admin.generated) console.log(`tabswarm: admin token (Authorization: Bearer ... on /api/admin/*; set --admin-token or TABSWARM_ADMIN_TOKEN to choose it): ${admin.token}`);
 
   let tabs: WorkerTabs | undefined;
   const workers = int('workers', values.workers)!;

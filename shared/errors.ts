@@ -1,7 +1,7 @@
 /**
  * The one error catalogue shared by server, browser and Node workers.
  *
- * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG). A retired code is
+ * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT). A retired code is
  * never reused. Each entry says how the error reaches a client: an HTTP status for the HTTP
  * endpoints and a WebSocket close code for the socket, and whether a client may retry.
  * `docs/errors.md` lists the same codes; `shared/errors.test.ts` keeps the two in sync.
@@ -55,6 +55,14 @@ export const ERRORS = {
   WORKER_BACKEND_UNSUPPORTED: { message: 'Backend {backend} cannot train {model}: {reason}', http: 400, wsClose: 4411, retryable: false },
   WORKER_TIMEOUT: { message: 'No answer to {what} within {ms} ms', http: 504, wsClose: 4003, retryable: true },
   WORKER_DISCONNECTED: { message: 'Connection to the parameter server closed ({code} {reason})', http: 503, wsClose: 4004, retryable: true },
+  // Admin API (/api/admin/*): operators and tests, never workers.
+  ADMIN_UNAUTHORIZED: { message: 'Admin call refused: {reason}', http: 401, wsClose: 4440, retryable: false },
+  ADMIN_NO_SHARD: { message: 'PS shard {shard} does not exist (this PS has {shards} shards)', http: 404, wsClose: 4441, retryable: false },
+  ADMIN_UNSUPPORTED: { message: 'Strategy {strategy} cannot {action}: {hint}', http: 409, wsClose: 4442, retryable: false },
+  // Checkpoints (server/strategies/checkpoint).
+  CHECKPOINT_CORRUPT: { message: 'Checkpoint {file} is rejected: {detail}', http: 500, wsClose: 4450, retryable: false },
+  CHECKPOINT_MISSING: { message: 'No checkpoint of PS shard {shard} verifies in {where}: {detail}', http: 409, wsClose: 4451, retryable: false },
+  CHECKPOINT_WRITE_FAILED: { message: 'Checkpoint at version {version} could not be written to {where}: {detail}', http: 500, wsClose: 4452, retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -157,6 +157,9 @@ export class ParameterServer {
   private async push(session: WorkerSession, frame: Frame, bytes: number, started: number): Promise<Uint8Array> {
     this.metrics.gradientBytes.inc(bytes);
     const update = { workerId: frame.workerId, seq: frame.seq, baseVersion: frame.modelVersion, count: frame.count, grad: frame.payload };
+    // A strategy may hold applies (a sync checkpoint write, a restore). The check and the apply
+    // run in one synchronous step, so no update slips in once a hold is taken.
+    while (this.store.held) await this.store.held;
     const result = this.store.apply(update);
     const isFlush = (frame.flags & Flag.FLUSH) !== 0;
     if (!result.applied) {

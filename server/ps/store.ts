@@ -46,6 +46,8 @@ export class ParameterStore {
   private readonly applied = new Map<number, AppliedMark>();
   /** How a (possibly stale, possibly summed) update is applied. @default RULES.mean */
   rule: StaleRule = RULES.mean;
+  /** Pending while a strategy holds applies (see hold); undefined otherwise. */
+  private holding: { promise: Promise<void>; release: () => void; count: number } | undefined;
 
   constructor(layout: Layout, initial: Float32Array, opts: SgdOptions) {
     if (initial.length !== layout.size) throw new RangeError(`ParameterStore: initial weights have ${initial.length} values, layout ${layout.size}`);
@@ -80,6 +82,35 @@ export class ParameterStore {
     this.versionValue += 1;
     this.applied.set(update.workerId, { seq: update.seq, version: this.versionValue });
     return { applied: true, version: this.versionValue, staleness };
+  }
+
+  /**
+   * Stops applies until every returned release has been called: the PS loop awaits `held`
+   * before each apply. A strategy holds the store while it reads the live arrays (a sync
+   * checkpoint write) or rewrites them (a restore), so no update lands half-way through.
+   */
+  hold(): () => void {
+    if (!this.holding) {
+      let release!: () => void;
+      const promise = new Promise<void>((r) => (release = r));
+      this.holding = { promise, release, count: 0 };
+    }
+    const h = this.holding;
+    h.count += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--h.count === 0) {
+        this.holding = undefined;
+        h.release();
+      }
+    };
+  }
+
+  /** Pending while the store is held, undefined otherwise (so an open store costs no await). */
+  get held(): Promise<void> | undefined {
+    return this.holding?.promise;
   }
 
   /** The applied-push record as it travels with the weights, sorted by worker id. */

@@ -7,12 +7,14 @@ import { TabswarmError } from '../../shared/errors.ts';
 import type { ResolvedOptions } from '../config.ts';
 import { volatile, type RecoveryStrategy } from '../ps/strategy.ts';
 import { stateless } from './stateless.ts';
+import { checkpointStrategy } from './checkpoint/strategy.ts';
 
 export type StrategyFactory = (options: ResolvedOptions) => RecoveryStrategy;
 
 const STRATEGIES: Record<string, StrategyFactory> = {
   none: () => volatile(),
   stateless: (o) => stateless({ adoptWindowMs: o.adoptWindowMs }),
+  checkpoint: (o) => checkpointStrategy(o),
 };
 
 export const STRATEGY_NAMES = (): string[] => Object.keys(STRATEGIES);
