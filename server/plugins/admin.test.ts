@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { buildServer, type Built } from '../app.ts';
+import { loadDataset } from '../data.ts';
+import { resolveAdminToken } from './admin.ts';
+
+const TOKEN = 'admin-token-for-tests-0123456789';
+const data = loadDataset('synthetic');
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+describe('admin API', () => {
+  let built: Built;
+  let dir: string;
+  const logLines: string[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tabswarm-admin-'));
+    const stream = new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) });
+    built = await buildServer({
+      model: 'mnist-logreg', data, dataset: 'synthetic', evalEveryMs: 0, strategy: 'checkpoint',
+      checkpointDir: dir, psShards: 3, checkpointMode: 'sync', adminToken: TOKEN, logger: { level: 'warn', stream },
+    });
+  });
+  after(async () => {
+    await built.app.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('every call without the token is refused with 401 JSON and logged', async () => {
+    const calls = [
+      ['GET', '/api/admin/shards'], ['POST', '/api/admin/shards/0/drop'], ['POST', '/api/admin/checkpoint'], ['GET', '/api/admin/checkpoints'],
+    ] as const;
+    for (const [method, url] of calls) {
+      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }]) {
+        const res = await built.app.inject({ method, url, headers });
+        assert.equal(res.statusCode, 401, `${method} ${url} ${JSON.stringify(headers)}`);
+        const body = res.json();
+        assert.equal(body.code, 'ADMIN_UNAUTHORIZED');
+        assert.match(body.message, /^Admin call refused: /);
+        assert.equal(body.retryable, false);
+      }
+    }
+    assert.ok(logLines.filter((l) => l.includes('admin call refused')).length >= 12);
+    assert.equal(built.ps.store.version, 0);
+    const metrics = await built.app.inject({ url: '/metrics' });
+    assert.match(metrics.body, /tabswarm_frames_rejected_total\{reason="ADMIN_UNAUTHORIZED",transport="http"\} 12/);
+  });
+
+  test('with the token: shards, drop with recovery, checkpoint, files', async () => {
+    const shards = (await built.app.inject({ url: '/api/admin/shards', headers: auth })).json();
+    assert.equal(shards.shards.length, 3);
+    assert.deepEqual(shards.shards.map((s: { start: number }) => s.start), [0, 2617, 5234]);
+
+    const before = Float32Array.from(built.ps.store.weights);
+    const dropped = await built.app.inject({ method: 'POST', url: '/api/admin/shards/1/drop', headers: auth });
+    assert.equal(dropped.statusCode, 200, dropped.body);
+    const report = dropped.json();
+    assert.equal(report.shard, 1);
+    assert.equal(report.recovery.mode, 'partial');
+    assert.deepEqual(built.ps.store.weights, before, 'restored from the first checkpoint, which is the current state');
+
+    const ck = await built.app.inject({ method: 'POST', url: '/api/admin/checkpoint', headers: auth });
+    assert.equal(ck.statusCode, 200);
+    assert.equal(ck.json().files.length, 3);
+    const files = (await built.app.inject({ url: '/api/admin/checkpoints', headers: auth })).json();
+    assert.deepEqual(files.shards.map((s: { files: unknown[] }) => s.files.length), [2, 2, 2]);
+  });
+
+  test('a shard that does not exist is ADMIN_NO_SHARD (404)', async () => {
+    for (const k of ['3', '99', 'abc', '-1']) {
+      const res = await built.app.inject({ method: 'POST', url: `/api/admin/shards/${k}/drop`, headers: auth });
+      assert.equal(res.statusCode, 404, k);
+      assert.equal(res.json().code, 'ADMIN_NO_SHARD');
+    }
+  });
+
+  test('a strategy without shards answers ADMIN_UNSUPPORTED (409)', async () => {
+    const other = await buildServer({ model: 'mnist-logreg', data, dataset: 'synthetic', evalEveryMs: 0, adminToken: TOKEN });
+    try {
+      const res = await other.app.inject({ method: 'POST', url: '/api/admin/shards/0/drop', headers: auth });
+      assert.equal(res.statusCode, 409);
+      assert.equal(res.json().code, 'ADMIN_UNSUPPORTED');
+      assert.match(res.json().message, /Strategy none cannot drop a PS shard: start the PS with --strategy checkpoint/);
+    } finally {
+      await other.app.close();
+    }
+  });
+
+  test('the token comes from the option, else the environment, else is generated', () => {
+    assert.deepEqual(resolveAdminToken('x'.repeat(16), {}), { token: 'x'.repeat(16), generated: false });
+    assert.deepEqual(resolveAdminToken(undefined, { TABSWARM_ADMIN_TOKEN: 'from-env' }), { token: 'from-env', generated: false });
+    const a = resolveAdminToken(undefined, {});
+    const b = resolveAdminToken(undefined, {});
+    assert.equal(a.generated, true);
+    assert.ok(a.token.length >= 24 && a.token !== b.token);
+  });
+});
