@@ -59,6 +59,9 @@ interface Stats {
   totalMs: number;
   maxMs: number;
   deferred: number;
+  /** Time the PS loop spent capturing (selecting and, in async mode, copying) what is saved. */
+  captureMs: number;
+  maxCaptureMs: number;
   failures: number;
   lastError: string;
 }
@@ -78,7 +81,7 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
   private last: WriteReport | undefined;
   private restored: (RecoveryReport & { swept: string[] }) | undefined;
   private readonly recoveries: ShardLossReport[] = [];
-  private readonly stats: Stats = { count: 0, bytes: 0, lastMs: 0, totalMs: 0, maxMs: 0, deferred: 0, failures: 0, lastError: '' };
+  private readonly stats: Stats = { count: 0, bytes: 0, lastMs: 0, totalMs: 0, maxMs: 0, deferred: 0, captureMs: 0, maxCaptureMs: 0, failures: 0, lastError: '' };
 
   constructor(readonly opts: CheckpointOptions & { model: string }, private readonly deps: CheckpointStrategyDeps = {}) {}
 
@@ -139,12 +142,16 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
   private run(copy: boolean): Promise<WriteReport> {
     const release = copy ? undefined : this.store.hold();
     let capture;
+    const t0 = performance.now();
     try {
       capture = this.ck.capture(copy);
     } catch (err) {
       release?.();
       throw err;
     }
+    const captureMs = performance.now() - t0;
+    this.stats.captureMs += captureMs;
+    this.stats.maxCaptureMs = Math.max(this.stats.maxCaptureMs, captureMs);
     this.sinceLast = 0;
     this.deferredFlag = false;
     this.lastAt = Date.now();
@@ -244,6 +251,7 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
       checkpoints: s.count,
       bytesWritten: s.bytes,
       writeMs: { last: s.lastMs, mean: s.count ? s.totalMs / s.count : 0, max: s.maxMs },
+      captureMs: { mean: s.count ? s.captureMs / s.count : 0, max: s.maxCaptureMs },
       deferredWhileWriting: s.deferred,
       failures: s.failures,
       lastError: s.lastError || undefined,

@@ -1,0 +1,242 @@
+/**
+ * Rework cost of a partial failure (SCAR, Qiao et al. 2019): `npm run bench:rework [-- --model
+ * mnist-logreg|fashion-cnn --quick]`.
+ *
+ * One seeded training run (the real ParameterStore and Sgd, gradients from client/trainer.ts on
+ * tfjs-cpu, real MNIST or Fashion-MNIST) drives two checkpoint strategies at once, both sync, on
+ * real files:
+ *   full      a full checkpoint of every PS shard every K updates;
+ *   priority  every E updates, the fraction r of each shard's blocks that changed most. r is
+ *             fitted to the byte budget: E/K of a full checkpoint per checkpoint, headers and
+ *             block indices included, so priority never writes more bytes than full.
+ * At each failure point F the live state is forked, PS shard k is dropped (ShardMap.drop) and
+ * recovered by the real recovery code in three ways:
+ *   (1) full checkpoint + full recovery      every shard rolled back to the full stream
+ *   (2) full checkpoint + partial recovery   shard k alone from the full stream
+ *   (3) prioritized + partial recovery       shard k alone from the prioritized stream
+ * and training continues on the fork with the same batches the run would have used. Rework cost
+ * = the updates it takes the fork to get back to the loss the run had at F (loss on a fixed
+ * evaluation set of training examples, no dropout), 0 if recovery already meets it, censored at
+ * `maxRework`. ||delta|| is the distance of the recovered weights from the live ones at F.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { Trainer } from '../client/trainer.ts';
+import { crossEntropy, forward, normalisePixels } from '../shared/forward.ts';
+import { deriveLayout, initWeights, mulberry32, type Layout } from '../shared/layout.ts';
+import { getModel, type ModelSpec } from '../shared/models.ts';
+import { loadDataset, type Split } from '../server/data.ts';
+import { ParameterStore } from '../server/ps/store.ts';
+import { Checkpointer } from '../server/strategies/checkpoint/checkpointer.ts';
+import { encodeCheckpoint } from '../server/strategies/checkpoint/format.ts';
+import { CHECKPOINT_DEFAULTS } from '../server/strategies/checkpoint/options.ts';
+import { recoverFull, recoverPartial } from '../server/strategies/checkpoint/recovery.ts';
+import { ShardMap } from '../server/strategies/checkpoint/shards.ts';
+import { FileStorage } from '../server/strategies/checkpoint/storage.ts';
+import { CheckpointStrategy } from '../server/strategies/checkpoint/strategy.ts';
+import type { FastifyBaseLogger } from 'fastify';
+
+export interface ReworkConfig {
+  model: string;
+  dataset: 'mnist' | 'fashion-mnist';
+  batch: number;
+  lr: number;
+  seed: number;
+  psShards: number;
+  blockSize: number;
+  /** Full checkpoint every K updates. */
+  fullEvery: number;
+  /** Prioritized checkpoint every E updates (r is fitted to the same bytes). */
+  priorityEvery: number;
+  /** Failure points: the first after `warmup` updates, then every `spacing`, each shifted by a seeded offset in [0, K). */
+  warmup: number;
+  spacing: number;
+  failures: number;
+  /** PS shards lost, one per trial. @default all */
+  lostShards?: number[];
+  maxRework: number;
+  evalExamples: number;
+}
+
+export const PRESETS: Record<string, ReworkConfig> = {
+  'mnist-logreg': { model: 'mnist-logreg', dataset: 'mnist', batch: 64, lr: 0.01, seed: 1, psShards: 4, blockSize: 64, fullEvery: 40, priorityEvery: 10, warmup: 40, spacing: 40, failures: 16, maxRework: 200, evalExamples: 2000 },
+  'fashion-cnn': { model: 'fashion-cnn', dataset: 'fashion-mnist', batch: 16, lr: 0.01, seed: 1, psShards: 4, blockSize: 256, fullEvery: 12, priorityEvery: 3, warmup: 24, spacing: 16, failures: 3, lostShards: [0, 3], maxRework: 40, evalExamples: 200 },
+};
+
+export const VARIANTS = ['(1) full ckpt + full recovery', '(2) full ckpt + partial recovery', '(3) prioritized ckpt + partial recovery'] as const;
+
+export interface Trial {
+  readonly variant: number;
+  readonly failure: number;
+  readonly shard: number;
+  readonly rework: number;
+  readonly censored: boolean;
+  readonly delta: number;
+}
+
+export interface ReworkResult {
+  readonly config: ReworkConfig;
+  readonly fraction: number;
+  /** Checkpoint bytes written per 1,000 updates, after the first (full) checkpoint each stream starts with. */
+  readonly bytesPer1000: { full: number; priority: number };
+  readonly trials: Trial[];
+  readonly seconds: number;
+}
+
+/** Mean loss over a fixed set of examples, no dropout. */
+class LossProbe {
+  private readonly x: tf.Tensor4D;
+  private readonly y: tf.Tensor1D;
+  constructor(private readonly model: ModelSpec, private readonly layout: Layout, split: Split, n: number) {
+    const count = Math.min(n, split.count);
+    const [h, w, c] = model.input;
+    this.x = tf.tensor4d(normalisePixels(split.pixels.subarray(0, count * h * w * c), new Float32Array(count * h * w * c)), [count, h, w, c]);
+    this.y = tf.tensor1d(Int32Array.from(split.labels.subarray(0, count)), 'int32');
+  }
+  loss(flat: Float32Array): number {
+    return tf.tidy(() => {
+      const ws = this.layout.entries.map((e) => tf.tensor(flat.subarray(e.offset, e.offset + e.length), [...e.shape]));
+      return crossEntropy(tf, forward(tf, this.model, ws, this.x, false), this.y, this.model.classes).dataSync()[0]!;
+    });
+  }
+}
+
+/** The largest r whose delta files, per E updates, fit in E/K of a full checkpoint's bytes. */
+export function fitFraction(cfg: ReworkConfig, layout: Layout): number {
+  const shardLen = Math.ceil(layout.size / cfg.psShards);
+  const blocks = Math.ceil(shardLen / cfg.blockSize);
+  const meta = { model: cfg.model, layoutHash: layout.hash, layoutSize: layout.size, shard: 99, shards: cfg.psShards, start: 9999999, end: 9999999, seq: 99999999, kind: 'delta' as const, base: 99999999, version: 99999999, storeVersion: 99999999, blockSize: cfg.blockSize, applied: [[4294967295, 99999999, 99999999]] as [number, number, number][], createdAt: new Date().toISOString() };
+  const empty = new Float32Array(0);
+  const header = encodeCheckpoint(meta, { indices: new Uint32Array(0), weights: empty, velocity: empty }).reduce((n, c) => n + c.length, 0) + 16;
+  const fullBytes = header + 4 * blocks + 4 * shardLen;
+  const budget = (fullBytes * cfg.priorityEvery) / cfg.fullEvery;
+  const n = Math.floor((budget - header) / (4 + 4 * cfg.blockSize));
+  if (n < 1) throw new RangeError(`fitFraction: a delta of one block does not fit in ${budget} bytes`);
+  return Math.min(1, (n - 0.5) / blocks); // ceil(r * blocks) = n
+}
+
+export async function runRework(cfg: ReworkConfig, say: (line: string) => void = () => {}): Promise<ReworkResult> {
+  const started = performance.now();
+  await tf.setBackend('cpu');
+  const model = getModel(cfg.model);
+  const layout = deriveLayout(model);
+  const data = loadDataset(cfg.dataset);
+  const trainer = new Trainer(tf, model, cfg.batch);
+  const probe = new LossProbe(model, layout, data.train, cfg.evalExamples);
+  const fraction = fitFraction(cfg, layout);
+  const ppe = data.pixelsPerExample;
+  const pixels = new Uint8Array(cfg.batch * ppe);
+  const labels = new Uint8Array(cfg.batch);
+  const step = async (store: ParameterStore, t: number): Promise<void> => {
+    const random = mulberry32(cfg.seed * 100003 + t); // batch t is the same in the run and every fork
+    for (let i = 0; i < cfg.batch; i++) {
+      const ex = Math.floor(random() * data.train.count);
+      pixels.set(data.train.pixels.subarray(ex * ppe, (ex + 1) * ppe), i * ppe);
+      labels[i] = data.train.labels[ex]!;
+    }
+    trainer.setWeights(store.weights);
+    const { grad } = await trainer.step(pixels, labels);
+    store.apply({ workerId: 1, seq: t + 1, baseVersion: store.version, count: 1, grad });
+  };
+  const opts = { lr: cfg.lr, momentum: 0 };
+  const store = new ParameterStore(layout, initWeights(layout, cfg.seed), opts);
+  const root = await mkdtemp(join(tmpdir(), 'tabswarm-rework-'));
+  const base = { ...CHECKPOINT_DEFAULTS, model: cfg.model, checkpointMode: 'sync' as const, psShards: cfg.psShards, checkpointBlock: cfg.blockSize, checkpointKeep: 2, checkpointFullEvery: 0 };
+  const storages = { full: new FileStorage(join(root, 'full')), priority: new FileStorage(join(root, 'priority')) };
+  const full = new CheckpointStrategy({ ...base, checkpointEvery: cfg.fullEvery, priorityFraction: 1 }, { storage: storages.full });
+  const prio = new CheckpointStrategy({ ...base, checkpointEvery: cfg.priorityEvery, priorityFraction: fraction }, { storage: storages.priority });
+  const noop = () => {};
+  const log = { info: noop, warn: noop, error: noop, debug: noop, fatal: noop, trace: noop, silent: noop, level: 'silent', child: () => log } as unknown as FastifyBaseLogger;
+  await full.start({ store, log });
+  await prio.start({ store, log });
+  const initial = { full: storages.full.bytesWritten, priority: storages.priority.bytesWritten };
+
+  const random = mulberry32(cfg.seed + 17);
+  const failures = Array.from({ length: cfg.failures }, (_, i) => cfg.warmup + i * cfg.spacing + Math.floor(random() * cfg.fullEvery));
+  const shards = cfg.lostShards ?? Array.from({ length: cfg.psShards }, (_, k) => k);
+  const trials: Trial[] = [];
+  let t = 0;
+  try {
+    for (const F of failures) {
+      while (t < F) {
+        await step(store, t++);
+        const u = { workerId: 1, seq: t, baseVersion: t - 1, count: 1, grad: new Float32Array(0), version: store.version };
+        await full.afterApply(u);
+        await prio.afterApply(u);
+      }
+      const target = probe.loss(store.weights);
+      say(`failure at update ${F}: loss ${target.toFixed(4)}`);
+      for (let variant = 0; variant < 3; variant++) {
+        for (const k of variant === 0 ? [shards[0]!] : shards) {
+          const fork = new ParameterStore(layout, store.weights, opts);
+          fork.restore(store.snapshot());
+          const ck = new Checkpointer(new ShardMap(fork, cfg.psShards), variant === 2 ? storages.priority : storages.full, { model: cfg.model, layoutHash: layout.hash, layoutSize: layout.size }, { priorityFraction: 1, blockSize: cfg.blockSize, fullEvery: 0, keep: 2 });
+          ck.map.drop(k);
+          if (variant === 0) await recoverFull(ck);
+          else await recoverPartial(ck, [k]);
+          let delta = 0;
+          for (let i = 0; i < layout.size; i++) delta += (fork.weights[i]! - store.weights[i]!) ** 2;
+          let rework = 0;
+          while (rework < cfg.maxRework && probe.loss(fork.weights) > target) await step(fork, F + rework++);
+          const censored = rework >= cfg.maxRework && probe.loss(fork.weights) > target;
+          trials.push({ variant, failure: F, shard: k, rework, censored, delta: Math.sqrt(delta) });
+          say(`  ${VARIANTS[variant]} shard ${k}: rework ${rework}${censored ? '+' : ''}, ||delta|| ${Math.sqrt(delta).toFixed(4)}`);
+        }
+      }
+    }
+  } finally {
+    await full.stop();
+    await prio.stop();
+    trainer.dispose();
+    await rm(root, { recursive: true, force: true });
+  }
+  // Byte rates, not totals: at a given failure point one stream may be just before its next write.
+  const rate = (written: number, initialBytes: number, every: number) => (1000 * (written - initialBytes)) / (Math.floor(t / every) * every);
+  const bytesPer1000 = { full: rate(storages.full.bytesWritten, initial.full, cfg.fullEvery), priority: rate(storages.priority.bytesWritten, initial.priority, cfg.priorityEvery) };
+  if (!(bytesPer1000.priority <= bytesPer1000.full)) throw new Error(`rework: prioritized checkpoints wrote ${bytesPer1000.priority} bytes per 1000 updates, more than full's ${bytesPer1000.full}: not a fair comparison`);
+  return { config: cfg, fraction, bytesPer1000, trials, seconds: (performance.now() - started) / 1000 };
+}
+
+export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+/** Mean rework per variant, and its reduction versus (1). */
+export function summarise(r: ReworkResult): { variant: string; mean: number; median: number; delta: number; trials: number; censored: number; reduction: number }[] {
+  const base = mean(r.trials.filter((x) => x.variant === 0).map((x) => x.rework));
+  return VARIANTS.map((variant, v) => {
+    const ts = r.trials.filter((x) => x.variant === v);
+    const sorted = ts.map((x) => x.rework).sort((a, b) => a - b);
+    const m = mean(sorted);
+    return { variant, mean: m, median: sorted[Math.floor(sorted.length / 2)] ?? 0, delta: mean(ts.map((x) => x.delta)), trials: ts.length, censored: ts.filter((x) => x.censored).length, reduction: base > 0 ? 1 - m / base : 0 };
+  });
+}
+
+export function table(r: ReworkResult): string {
+  const c = r.config;
+  const lines = [
+    `${c.model} on ${c.dataset}: batch ${c.batch}, lr ${c.lr}, ${c.psShards} PS shards, blocks of ${c.blockSize}; full checkpoint every ${c.fullEvery} updates, prioritized every ${c.priorityEvery} with r = ${r.fraction.toFixed(3)}`,
+    `checkpoint bytes written per 1,000 updates: full ${Math.round(r.bytesPer1000.full)}, prioritized ${Math.round(r.bytesPer1000.priority)} (${((100 * r.bytesPer1000.priority) / r.bytesPer1000.full).toFixed(1)}%); ${r.seconds.toFixed(0)} s`,
+    '',
+    '| Recovery | Trials | Mean rework (updates) | Median | Mean ‖δ‖ | Reduction vs (1) |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const s of summarise(r)) {
+    lines.push(`| ${s.variant} | ${s.trials}${s.censored ? ` (${s.censored} censored)` : ''} | ${s.mean.toFixed(1)} | ${s.median} | ${s.delta.toFixed(3)} | ${s.variant.startsWith('(1)') ? '—' : `${(100 * s.reduction).toFixed(0)}%`} |`);
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const numeric = ['failures', 'lr', 'batch', 'block', 'full-every', 'priority-every', 'ps-shards', 'max-rework', 'eval-examples', 'seed'] as const;
+  const { values } = parseArgs({ options: { model: { type: 'string', default: 'mnist-logreg' }, quick: { type: 'boolean', default: false }, ...Object.fromEntries(numeric.map((n) => [n, { type: 'string' }])) } });
+  const preset = PRESETS[values.model as string];
+  if (!preset) throw new Error(`--model: one of ${Object.keys(PRESETS).join(', ')}`);
+  const raw = values as Record<string, string | boolean | undefined>;
+  const v = (n: (typeof numeric)[number]) => (raw[n] === undefined ? undefined : Number(raw[n]));
+  const over = { failures: v('failures') ?? (values.quick ? 2 : undefined), lr: v('lr'), batch: v('batch'), blockSize: v('block'), fullEvery: v('full-every'), priorityEvery: v('priority-every'), psShards: v('ps-shards'), maxRework: v('max-rework'), evalExamples: v('eval-examples'), seed: v('seed') };
+  const cfg: ReworkConfig = { ...preset, ...Object.fromEntries(Object.entries(over).filter(([, x]) => x !== undefined)) };
+  const result = await runRework(cfg, (l) => console.log(l));
+  console.log(`\n${table(result)}`);
+}
