@@ -198,6 +198,8 @@ async function worker(argv: string[]): Promise<void> {
       if (now - lastLog < logEvery && s.state === lastState) return;
       lastState = s.state;
       lastLog = now;
+      // Started with --expose-gc (tests do), collect first so the figures are live memory only.
+      (globalThis as { gc?: () => void }).gc?.();
       const mem = process.memoryUsage();
       console.log(JSON.stringify({
         worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss,

@@ -33,8 +33,8 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Proc {
+  const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -55,7 +55,7 @@ export interface PsProc extends Proc {
   get<T = unknown>(path: string): Promise<T>;
 }
 
-/** Starts `tabswarm start --port 0 ...` and waits for its join URL. */
+/** Starts `tabswarm start --port 0 ...` (a later `--port` wins) and waits for its join URL. */
 export async function startPs(args: string[]): Promise<PsProc> {
   const proc = spawnCli(['start', '--port', '0', '--workers', '0', '--log-level', 'warn', ...args]);
   const url = await until(() => {
@@ -95,9 +95,30 @@ export interface StatusWorker {
   pushes: number;
   backend?: string;
   numTensors?: number;
+  buffered?: number;
+  lastFlush?: { count: number; version: number; duplicate: boolean; at: number };
 }
 export interface Status {
   version: number;
   updatesApplied: number;
   workers: StatusWorker[];
+  strategy: { name: string; phase?: string; adopted?: { version: number; from: number } | null; fresh?: boolean; offers?: { verified: number; rejected: number; late: number } };
+}
+
+export interface FlushRecord {
+  workerId: number;
+  seq: number;
+  count: number;
+  baseVersion: number;
+  version: number;
+  duplicate: boolean;
+}
+
+/** The JSON status lines a `tabswarm worker` process printed, parsed. */
+export function workerLines(proc: Proc): Record<string, unknown>[] {
+  return proc
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{"worker"') || l.startsWith('{"done"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
