@@ -62,7 +62,7 @@ export interface ReworkConfig {
 }
 
 export const PRESETS: Record<string, ReworkConfig> = {
-  'mnist-logreg': { model: 'mnist-logreg', dataset: 'mnist', batch: 64, lr: 0.01, seed: 1, psShards: 4, blockSize: 64, fullEvery: 40, priorityEvery: 10, warmup: 40, spacing: 40, failures: 16, maxRework: 200, evalExamples: 2000 },
+  'mnist-logreg': { model: 'mnist-logreg', dataset: 'mnist', batch: 64, lr: 0.01, seed: 1, psShards: 4, blockSize: 10, fullEvery: 40, priorityEvery: 10, warmup: 40, spacing: 40, failures: 16, maxRework: 200, evalExamples: 2000 },
   'fashion-cnn': { model: 'fashion-cnn', dataset: 'fashion-mnist', batch: 16, lr: 0.01, seed: 1, psShards: 4, blockSize: 256, fullEvery: 12, priorityEvery: 3, warmup: 24, spacing: 16, failures: 3, lostShards: [0, 3], maxRework: 40, evalExamples: 200 },
 };
 
@@ -111,7 +111,7 @@ export function fitFraction(cfg: ReworkConfig, layout: Layout): number {
   const meta = { model: cfg.model, layoutHash: layout.hash, layoutSize: layout.size, shard: 99, shards: cfg.psShards, start: 9999999, end: 9999999, seq: 99999999, kind: 'delta' as const, base: 99999999, version: 99999999, storeVersion: 99999999, blockSize: cfg.blockSize, applied: [[4294967295, 99999999, 99999999]] as [number, number, number][], createdAt: new Date().toISOString() };
   const empty = new Float32Array(0);
   const header = encodeCheckpoint(meta, { indices: new Uint32Array(0), weights: empty, velocity: empty }).reduce((n, c) => n + c.length, 0) + 16;
-  const fullBytes = header + 4 * blocks + 4 * shardLen;
+  const fullBytes = header + 4 * shardLen; // a full checkpoint stores no block indices
   const budget = (fullBytes * cfg.priorityEvery) / cfg.fullEvery;
   const n = Math.floor((budget - header) / (4 + 4 * cfg.blockSize));
   if (n < 1) throw new RangeError(`fitFraction: a delta of one block does not fit in ${budget} bytes`);

@@ -5,7 +5,8 @@
  *   4      4  format version, u32 LE (FORMAT_VERSION)
  *   8      4  header length H, u32 LE
  *   12     H  header, UTF-8 JSON (CheckpointMeta), then zero bytes up to a multiple of 4
- *   ...       block indices, u32 LE x meta.blocks, strictly increasing
+ *   ...       delta only: block indices, u32 LE x meta.blocks, strictly increasing (a full
+ *             checkpoint holds every block in order, so it has none)
  *   ...       weights of those blocks, f32 LE x meta.values, block after block
  *   ...       velocity of those blocks, f32 LE x meta.velocity (meta.values, or 0 without momentum)
  *   end-32 32 SHA-256 of every byte before it
@@ -88,7 +89,7 @@ export function encodeCheckpoint(meta: Omit<CheckpointMeta, 'blocks' | 'values' 
   view.setUint32(4, FORMAT_VERSION, true);
   view.setUint32(8, header.length, true);
   prefix.set(header, PREFIX);
-  const chunks = [prefix, bytesOf(body.indices), bytesOf(body.weights), bytesOf(body.velocity)];
+  const chunks = [prefix, bytesOf(meta.kind === 'full' ? new Uint32Array(0) : body.indices), bytesOf(body.weights), bytesOf(body.velocity)];
   const hash = createHash('sha256');
   for (const c of chunks) hash.update(c);
   chunks.push(new Uint8Array(hash.digest()));
@@ -116,15 +117,16 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): DecodedCheckp
   }
   checkMeta(meta, corrupt);
   const at = PREFIX + pad4(headerLength);
-  const want = at + 4 * (meta.blocks + meta.values + meta.velocity) + HASH;
+  const stored = meta.kind === 'full' ? 0 : meta.blocks;
+  const want = at + 4 * (stored + meta.values + meta.velocity) + HASH;
   if (bytes.length !== want) throw corrupt(`${bytes.length} bytes where the header says ${want}`);
   // Copy out: the source buffer need not be 4-byte aligned.
   const copy = bytes.slice(at, bytes.length - HASH);
-  const indices = new Uint32Array(copy.buffer, 0, meta.blocks);
-  const weights = new Float32Array(copy.buffer, 4 * meta.blocks, meta.values);
-  const velocity = new Float32Array(copy.buffer, 4 * (meta.blocks + meta.values), meta.velocity);
   const length = meta.end - meta.start;
   const count = Math.ceil(length / meta.blockSize);
+  const indices = meta.kind === 'full' ? Uint32Array.from({ length: meta.blocks }, (_, i) => i) : new Uint32Array(copy.buffer, 0, stored);
+  const weights = new Float32Array(copy.buffer, 4 * stored, meta.values);
+  const velocity = new Float32Array(copy.buffer, 4 * (stored + meta.values), meta.velocity);
   for (let i = 0; i < indices.length; i++) {
     if (indices[i]! >= count || (i > 0 && indices[i]! <= indices[i - 1]!)) throw corrupt(`block index ${indices[i]} at ${i} is out of order or range`);
   }
