@@ -59,6 +59,8 @@ export interface WorkerStatus {
   /** Every flush acknowledged, in order (what tests compare with the PS's records). */
   flushes: FlushLogEntry[];
   restored: boolean;
+  /** Gradients restored from storage when the page was reloaded during an outage. */
+  restoredBuffered: number;
   lastError: string;
 }
 
@@ -141,7 +143,7 @@ export class WorkerLoop {
     this.status = {
       state: 'joining', workerId: 0, backend: host.backend, model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
       serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, buffered: 0, bufferedSince: 0,
-      outageSteps: 0, lastFlush: undefined, flushes: [], restored: false, lastError: '',
+      outageSteps: 0, lastFlush: undefined, flushes: [], restored: false, restoredBuffered: 0, lastError: '',
     };
   }
 
@@ -451,7 +453,7 @@ export class WorkerLoop {
     this.outbox = saved.outbox;
     if (saved.buffer) this.buffer!.load(saved.buffer);
     Object.assign(this.status, { workerId: saved.join.workerId, model: saved.join.model, bufferMode: this.opts.bufferMode ?? saved.join.bufferMode, restored: true });
-    this.status.buffered = this.buffer!.count;
+    this.status.buffered = this.status.restoredBuffered = this.buffer!.count;
     this.status.bufferedSince = this.buffer!.since;
     const tagged = await store.loadTagged();
     if (tagged) {

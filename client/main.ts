@@ -46,6 +46,8 @@ function render(): void {
 }
 
 async function main(): Promise<void> {
+  // Lets a reload during a PS outage start from the cached page (see public/sw.js).
+  navigator.serviceWorker?.register('/sw.js').catch((err: unknown) => console.warn('service worker not registered:', err));
   const params = new URLSearchParams(location.search);
   const requested = params.get('backend') ?? 'auto';
   const maxSteps = params.has('steps') ? Number(params.get('steps')) : undefined;
