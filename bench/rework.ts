@@ -188,8 +188,7 @@ export async function runRework(cfg: ReworkConfig, say: (line: string) => void =
       }
     }
   } finally {
-    await full.stop();
-    await prio.stop();
+    // No stop(): its final checkpoint would count in the bytes. Sync mode leaves nothing in flight.
     trainer.dispose();
     await rm(root, { recursive: true, force: true });
   }

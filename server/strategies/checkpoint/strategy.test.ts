@@ -75,7 +75,7 @@ describe('CheckpointStrategy', () => {
     await apply(store, strategy, 8, 7);
     await apply(store, strategy, 2, 9); // after the last checkpoint: lost by the restart
     const saved = { weights: Float32Array.from(store.weights), velocity: Float32Array.from(store.optimizer.velocity) };
-    await strategy.stop();
+    // A crash: no stop(), so no final checkpoint.
 
     const { store: again, strategy: s2 } = await started({ checkpointMode: 'sync', checkpointEvery: 4, psShards: 3 }, storage);
     assert.equal(again.version, 8);
@@ -149,9 +149,9 @@ describe('CheckpointStrategy', () => {
     assert.equal(strategy.status().deferredWhileWriting, 1);
     storage.paused = false;
     storage.release();
-    await strategy.stop();
+    await strategy.settle();
     await apply(store, strategy, 1); // the first apply after the write takes the deferred one
-    await strategy.stop();
+    await strategy.settle();
     const versions = [...storage.files.keys()].sort();
     assert.deepEqual(versions, ['shard-000/00000001.full.ckpt', 'shard-000/00000002.full.ckpt', 'shard-000/00000003.full.ckpt']);
     const last = strategy.status().lastCheckpoint as { storeVersion: number };
@@ -167,7 +167,7 @@ describe('CheckpointStrategy', () => {
     await apply(store, strategy, 2);
     storage.paused = false;
     storage.release();
-    await strategy.stop();
+    await strategy.settle();
     const { store: again } = await started({}, storage);
     assert.equal(again.version, 3);
     assert.ok(same(again.weights, atCapture));
@@ -184,7 +184,7 @@ describe('CheckpointStrategy', () => {
     const full = storage.files.get('shard-000/00000005.full.ckpt')!.length;
     assert.ok(delta < full * 0.4, `a delta (${delta} B) is about a quarter of a full checkpoint (${full} B)`);
     const saved = strategy.checkpointer.trackers.map((t) => Float32Array.from(t!.saved));
-    await strategy.stop();
+    await strategy.settle();
     const { store: again } = await started({ priorityFraction: 0.25, checkpointFullEvery: 4, psShards: 2 }, storage);
     const map = new ShardMap(again, 2);
     for (let k = 0; k < 2; k++) assert.ok(same(map.view(k).weights, saved[k]!), `shard ${k} is its saved copy`);
@@ -204,6 +204,18 @@ describe('CheckpointStrategy', () => {
     await apply(store, strategy, 1);
     assert.deepEqual(fileNames(storage), ['shard-000/00000001.full.ckpt', 'shard-000/00000002.delta.ckpt', 'shard-000/00000004.full.ckpt']);
     await strategy.stop();
+  });
+
+  test('a graceful stop writes a final checkpoint of what changed, and nothing when nothing did', async () => {
+    const { strategy, store, storage } = await started({ checkpointEvery: 5, checkpointMode: 'async' });
+    await apply(store, strategy, 7);
+    await strategy.stop();
+    const { store: again, strategy: s2 } = await started({}, storage);
+    assert.equal(again.version, 7);
+    assert.ok(same(again.weights, store.weights));
+    const files = storage.files.size;
+    await s2.stop();
+    assert.equal(storage.files.size, files);
   });
 
   test('checkpointNow writes at once and answers when durable; keep-last-N prunes', async () => {
