@@ -87,7 +87,11 @@ export interface LoopOptions {
   maxSteps?: number;
   /** Seed of batch sampling. @default random */
   seed?: number;
-  /** Reconnect backoff: first delay, cap, and +- jitter fraction. @default 250, 4000, 0.5 */
+  /**
+   * Reconnect backoff: first delay, cap, and +- jitter fraction. The cap bounds how late a
+   * worker notices a restarted PS (keep the stateless PS's adoption window above cap * 1.5).
+   * @default 250, 2000, 0.5
+   */
   backoffMinMs?: number;
   backoffMaxMs?: number;
   backoffJitter?: number;
@@ -199,7 +203,7 @@ export class WorkerLoop {
   /** Exponential backoff with jitter: min * 2^(n-1), capped, then scaled by 1 +- jitter. */
   backoff(failures: number): number {
     const min = this.opts.backoffMinMs ?? 250;
-    const max = this.opts.backoffMaxMs ?? 4000;
+    const max = this.opts.backoffMaxMs ?? 2000;
     const jitter = this.opts.backoffJitter ?? 0.5;
     const base = Math.min(max, min * 2 ** Math.min(failures - 1, 30));
     return base * (1 - jitter + 2 * jitter * Math.random());

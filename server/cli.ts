@@ -37,7 +37,7 @@ start options:
   --strategy S        recovery strategy: ${STRATEGY_NAMES().join(' | ')} (default none)
   --secret S          HMAC secret shared by all PS processes of a deployment (default: env
                       TABSWARM_SECRET, else random: then nothing workers hold survives a restart)
-  --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 6000)
+  --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 3500)
   --buffer-mode M     while the PS is down workers sum gradients against their last weights
                       (frozen, the default) or also apply them locally (local)
   --checkpoint-mode M sync | async: stop applying while writing, or copy and write in the background (default async)

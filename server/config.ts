@@ -68,7 +68,7 @@ export const DEFAULTS: ServerOptions = {
   evalExamples: 10000,
   strategy: 'none',
   rule: 'mean',
-  adoptWindowMs: 6000,
+  adoptWindowMs: 3500,
   bufferMode: 'frozen',
   maxWorkers: 1024,
   idleMs: 30000,

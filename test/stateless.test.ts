@@ -32,7 +32,7 @@ const tab = (page: Page) => page.evaluate(() => (window as unknown as { tabswarm
 
 function psArgs(port?: number): string[] {
   return ['--strategy', 'stateless', '--secret', SECRET, '--model', 'mnist-mlp', '--dataset', 'mnist', '--lr', '0.1', '--rule', 'staleness',
-    '--eval-every', '1000', '--eval-examples', '5000', '--adopt-window-ms', '6000', ...(port ? ['--port', String(port)] : [])];
+    '--eval-every', '1000', '--eval-examples', '5000', ...(port ? ['--port', String(port)] : [])];
 }
 
 test('SIGKILL the stateless PS: workers buffer through the outage, a new PS adopts their weights, flushes apply exactly once', { timeout: 400_000 }, async () => {

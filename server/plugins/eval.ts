@@ -18,7 +18,8 @@ export async function evalPlugin(app: FastifyInstance, opts: { ps: ParameterServ
   const evaluator = new Evaluator({ model: options.model, test: dataset.test, pixelsPerExample: dataset.pixelsPerExample, examples: options.evalExamples });
   let lastVersion = -1;
   const tick = (): void => {
-    if (evaluator.busy || ps.store.version === lastVersion) return;
+    // Nothing to evaluate while a stateless PS is still adopting the workers' weights.
+    if (evaluator.busy || ps.store.version === lastVersion || ps.strategy.wantsWeights?.()) return;
     lastVersion = ps.store.version;
     const updates = ps.appliedCount;
     evaluator.evaluate(ps.store.version, ps.store.weights).then(
