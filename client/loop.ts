@@ -95,7 +95,7 @@ export interface LoopOptions {
   backoffMinMs?: number;
   backoffMaxMs?: number;
   backoffJitter?: number;
-  /** Request timeout on the socket; no reply in time counts as an outage. @default 30000 */
+  /** Request timeout on the socket; no reply in time counts as an outage. @default 10000 */
   requestTimeoutMs?: number;
   /** How often to send the status report to the PS. @default 2000 */
   reportEveryMs?: number;
@@ -328,7 +328,7 @@ export class WorkerLoop {
           workerId: join.workerId,
           layoutHash: join.layoutHash,
           layoutSize: join.layoutSize,
-          requestTimeoutMs: this.opts.requestTimeoutMs,
+          requestTimeoutMs: this.opts.requestTimeoutMs ?? 10000,
           onControl: (msg) => {
             if (msg.type === 'assign' && Array.isArray(msg.shards)) this.pendingShards = msg.shards;
           },
