@@ -2,6 +2,8 @@
 # Installs, idempotently, the Debian packages tabswarm's tests and commands use:
 #   chromium               headless browser workers (Playwright drives /usr/bin/chromium)
 #   dataset-fashion-mnist  the reference experiment's data set (/usr/share/datasets/fashion-mnist)
+#   zookeeper              Apache ZooKeeper for chain replication and its tests (tabswarm zk;
+#                          pulls libzookeeper-java and a JRE, default-jre)
 # Packages already present are left alone; apt-get runs only when something is missing.
 # Without root it prints exactly what to install and exits non-zero.
 set -euo pipefail
@@ -9,6 +11,7 @@ set -euo pipefail
 declare -A need=(
   [chromium]=/usr/bin/chromium
   [dataset-fashion-mnist]=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+  [zookeeper]=/usr/share/java/zookeeper.jar
 )
 
 missing=()
