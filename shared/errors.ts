@@ -1,7 +1,7 @@
 /**
  * The one error catalogue shared by server, browser and Node workers.
  *
- * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT). A retired code is
+ * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT, ZK, COORD). A retired code is
  * never reused. Each entry says how the error reaches a client: an HTTP status for the HTTP
  * endpoints and a WebSocket close code for the socket, and whether a client may retry.
  * `docs/errors.md` lists the same codes; `shared/errors.test.ts` keeps the two in sync.
@@ -63,6 +63,17 @@ export const ERRORS = {
   CHECKPOINT_CORRUPT: { message: 'Checkpoint {file} is rejected: {detail}', http: 500, wsClose: 4450, retryable: false },
   CHECKPOINT_MISSING: { message: 'No checkpoint of PS shard {shard} verifies in {where}: {detail}', http: 409, wsClose: 4451, retryable: false },
   CHECKPOINT_WRITE_FAILED: { message: 'Checkpoint at version {version} could not be written to {where}: {detail}', http: 500, wsClose: 4452, retryable: false },
+  // ZooKeeper launcher (server/zk): local servers for development and tests.
+  ZK_MISSING: { message: 'ZooKeeper cannot start: {what} not found at {path}; install it with: sudo apt-get install -y zookeeper', http: 500, wsClose: 4460, retryable: false },
+  ZK_START_FAILED: { message: 'ZooKeeper server {server} on port {port} did not come up: {detail}', http: 500, wsClose: 4461, retryable: false },
+  // Coordination (server/coord): membership, watches and versioned data in ZooKeeper or its in-memory twin.
+  COORD_VERSION_CONFLICT: { message: 'Version conflict on {path}: expected version {expected}, it has changed; re-read and retry', http: 409, wsClose: 4010, retryable: true },
+  COORD_SESSION_EXPIRED: { message: 'ZooKeeper session {session} expired ({reason}); {op} refused: re-register and re-watch on the new session', http: 503, wsClose: 4011, retryable: true },
+  COORD_UNAVAILABLE: { message: '{op} {path}: no answer from ZooKeeper ({servers}) within {ms} ms; the outcome is unknown', http: 503, wsClose: 4012, retryable: true },
+  COORD_NO_NODE: { message: 'No znode at {path} ({op})', http: 404, wsClose: 4462, retryable: false },
+  COORD_BAD_ARGUMENT: { message: 'Invalid argument to {op}: {detail}', http: 400, wsClose: 4463, retryable: false },
+  COORD_CLOSED: { message: 'The coordination client is closed; {op} {path} refused', http: 500, wsClose: 4464, retryable: false },
+  COORD_FAILED: { message: 'ZooKeeper {op} {path} failed: {detail}', http: 500, wsClose: 4465, retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
