@@ -2,6 +2,7 @@
  * The `tabswarm` command.
  *   tabswarm start  [options]   the embedded parameter server (default command)
  *   tabswarm worker --url URL   a headless Node worker (tfjs cpu backend)
+ *   tabswarm zk [--ensemble N]  a local ZooKeeper for development (server/zk)
  */
 import { parseArgs } from 'node:util';
 import { networkInterfaces } from 'node:os';
@@ -18,6 +19,7 @@ const HELP = `tabswarm: train a model on volunteer browser tabs
 Usage:
   tabswarm start [options]        start the embedded parameter server (the default)
   tabswarm worker --url URL       run a headless Node worker against a PS
+  tabswarm zk [options]           run a local ZooKeeper (standalone or an ensemble) for development
   tabswarm help
 
 start options:
@@ -62,6 +64,13 @@ worker options:
   --seed N            batch sampling seed
   --buffer-mode M     override the run's buffer mode: frozen | local
   --log-every-ms MS   status line period (default 2000; also printed on every state change)
+
+zk options (prints 'zookeeper ready: --zk host:port,...'; production points --zk at its own ensemble):
+  --ensemble N        run N servers as a quorum ensemble (default 1: standalone)
+  --port N            client port of server 1, then N+1, ... (default: free ports)
+  --data-dir D        put server-1/, server-2/, ... (data, zoo.cfg, zookeeper.log) under D (default: a temp folder)
+  --keep              keep the servers' data and logs at exit (default: removed)
+  --tick-ms MS        ZooKeeper tickTime; sessions may be as short as 2 ticks (default 250)
 `;
 
 function int(name: string, value: string | undefined): number | undefined {
@@ -222,6 +231,8 @@ export async function main(argv: string[]): Promise<void> {
         return await start(rest);
       case 'worker':
         return await worker(rest);
+      case 'zk':
+        return await (await import('./zk/cli.ts')).zkCommand(rest);
       case 'help':
       case '--help':
       case '-h':
