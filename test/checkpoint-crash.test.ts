@@ -27,7 +27,8 @@ async function tmp(): Promise<string> {
   return d;
 }
 
-const PAUSE = { TABSWARM_TEST_CHECKPOINT_PAUSE_MS: '1500' };
+// Long enough that the test sees the write in flight and kills it there even on a loaded machine.
+const PAUSE = { TABSWARM_TEST_CHECKPOINT_PAUSE_MS: '3000' };
 
 for (const mode of ['sync', 'async'] as const) {
   describe(`SIGKILL while a ${mode} checkpoint is being written`, () => {
