@@ -184,6 +184,16 @@ for (const [name, make] of Object.entries(BACKENDS)) {
       const c = backend.client();
       await c.close();
       await assert.rejects(c.connect(), code('COORD_CLOSED'));
+      // Without connect(), the first operation opens the session and waits for it.
+      const lazy = backend.client();
+      try {
+        const path = uniquePath('lazy');
+        await lazy.ensure(path, 'x');
+        assert.equal((await lazy.get(path)).data, 'x');
+        assert.equal(lazy.session().state, 'connected');
+      } finally {
+        await lazy.close();
+      }
     });
 
     test('increment under contention: two clients, every value once', async (t) => {

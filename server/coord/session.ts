@@ -80,7 +80,7 @@ export class SessionKeeper {
 
   async connect(): Promise<void> {
     if (this.closed) throw new TabswarmError('COORD_CLOSED', { op: 'connect', path: '' });
-    if (!this.gen) this.gen = this.open(1);
+    this.current();
     try {
       await this.until(() => this.gen!.state === 'connected', Date.now() + this.o.connectTimeoutMs, { op: 'connect', path: '' });
     } catch (err) {
@@ -94,8 +94,9 @@ export class SessionKeeper {
    * reads and other operations that are safe to repeat.
    */
   async run<T>(ctx: OpContext, retry: boolean, fn: (raw: RawSession) => Promise<T>): Promise<T> {
-    if (this.closed || !this.gen) throw new TabswarmError('COORD_CLOSED', { ...ctx });
-    const gen = this.gen;
+    if (this.closed) throw new TabswarmError('COORD_CLOSED', { ...ctx });
+    // Before connect() an operation opens the session and waits for it, within its deadline.
+    const gen = this.current();
     const deadline = Date.now() + this.o.opTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(this.unavailable(ctx)), this.o.opTimeoutMs)));
@@ -131,8 +132,8 @@ export class SessionKeeper {
 
   /** A backend watch function for `watcher`, bound to the current session; `cancel` if the read failed. */
   watch(path: string, watcher: Watcher | undefined): { fn: ((e: WatchEvent) => void) | undefined; cancel(): void } {
-    const gen = this.gen;
-    if (!watcher || !gen) return { fn: undefined, cancel() {} };
+    if (!watcher || this.closed) return { fn: undefined, cancel() {} };
+    const gen = this.current();
     let fired = false;
     const fn = (e: WatchEvent) => {
       if (fired) return;
@@ -173,6 +174,10 @@ export class SessionKeeper {
     });
     await done;
     await raw.close().catch(() => {});
+  }
+
+  private current(): Generation {
+    return (this.gen ??= this.open(1));
   }
 
   private open(number: number, previous?: string, reap?: SessionCredentials): Generation {
