@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { TabswarmError } from '../shared/errors.ts';
-import { zookeeperCoordination } from '../server/coord/index.ts';
+import { zookeeperCoordination, type SessionEvent } from '../server/coord/index.ts';
 import { fourLetter, isOk, serverMode } from '../server/zk/four-letter.ts';
 import { startZooKeeper } from '../server/zk/launcher.ts';
 import { spawnCli, until } from './helpers.ts';
@@ -83,6 +83,37 @@ describe('ZooKeeper launcher', () => {
       assert.match(err.message, /Address already in use/);
       return true;
     });
+  });
+});
+
+describe('a ZooKeeper that stops answering', () => {
+  test('SIGSTOP: the client fences (disconnected) within 2/3 of the timeout, expires at it, recovers after SIGCONT', async (t) => {
+    const zk = await startZooKeeper({ servers: 1 });
+    t.after(() => zk.stop());
+    const coord = zookeeperCoordination(zk.connectionString, { sessionTimeoutMs: 1500, opTimeoutMs: 20000 });
+    t.after(() => coord.close());
+    await coord.connect();
+    await coord.register('/frozen/members', 'me');
+    const events: SessionEvent[] = [];
+    coord.onSession((e) => events.push(e));
+    const pid = zk.servers[0]!.pid!;
+    // The socket stays open and silent: node-zookeeper-client alone would never notice.
+    process.kill(pid, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    try {
+      await until(() => events.some((e) => e.state === 'disconnected'), 'disconnected', 10000, 20);
+      const disconnectedAfter = Date.now() - stoppedAt;
+      await until(() => events.some((e) => e.state === 'expired'), 'expired', 10000, 20);
+      const expiredAfter = Date.now() - stoppedAt;
+      assert.ok(disconnectedAfter <= 1000 + 500, `disconnected ${disconnectedAfter} ms after the stop`);
+      assert.ok(expiredAfter <= 1500 + 1000, `expired ${expiredAfter} ms after the stop`);
+      assert.deepEqual(events.map((e) => e.state), ['disconnected', 'expired']);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await until(() => coord.session().state === 'connected' && coord.session().generation === 2, 'a new session after SIGCONT', 30000);
+    // The old member goes with the old session (ended by the client, or expired by the server).
+    await until(async () => (await coord.members('/frozen/members')).length === 0, 'the old member to vanish', 15000);
   });
 });
 
