@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { JoinResponse } from '../shared/api.ts';
 import { MsgType, decodeFrame, encodeFrame } from '../shared/protocol.ts';
 import { decodeCheckpoint, type DecodedCheckpoint } from '../server/strategies/checkpoint/format.ts';
-import { spawnCli, until, type PsProc } from './helpers.ts';
+import { startPs, type PsProc } from './helpers.ts';
 
 export const ADMIN_TOKEN = 'checkpoint-tests-admin-token-0123';
 export const SECRET = 'checkpoint-tests-secret-0123456789';
@@ -25,27 +25,11 @@ export async function freePort(): Promise<number> {
 }
 
 /** `tabswarm start` with the checkpoint strategy on mnist-logreg; `env` may set the test pause. */
-export async function startCheckpointPs(dir: string, port: number, args: string[], env: NodeJS.ProcessEnv = {}): Promise<PsProc> {
-  const proc = spawnCli([
-    'start', '--port', String(port), '--workers', '0', '--log-level', 'warn', '--model', 'mnist-logreg', '--dataset', 'synthetic',
-    '--eval-every', '0', '--strategy', 'checkpoint', '--checkpoint-dir', dir, '--secret', SECRET, '--admin-token', ADMIN_TOKEN, ...args,
+export function startCheckpointPs(dir: string, port: number, args: string[], env: NodeJS.ProcessEnv = {}): Promise<PsProc> {
+  return startPs([
+    '--port', String(port), '--model', 'mnist-logreg', '--dataset', 'synthetic', '--eval-every', '0',
+    '--strategy', 'checkpoint', '--checkpoint-dir', dir, '--secret', SECRET, '--admin-token', ADMIN_TOKEN, ...args,
   ], env);
-  const url = await until(() => {
-    if (proc.child.exitCode !== null) throw new Error(`PS exited with ${proc.child.exitCode}: ${proc.output()}`);
-    return /join at (http:\/\/\S+)/.exec(proc.output())?.[1];
-  }, 'the PS to print its join URL', 60000).catch(async (err) => {
-    await proc.kill('SIGKILL');
-    throw err;
-  });
-  return {
-    ...proc,
-    url,
-    async get<T>(path: string): Promise<T> {
-      const res = await fetch(new URL(path, url));
-      if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-      return (await res.json()) as T;
-    },
-  };
 }
 
 export async function admin<T = Record<string, unknown>>(ps: PsProc, method: 'GET' | 'POST', path: string): Promise<T> {

@@ -56,12 +56,12 @@ export interface PsProc extends Proc {
 }
 
 /** Starts `tabswarm start --port 0 ...` (a later `--port` wins) and waits for its join URL. */
-export async function startPs(args: string[]): Promise<PsProc> {
-  const proc = spawnCli(['start', '--port', '0', '--workers', '0', '--log-level', 'warn', ...args]);
+export async function startPs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<PsProc> {
+  const proc = spawnCli(['start', '--port', '0', '--workers', '0', '--log-level', 'warn', ...args], env);
   const url = await until(() => {
     if (proc.child.exitCode !== null) throw new Error(`PS exited with ${proc.child.exitCode}: ${proc.output()}`);
     return /join at (http:\/\/\S+)/.exec(proc.output())?.[1];
-  }, 'the PS to print its join URL', 30000).catch(async (err) => {
+  }, 'the PS to print its join URL', 60000).catch(async (err) => {
     await proc.kill('SIGKILL');
     throw err;
   });
