@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { buildServer, type Built } from '../server/app.ts';
 import { createNodeWorker } from './node.ts';
+import { MemoryState } from './state.ts';
 
 const servers: Built[] = [];
 after(async () => {
@@ -64,4 +65,36 @@ test('a dropped socket: the worker buffers, reconnects with backoff, flushes onc
   assert.deepEqual(built.ps.flushLog.map((f) => [f.workerId, f.seq, f.count, f.duplicate]), [[final.workerId, flush.seq, flush.count, false]]);
   assert.ok(loop.backoff(1) >= 100 && loop.backoff(1) <= 300, 'first delay is min +- 50%');
   assert.ok(loop.backoff(20) <= 6000, 'delays are capped');
+});
+
+test("'local' buffer mode steps the worker's own copy during the outage; 'frozen' does not", { timeout: 60_000 }, async () => {
+  const outage = async (bufferMode: 'frozen' | 'local') => {
+    const built = await buildServer({ model: 'mnist-mlp', dataset: 'synthetic', evalEveryMs: 0, shards: 4 });
+    const url = await built.app.listen({ port: 0, host: '127.0.0.1' });
+    const state = new MemoryState();
+    const drift: number[] = [];
+    let closing: Promise<void> | undefined;
+    const loop = await createNodeWorker({
+      url, maxSteps: 30, seed: 9, bufferMode, state,
+      onStatus: (s) => {
+        if (s.steps === 10 && !closing) closing = built.app.close(); // the PS goes away for good
+        if (s.state === 'buffering') drift.push(s.localDrift);
+      },
+    });
+    const final = await loop.run();
+    await closing;
+    return { final, drift, saved: (await state.load())! };
+  };
+  const frozen = await outage('frozen');
+  const local = await outage('local');
+  assert.equal(frozen.final.bufferMode, 'frozen');
+  assert.equal(local.final.bufferMode, 'local');
+  assert.ok(frozen.drift.length >= 15 && frozen.drift.every((d) => d === 0), 'frozen: the weights never move');
+  assert.ok(local.drift.length >= 15);
+  assert.ok(local.drift.at(-1)! > local.drift[0]! && local.drift[0]! > 0, `local: the own copy moves away step by step (${local.drift[0]} .. ${local.drift.at(-1)})`);
+  // Either way the buffer is one model-sized running sum, persisted with its count.
+  for (const r of [frozen, local]) {
+    assert.equal(r.saved.buffer!.sum.length, 50_890);
+    assert.equal(r.saved.buffer!.count, r.final.buffered);
+  }
 });

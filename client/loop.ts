@@ -55,6 +55,8 @@ export interface WorkerStatus {
   bufferedSince: number;
   /** Gradients computed while the PS was unreachable, over the worker's life. */
   outageSteps: number;
+  /** `local` mode: L2 distance of the worker's own weights from its last pulled copy (0 when frozen). */
+  localDrift: number;
   lastFlush: FlushLogEntry | undefined;
   /** Every flush acknowledged, in order (what tests compare with the PS's records). */
   flushes: FlushLogEntry[];
@@ -128,8 +130,9 @@ export class WorkerLoop {
   /** The latest tagged WEIGHTS frame, and whether the state store has it. */
   private tagged: Uint8Array | undefined;
   private taggedSaved = false;
-  /** `local` mode: the worker's own copy of the weights during an outage. */
+  /** `local` mode: the worker's own copy of the weights during an outage, and the pulled copy it left. */
   private local: Float32Array | undefined;
+  private localBase: Float32Array | undefined;
   private outbox: Outgoing | undefined;
   private seq = 0;
   private seqReserved = 0;
@@ -147,7 +150,7 @@ export class WorkerLoop {
     this.status = {
       state: 'joining', workerId: 0, backend: host.backend, model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
       serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, buffered: 0, bufferedSince: 0,
-      outageSteps: 0, lastFlush: undefined, flushes: [], restored: false, restoredBuffered: 0, lastError: '',
+      outageSteps: 0, localDrift: 0, lastFlush: undefined, flushes: [], restored: false, restoredBuffered: 0, lastError: '',
     };
   }
 
@@ -260,10 +263,20 @@ export class WorkerLoop {
     this.status.outageSteps += 1;
     if (this.info!.bufferMode === 'local' || this.opts.bufferMode === 'local') {
       // Local SGD on the worker's own copy; the buffer still sums the raw gradients.
-      this.local ??= Float32Array.from(decodeFrame(this.tagged!, this.frameOpts()).payload);
+      if (!this.local) {
+        this.localBase = decodeFrame(this.tagged!, this.frameOpts()).payload;
+        this.local = Float32Array.from(this.localBase);
+      }
       const lr = this.info!.lr;
       const w = this.local;
-      for (let i = 0; i < w.length; i++) w[i]! -= lr * grad[i]!;
+      const base = this.localBase!;
+      let drift = 0;
+      for (let i = 0; i < w.length; i++) {
+        const v = w[i]! - lr * grad[i]!;
+        w[i] = v;
+        drift += (v - base[i]!) ** 2;
+      }
+      this.status.localDrift = Math.sqrt(drift);
       this.trainer!.setWeights(w);
     }
     this.setState('buffering');
@@ -286,7 +299,8 @@ export class WorkerLoop {
         await this.deliver(transport, this.outbox);
       }
       this.takeWeights(await transport.pull());
-      this.local = undefined;
+      this.local = this.localBase = undefined;
+      this.status.localDrift = 0;
       this.status.buffered = 0;
       this.status.bufferedSince = 0;
       await this.persist(true);

@@ -6,11 +6,13 @@ import * as tf from '@tensorflow/tfjs';
 import WebSocket from 'ws';
 import { MemoryCache } from './data.ts';
 import { WorkerLoop, type LoopOptions, type WorkerStatus } from './loop.ts';
-import { MemoryState } from './state.ts';
+import { MemoryState, type StateStore } from './state.ts';
 import type { SocketLike } from './transport.ts';
 
 export interface NodeWorkerOptions extends LoopOptions {
   url: string;
+  /** Where the worker keeps its buffer and identity. @default in memory, for this process */
+  state?: StateStore;
   onStatus?: (s: Readonly<WorkerStatus>) => void;
 }
 
@@ -24,7 +26,7 @@ export async function createNodeWorker(opts: NodeWorkerOptions): Promise<WorkerL
       backend: 'cpu',
       socket: (url) => new WebSocket(url) as unknown as SocketLike,
       cache: new MemoryCache(),
-      state: new MemoryState(),
+      state: opts.state ?? new MemoryState(),
       userAgent: `tabswarm-node-worker/${process.version}`,
       onStatus: opts.onStatus,
     },
