@@ -1,0 +1,212 @@
+/**
+ * Worker training-speed benchmark: `npm run bench:worker [-- --seconds 10 --warmup 2 --rounds 2
+ * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown]`.
+ *
+ * What it measures: examples/s of one headless-Chromium tab per tfjs backend and model, two ways,
+ * on the same backend and batch:
+ *
+ *   tabswarm  the real worker page (public/app.js, from `npm run build`) against the real PS
+ *             (buildServer + listen, synthetic data, no evaluation): per step it samples a batch,
+ *             computes the flat gradient, pushes it, pulls fresh weights and uploads them
+ *             (pullEvery 1), so the figure includes the protocol round trip and weight upload.
+ *   model.fit tfjs's own training loop on the same network built with tf.layers (bench/fit-page.ts,
+ *             bundled here in memory with esbuild and served to the page by Playwright routing on
+ *             the PS's origin, so the wasm backend loads its binaries from the PS's /wasm/).
+ *
+ * Both sides skip `--warmup` steps (shader compilation, first uploads), then time whole steps for
+ * `--seconds`, from one step boundary to another, with the clock inside the page. Each cell runs
+ * in a fresh browser context, `--rounds` times with the order of the sides alternating (the
+ * machine is shared and noisy); the table gives each side's best round. `--breakdown` adds two columns that
+ * split the worker's cost without the network: Trainer.step alone (forward, backward, gradient
+ * read-back), and Trainer.setWeights + Trainer.step (plus the weight upload that follows a pull).
+ * The browser and the PS are closed on exit, error or Ctrl-C.
+ */
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { Browser, BrowserContext } from 'playwright';
+import { buildServer } from '../server/app.ts';
+import { CHROMIUM_PATH, launchChromium } from '../server/browsers.ts';
+import { getModel, hasConvolutions, type ModelSpec } from '../shared/models.ts';
+import type { FitArgs, FitResult, StepArgs } from './fit-page.ts';
+import { cpuMeter, machineLine, pct, printTable, treeCpuMs } from './sys.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'];
+
+interface Timed {
+  readonly examplesPerSec: number;
+  readonly steps: number;
+  readonly seconds: number;
+  /** CPU of other processes during the cell, % of one core (set by cell()). */
+  readonly others: number;
+}
+type Outcome = Timed | { readonly na: string };
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+/** Bundles bench/fit-page.ts in memory (same settings as scripts/build.mjs). */
+async function bundleFitPage(): Promise<string> {
+  const out = await build({
+    entryPoints: [join(ROOT, 'bench', 'fit-page.ts')],
+    bundle: true, write: false, format: 'esm', platform: 'browser', target: 'es2022', minify: true, logLevel: 'warning',
+    external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
+  });
+  return out.outputFiles[0]!.text;
+}
+
+/**
+ * In-page timing of the real worker loop, as a string so that no compiler helper leaks into it.
+ * Waits for `warmup` steps, then times whole steps for at least `seconds` from one step boundary
+ * (a change of window.tabswarm.status.steps, polled every 5 ms) to another.
+ */
+const LOOP_TIMER = `async ({ warmup, seconds, timeoutMs }) => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const page = () => window.tabswarm || {};
+  const steps = () => (page().status ? page().status.steps : 0);
+  const check = () => {
+    const s = page().status;
+    const err = page().error || (s && s.state === 'failed' ? s.lastError : '');
+    if (err) throw new Error(err);
+  };
+  const deadline = performance.now() + timeoutMs;
+  while (steps() < warmup) {
+    check();
+    if (performance.now() > deadline) throw new Error('warm-up took too long (' + steps() + ' steps, state ' + (page().status || {}).state + ')');
+    await sleep(5);
+  }
+  let s0 = steps();
+  while (steps() === s0) { check(); await sleep(5); }
+  const t0 = performance.now();
+  s0 = steps();
+  while (performance.now() - t0 < seconds * 1000) { check(); await sleep(5); }
+  const s1 = steps();
+  while (steps() === s1) { check(); await sleep(5); }
+  const t1 = performance.now();
+  return { steps: steps() - s0, seconds: (t1 - t0) / 1000, backend: page().backend };
+}`;
+
+async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number): Promise<Timed> {
+  const page = await context.newPage();
+  await page.goto(`${base}/?backend=${backend}`);
+  const r = (await page.evaluate(`(${LOOP_TIMER})(${JSON.stringify({ warmup, seconds, timeoutMs: 300_000 })})`)) as { steps: number; seconds: number; backend: string };
+  if (r.backend !== backend) throw new Error(`the page trained on ${r.backend}, not ${backend}`);
+  return { steps: r.steps, seconds: r.seconds, examplesPerSec: (r.steps * batch) / r.seconds, others: NaN };
+}
+
+/** Runs window[fn](args) of bench/fit-page.ts (benchFit or benchStep) on a page of the PS's origin. */
+async function timePage(context: BrowserContext, base: string, bundle: string, fn: 'benchFit' | 'benchStep', args: FitArgs | StepArgs): Promise<Timed> {
+  const page = await context.newPage();
+  await page.route(`${base}/bench-fit.js`, (route) => route.fulfill({ contentType: 'text/javascript', body: bundle }));
+  await page.route(`${base}/bench-fit.html`, (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><script type="module" src="/bench-fit.js"></script>' }));
+  await page.goto(`${base}/bench-fit.html`);
+  await page.waitForFunction(`typeof window.${fn} === "function"`);
+  const r = (await page.evaluate(`window.${fn}(${JSON.stringify(args)})`)) as FitResult;
+  if (r.backend !== args.backend) throw new Error(`${fn} ran on ${r.backend}, not ${args.backend}`);
+  return { steps: r.batches, seconds: r.seconds, examplesPerSec: r.examplesPerSec, others: NaN };
+}
+
+/** Runs one cell in a fresh context; an error becomes the cell's text instead of ending the run. */
+async function cell(browser: Browser, what: string, run: (c: BrowserContext) => Promise<Timed>): Promise<Outcome> {
+  const context = await browser.newContext();
+  // CPU of this process tree (PS, Playwright, Chromium) vs everything else, over the whole cell.
+  const meter = cpuMeter({ ours: () => treeCpuMs(process.pid) });
+  try {
+    const t = await run(context);
+    const cpu = meter();
+    console.log(`  ${what}: ${t.examplesPerSec.toFixed(1)} examples/s (${t.steps} steps in ${t.seconds.toFixed(1)} s; CPU: ours ${pct(cpu.ours)}, others ${pct(cpu.others)})`);
+    return { ...t, others: cpu.others };
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0]!.slice(0, 160);
+    console.log(`  ${what}: FAILED ${msg}`);
+    return { na: `error: ${msg}` };
+  } finally {
+    await context.close().catch(() => {});
+  }
+}
+
+type Side = 'tabswarm' | 'step' | 'upload+step' | 'model.fit';
+
+async function main(): Promise<void> {
+  const seconds = Number(arg('seconds', '10'));
+  const warmup = Number(arg('warmup', '2'));
+  const rounds = Number(arg('rounds', '2'));
+  const backends = arg('backends', BACKENDS.join(',')).split(',');
+  const models = arg('models', 'fashion-cnn,mnist-mlp').split(',').map(getModel);
+  const batchArg = process.argv.includes('--batch') ? Number(arg('batch', '')) : undefined;
+  const breakdown = process.argv.includes('--breakdown');
+  if (!existsSync(join(ROOT, 'public', 'app.js'))) throw new Error('public/app.js is missing: run `npm run build` first');
+
+  console.log(machineLine());
+  const bundle = await bundleFitPage();
+  browser = await launchChromium({ webgpu: true });
+  console.log(`browser: ${CHROMIUM_PATH} ${browser.version()} (WebGPU on SwiftShader, i.e. on the CPU)`);
+  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating\n`);
+
+  const sides: Side[] = breakdown ? ['tabswarm', 'step', 'upload+step', 'model.fit'] : ['tabswarm', 'model.fit'];
+  const head = ['model', 'backend', 'batch', 'tabswarm ex/s', 's/step', 'model.fit ex/s', 's/step', 'ratio', 'within 10%', 'others CPU'];
+  const rows = [breakdown ? [...head, 'Trainer.step ex/s', 'setWeights+step ex/s'] : head];
+  for (const spec of models) {
+    const built = await buildServer({ model: spec.name, dataset: 'synthetic', evalEveryMs: 0, logger: false, batch: batchArg });
+    app = built.app;
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const batch = built.options.batch;
+    const args: FitArgs = { model: spec as ModelSpec, backend: '', batch, seconds, warmupBatches: warmup };
+    for (const backend of backends) {
+      if (backend === 'wasm' && hasConvolutions(spec)) {
+        console.log(`  ${spec.name} on wasm: n/a (tfjs-wasm has no Conv2DBackpropFilter)`);
+        rows.push([spec.name, backend, String(batch), 'n/a (no Conv2DBackpropFilter)', '', '', '', '', '', '', ...(breakdown ? ['', ''] : [])]);
+        continue;
+      }
+      const run: Record<Side, (c: BrowserContext) => Promise<Timed>> = {
+        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds),
+        step: (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: false }),
+        'upload+step': (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: true }),
+        'model.fit': (c) => timePage(c, base, bundle, 'benchFit', { ...args, backend }),
+      };
+      const results = new Map<Side, Outcome[]>(sides.map((side) => [side, []]));
+      for (let round = 0; round < rounds; round++) {
+        for (const side of round % 2 === 0 ? sides : [...sides].reverse()) {
+          results.get(side)!.push(await cell(browser, `${spec.name} on ${backend}, ${side}, round ${round + 1}`, run[side]));
+        }
+      }
+      // Each side's best round (the least disturbed by other processes); a failure wins over all.
+      const best = (side: Side): Outcome => results.get(side)!.reduce((a, b) => ('na' in a ? a : 'na' in b ? b : b.examplesPerSec > a.examplesPerSec ? b : a));
+      const ours = best('tabswarm');
+      const fit = best('model.fit');
+      const eps = (o: Outcome): string => ('na' in o ? o.na : o.examplesPerSec.toFixed(1));
+      const sps = (o: Outcome): string => ('na' in o ? '' : (batch / o.examplesPerSec).toFixed(3));
+      const ratio = 'na' in ours || 'na' in fit ? NaN : ours.examplesPerSec / fit.examplesPerSec;
+      const others = Math.max(...[ours, fit].map((o) => ('na' in o ? 0 : o.others)));
+      rows.push([spec.name, backend, String(batch), eps(ours), sps(ours), eps(fit), sps(fit), Number.isNaN(ratio) ? '' : ratio.toFixed(2),
+        Number.isNaN(ratio) ? '' : ratio >= 0.9 ? 'yes' : 'NO', pct(others), ...(breakdown ? [eps(best('step')), eps(best('upload+step'))] : [])]);
+    }
+    await app.close();
+    app = undefined;
+  }
+  console.log('');
+  printTable(rows, 2);
+}
+
+let browser: Browser | undefined;
+let app: Awaited<ReturnType<typeof buildServer>>['app'] | undefined;
+async function cleanup(): Promise<void> {
+  await browser?.close().catch(() => {});
+  await app?.close().catch(() => {});
+  browser = app = undefined;
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void cleanup().finally(() => process.exit(130)));
+try {
+  await main();
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
