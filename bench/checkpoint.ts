@@ -30,6 +30,7 @@ import { ParameterStore } from '../server/ps/store.ts';
 import { Checkpointer } from '../server/strategies/checkpoint/checkpointer.ts';
 import { ShardMap } from '../server/strategies/checkpoint/shards.ts';
 import { FileStorage } from '../server/strategies/checkpoint/storage.ts';
+import { pushWindow } from './sys.ts';
 
 const MODEL = 'fashion-cnn';
 const LAYOUT = deriveLayout(getModel(MODEL));
@@ -90,33 +91,12 @@ interface Cell { updatesPerSec: number; p50: number; p99: number; checkpoints: n
 
 async function measure(port: number, clients: number, seconds: number, warmupMs: number): Promise<Cell> {
   const cs = await Promise.all(Array.from({ length: clients }, (_, i) => client(port, i)));
-  const latencies: number[] = [];
-  let windowStart = Infinity;
-  let windowEnd = Infinity;
-  let stopping = false;
-  const loops = cs.map(async (c) => {
-    for (let seq = 1; !stopping; seq++) {
-      const sent = performance.now();
-      await c.push(seq);
-      const now = performance.now();
-      if (now >= windowStart && now <= windowEnd) latencies.push(now - sent);
-    }
-  });
-  await sleep(warmupMs);
-  const s0 = await status(port);
-  windowStart = performance.now();
-  windowEnd = windowStart + seconds * 1000;
-  await sleep(seconds * 1000);
-  const s1 = await status(port);
-  stopping = true;
-  await Promise.all(loops);
-  await Promise.all(cs.map(async (c) => { c.socket.close(); await once(c.socket, 'close'); }));
-  latencies.sort((a, b) => a - b);
-  const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
+  const r = await pushWindow(cs, seconds, warmupMs, () => status(port), async (s0) => ({ s0, s1: await status(port) }));
+  const { s0, s1 } = r.end;
   const n = (s1.checkpoints ?? 0) - (s0.checkpoints ?? 0);
   const total = (s: StrategyStatus, k: 'writeMs' | 'captureMs') => (s[k]?.mean ?? 0) * (s.checkpoints ?? 0);
   return {
-    updatesPerSec: latencies.length / seconds, p50: q(0.5), p99: q(0.99), checkpoints: n,
+    updatesPerSec: r.updatesPerSec, p50: r.p50, p99: r.p99, checkpoints: n,
     writeMean: n ? (total(s1, 'writeMs') - total(s0, 'writeMs')) / n : NaN, writeMax: s1.writeMs?.max ?? NaN,
     captureMean: n ? (total(s1, 'captureMs') - total(s0, 'captureMs')) / n : NaN,
   };

@@ -30,7 +30,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { deriveLayout } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
 import { HEADER_BYTES, MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
-import { cpuMeter, machineLine, ownCpuMs, pct, printTable, treeCpuMs } from './sys.ts';
+import { cpuMeter, machineLine, ownCpuMs, pct, printTable, pushWindow, treeCpuMs } from './sys.ts';
 
 const MODEL = 'fashion-cnn';
 const LAYOUT = deriveLayout(getModel(MODEL));
@@ -146,31 +146,8 @@ interface Cell {
 /** Runs `n` clients against one server: `warmupMs` untimed, then `seconds` timed. */
 async function measure(kind: Kind, server: Server, n: number, seconds: number, warmupMs: number): Promise<Cell> {
   const clients = await Promise.all(Array.from({ length: n }, (_, i) => connect(kind, server.port, i)));
-  const latencies: number[] = [];
-  let windowStart = Infinity;
-  let windowEnd = Infinity;
-  let stopping = false;
-  const loops = clients.map(async (c) => {
-    for (let seq = 1; !stopping; seq++) {
-      const sent = performance.now();
-      await c.push(seq);
-      const now = performance.now();
-      // Steady-state throughput: every ack that arrives inside the window counts.
-      if (now >= windowStart && now <= windowEnd) latencies.push(now - sent);
-    }
-  });
-  await sleep(warmupMs);
-  const meter = cpuMeter({ server: () => treeCpuMs(server.child.pid!), client: ownCpuMs });
-  windowStart = performance.now();
-  windowEnd = windowStart + seconds * 1000;
-  await sleep(seconds * 1000);
-  const cpu = meter();
-  stopping = true;
-  await Promise.all(loops);
-  await Promise.all(clients.map(async (c) => { c.socket.close(); await once(c.socket, 'close'); }));
-  latencies.sort((a, b) => a - b);
-  const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
-  return { updatesPerSec: latencies.length / seconds, p50: q(0.5), p99: q(0.99), cpu };
+  const r = await pushWindow(clients, seconds, warmupMs, () => cpuMeter({ server: () => treeCpuMs(server.child.pid!), client: ownCpuMs }), (meter) => meter());
+  return { updatesPerSec: r.updatesPerSec, p50: r.p50, p99: r.p99, cpu: r.end };
 }
 
 // ---- Orchestration ---------------------------------------------------------------------------

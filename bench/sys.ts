@@ -97,3 +97,51 @@ export function printTable(rows: string[][], left = 1): void {
     if (k === 0) console.log('|' + widths.map((w, i) => (i < left ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
   }
 }
+
+/** A load client: `push(seq)` resolves with the push's ack; `socket` is closed after the window. */
+export interface PushClient {
+  push(seq: number): Promise<unknown>;
+  readonly socket: { close(): void; once(event: 'close', listener: () => void): unknown };
+}
+
+export interface WindowResult<T> {
+  readonly updatesPerSec: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** What `atEnd` returned. */
+  readonly end: T;
+}
+
+/**
+ * Steady-state push throughput: every client keeps one push in flight (send, await the ack,
+ * send the next) for `warmupMs` untimed, then `seconds` timed; every ack that arrives inside the
+ * window counts, with its push-to-ack latency. `atStart` and `atEnd` run at the window's edges
+ * (CPU meters, status snapshots). The clients' sockets are closed before it returns.
+ */
+export async function pushWindow<S, T>(clients: PushClient[], seconds: number, warmupMs: number, atStart: () => S | Promise<S>, atEnd: (start: S) => T | Promise<T>): Promise<WindowResult<T>> {
+  const latencies: number[] = [];
+  let windowStart = Infinity;
+  let windowEnd = Infinity;
+  let stopping = false;
+  const loops = clients.map(async (c) => {
+    for (let seq = 1; !stopping; seq++) {
+      const sent = performance.now();
+      await c.push(seq);
+      const now = performance.now();
+      if (now >= windowStart && now <= windowEnd) latencies.push(now - sent);
+    }
+  });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await sleep(warmupMs);
+  const start = await atStart();
+  windowStart = performance.now();
+  windowEnd = windowStart + seconds * 1000;
+  await sleep(seconds * 1000);
+  const end = await atEnd(start);
+  stopping = true;
+  await Promise.all(loops);
+  await Promise.all(clients.map((c) => new Promise<void>((resolve) => { c.socket.once('close', resolve); c.socket.close(); })));
+  latencies.sort((a, b) => a - b);
+  const q = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
+  return { updatesPerSec: latencies.length / seconds, p50: q(0.5), p99: q(0.99), end };
+}
