@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import type { Browser, Page } from 'playwright';
 import { launchChromium } from '../server/browsers.ts';
-import { latestAccuracy, spawnCli, startPs, until, workerLines, type FlushRecord, type Proc, type PsProc, type Status } from './helpers.ts';
+import { latestAccuracy, spawnCli, startPs, until, workerLines, type FlushRecord, type Proc, type Status } from './helpers.ts';
 
 const SECRET = 'stateless-test-secret-0123456789';
 const opened: Proc[] = [];

@@ -18,10 +18,10 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
   // PROTO_OVERSIZE); beyond that ws itself closes the socket with 1009 before buffering more.
   await app.register(websocket, { options: { maxPayload: 2 * ps.maxFrameBytes + META_ALLOWANCE } });
 
+  const sockets = new Map<number, WebSocket>();
   ps.notify = (session, msg) => {
     if (session.state === 'connected') sockets.get(session.id)?.send(JSON.stringify(msg));
   };
-  const sockets = new Map<number, WebSocket>();
 
   app.get('/ws', { websocket: true }, (socket, request) => {
     const token = (request.query as { token?: string }).token;

@@ -149,7 +149,7 @@ export class ParameterServer {
           throw new TabswarmError('PROTO_UNKNOWN_TYPE', { type: frame.type.toString(16).padStart(2, '0') });
       }
     } catch (err) {
-      if (err instanceof TabswarmError) this.metrics.framesRejected.inc({ reason: err.code, transport });
+      if (err instanceof TabswarmError) this.rejected(err, transport);
       throw err;
     }
   }
@@ -186,7 +186,7 @@ export class ParameterServer {
     this.log.info({ worker: u.workerId, seq: u.seq, count: u.count, baseVersion: u.baseVersion, version, staleness, duplicate }, duplicate ? 'flush already applied; acknowledged again' : 'flush applied');
   }
 
-  /** Counts a refusal that happened before a frame reached `handle` (auth, text frames). */
+  /** Counts a refusal at the boundary: in `handle`, or before a frame reached it (auth, text frames). */
   rejected(err: TabswarmError, transport: Transport): void {
     this.metrics.framesRejected.inc({ reason: err.code, transport });
   }
