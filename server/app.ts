@@ -3,6 +3,7 @@
  * and HTTP transport, the WebSocket transport, metrics, evaluation, and the worker page.
  * Nothing here listens; server/cli.ts does. Tests call buildServer and app.inject or listen.
  */
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { TabswarmError } from '../shared/errors.ts';
 import { deriveLayout, initWeights } from '../shared/layout.ts';
@@ -10,7 +11,8 @@ import { loadDataset, Shards, type Dataset } from './data.ts';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './config.ts';
 import { createMetrics } from './metrics.ts';
 import { adminPlugin, resolveAdminToken } from './plugins/admin.ts';
-import { apiPlugin } from './plugins/api.ts';
+import { chainPlugin, type ChainPluginOptions } from './chain/plugin.ts';
+import { apiPlugin, META_ALLOWANCE } from './plugins/api.ts';
 import { evalPlugin } from './plugins/eval.ts';
 import { staticPlugin } from './plugins/static.ts';
 import { wsPlugin } from './plugins/ws.ts';
@@ -30,6 +32,8 @@ export interface BuildOptions extends Partial<ServerOptions> {
   strategyInstance?: RecoveryStrategy;
   /** A preloaded data set (tests share one across servers). */
   data?: Dataset;
+  /** Makes this PS a node of a chain-replicated cluster (server/chain/node.ts builds it). */
+  chain?: Omit<ChainPluginOptions, 'ps' | 'adminToken'>;
 }
 
 export interface Built {
@@ -57,7 +61,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   if (signer.ephemeral) {
     app.log.warn('no --secret or TABSWARM_SECRET: tags on worker ids and weight copies die with this process, so a restarted PS cannot trust them');
   }
-  const strategy = opts.strategyInstance ?? createStrategy(options.strategy, options);
+  const strategy = opts.chain?.replica ?? opts.strategyInstance ?? createStrategy(options.strategy, options);
   const ps = new ParameterServer({
     layout,
     store: new ParameterStore(layout, initWeights(layout, options.seed), { lr: options.lr, momentum: options.momentum }),
@@ -70,6 +74,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   });
 
   ps.store.rule = getRule(options.rule);
+  opts.chain?.replica.attach(ps);
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     if (err instanceof TabswarmError) return reply.code(err.spec.http).send(err.toJSON());
@@ -86,11 +91,17 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   });
 
   await strategy.start({ store: ps.store, log: app.log, signer });
+  // One WebSocket server for the worker socket and the chain's node-to-node link. Frames up to
+  // twice a legal worker frame reach the decoder (counted as PROTO_OVERSIZE); a chain STATE
+  // holds weights, velocity and history; beyond the limit ws closes the socket with 1009.
+  const chainBytes = opts.chain ? 8 * layout.size + (1 << 21) : 0;
+  await app.register(websocket, { options: { maxPayload: Math.max(2 * ps.maxFrameBytes + META_ALLOWANCE, chainBytes) } });
   await app.register(apiPlugin, { ps, shards, options });
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });
   const admin = resolveAdminToken(options.adminToken);
   await app.register(adminPlugin, { ps, token: admin.token });
+  if (opts.chain) await app.register(chainPlugin, { ...opts.chain, ps, adminToken: admin.token });
   await app.register(staticPlugin);
   app.addHook('onClose', async () => {
     for (const s of ps.sessions.all()) s.closeSocket?.(1001, 'server shutting down');

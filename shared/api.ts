@@ -59,6 +59,24 @@ export type ControlMessage =
   /** Sent on connect: the PS's version and whether it wants the worker's copy of the weights. */
   | { type: 'hello'; version: number; wantsWeights: boolean };
 
+/** GET /api/cluster on any node of a chain-replicated PS cluster (server/chain). */
+export interface ClusterInfo {
+  cluster: string;
+  /** Bumped by every reconfiguration (a node joined or left). */
+  epoch: number;
+  replication: 'sync' | 'async' | 'snapshot';
+  /** strict: workers read weights from the tail; relaxed: from the node they write to. */
+  reads: 'strict' | 'relaxed';
+  /** The answering node's member name. */
+  self: string;
+  /** In chain order: head first. `version` is known for the answering node only (else null). */
+  nodes: { name: string; url: string; role: 'head' | 'middle' | 'tail' | 'single'; version: number | null }[];
+  head: string | null;
+  tail: string | null;
+  /** The answering node's replication state. */
+  node: Record<string, unknown> & { role: string; version: number; committed: number; fresh: boolean; writable: boolean };
+}
+
 export function shardPath(dataKey: string, index: number): string {
   return `/api/shards/${encodeURIComponent(dataKey)}/${index}`;
 }

@@ -33,10 +33,10 @@ export function resolveAdminToken(option: string | undefined, env = process.env)
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
-export async function adminPlugin(app: FastifyInstance, { ps, token }: AdminPluginOptions): Promise<void> {
+/** The onRequest hook that refuses (401, logged) any call without the admin token. */
+export function adminGuard(ps: ParameterServer, token: string): (request: FastifyRequest) => Promise<void> {
   const want = digest(token);
-
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  return async (request: FastifyRequest) => {
     const header = request.headers.authorization;
     const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
     // Comparing digests keeps the comparison constant-time whatever the given length.
@@ -46,7 +46,11 @@ export async function adminPlugin(app: FastifyInstance, { ps, token }: AdminPlug
     ps.rejected(err, 'http');
     request.log.warn({ ip: request.ip, method: request.method, url: request.url, reason }, 'admin call refused');
     throw err;
-  });
+  };
+}
+
+export async function adminPlugin(app: FastifyInstance, { ps, token }: AdminPluginOptions): Promise<void> {
+  app.addHook('onRequest', adminGuard(ps, token));
 
   const control = (action: string): CheckpointControl => {
     if (isCheckpointControl(ps.strategy)) return ps.strategy;
