@@ -79,7 +79,7 @@ async function main(): Promise<void> {
         if (reason) throw new TabswarmError('WORKER_BACKEND_UNSUPPORTED', { backend: choice.backend, model: name, reason });
       },
     },
-    { maxSteps, ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
+    { maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
   );
   window.addEventListener('pagehide', () => loop.stop());
   await loop.run();

@@ -90,6 +90,19 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     return reply.code(500).send({ code: 'INTERNAL', message: 'internal error; see the server log', retryable: true });
   });
 
+  if (opts.chain) {
+    // A worker page loaded from one node writes to the head, another origin: let it. The API
+    // authenticates with bearer tokens, never cookies, so any origin may call it.
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.url.startsWith('/api/') && !request.url.startsWith('/api/admin/')) reply.header('access-control-allow-origin', '*');
+    });
+    app.options('/api/*', async (_request, reply) => reply
+      .header('access-control-allow-methods', 'GET, POST')
+      .header('access-control-allow-headers', 'content-type, authorization')
+      .header('access-control-max-age', '600')
+      .code(204)
+      .send());
+  }
   await strategy.start({ store: ps.store, log: app.log, signer });
   // One WebSocket server for the worker socket and the chain's node-to-node link. Frames up to
   // twice a legal worker frame reach the decoder (counted as PROTO_OVERSIZE); a chain STATE

@@ -67,7 +67,7 @@ node options (every start option too, except --strategy; --secret or TABSWARM_SE
   --reads R           strict (workers read from the tail) | relaxed (from their node) (default relaxed)
   --snapshot-every K  snapshot replication: updates between shipments (default 100)
   --async-window N    async: most acked updates not yet at the tail, the most a head failure loses (default 32)
-  --zk-session-ms MS  ZooKeeper session timeout: failover floor vs false suspicion (default 1000)
+  --zk-session-ms MS  ZooKeeper session timeout: failover floor vs false suspicion (default 1500)
   --port N            (default 0: a free port)
 
 worker options:
@@ -288,7 +288,7 @@ async function worker(argv: string[]): Promise<void> {
   process.once('SIGINT', () => loop.stop());
   process.once('SIGTERM', () => loop.stop());
   const final = await loop.run();
-  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: final.flushes }));
+  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: final.flushes, acks: final.acks, failovers: final.failovers }));
 }
 
 export async function main(argv: string[]): Promise<void> {

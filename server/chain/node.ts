@@ -32,7 +32,7 @@ export interface ChainNodeOptions {
   /**
    * ZooKeeper session timeout: how long a dead node keeps its place in the chain, i.e. the
    * floor of failover time, against false suspicion of a live node that stalls (GC, a loaded
-   * machine) for longer. The server clamps it to [2, 20] ticks. @default 1000
+   * machine) for longer. The server clamps it to [2, 20] ticks. @default 1500
    */
   readonly zkSessionMs?: number;
   /** Shared by every node (links, worker ids, weight tags). Required. */
@@ -78,7 +78,7 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
   };
   const snapshotEvery = positive('--snapshot-every', o.snapshotEvery, REPLICA_DEFAULTS.snapshotEvery);
   const asyncWindow = positive('--async-window', o.asyncWindow, REPLICA_DEFAULTS.asyncWindow);
-  const zkSessionMs = positive('--zk-session-ms', o.zkSessionMs, 1000);
+  const zkSessionMs = positive('--zk-session-ms', o.zkSessionMs, 1500);
 
   const options = resolveOptions({ ...o.server, secret: o.secret });
   const coord = zookeeperCoordination(o.zk, { sessionTimeoutMs: zkSessionMs, connectTimeoutMs: 15000 });

@@ -7,8 +7,10 @@
  *                                         head within milliseconds of the reconfiguration
  *   GET  /chain                           the node-to-node link (WebSocket; link.ts)
  *   POST /api/admin/zk/expire             fault injection: make ZooKeeper expire this node's session
- *   GET  /api/admin/chain/history         the applied (version, worker, seq) this node remembers
+ *   GET  /api/admin/chain/history         the applied (version, worker, seq) this node remembers, and
+ *                                         a SHA-256 of its weights and velocity
  */
+import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ClusterInfo } from '../../shared/api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
@@ -81,7 +83,11 @@ export async function chainPlugin(app: FastifyInstance, o: ChainPluginOptions): 
     });
     admin.get('/api/admin/chain/history', async () => {
       const h = replica.appliedHistory();
-      return { start: h.start, version: ps.store.version, entries: h.entries.map((e) => [e.workerId, e.seq]) };
+      // A digest of the whole replica state: equal digests = bitwise equal weights and velocity.
+      const hash = createHash('sha256');
+      hash.update(new Uint8Array(ps.store.weights.buffer, ps.store.weights.byteOffset, ps.store.weights.byteLength));
+      hash.update(new Uint8Array(ps.store.optimizer.velocity.buffer, ps.store.optimizer.velocity.byteOffset, ps.store.optimizer.velocity.byteLength));
+      return { start: h.start, version: ps.store.version, digest: hash.digest('hex'), record: ps.store.record(), entries: h.entries.map((e) => [e.workerId, e.seq]) };
     });
   });
 }

@@ -121,7 +121,10 @@ export class ChainReplica implements RecoveryStrategy {
   // ---- the PS loop's hooks --------------------------------------------------------------
 
   admitWrite(): void {
-    if (this.fenced || this.suspect) throw new TabswarmError('CHAIN_FENCED', { node: this.membership.name || 'unregistered', reason: this.fenced ? 'its ZooKeeper session expired' : 'ZooKeeper is not answering, so it may not be head any more' });
+    // A head that may have lost its session must not ack on its own (async, snapshot). In sync
+    // mode the chain itself fences it: no ack without the tail, and the tail refuses links of
+    // an old epoch; so a short ZooKeeper hiccup costs sync mode nothing.
+    if (this.fenced || (this.suspect && this.o.mode !== 'sync')) throw new TabswarmError('CHAIN_FENCED', { node: this.membership.name || 'unregistered', reason: this.fenced ? 'its ZooKeeper session expired' : 'ZooKeeper is not answering, so it may not be head any more' });
     if (this.role !== 'head' && this.role !== 'single') {
       throw new TabswarmError('CHAIN_NOT_HEAD', { node: this.membership.name || 'unregistered', epoch: this.view.epoch, head: this.view.nodes[0]?.url ?? 'none yet' });
     }
@@ -172,7 +175,7 @@ export class ChainReplica implements RecoveryStrategy {
       committed: this.committedVersion,
       inFlight: this.forwarded.length,
       fresh: this.fresh,
-      writable: !this.fenced && !this.suspect && (this.role === 'head' || this.role === 'single'),
+      writable: !this.fenced && !(this.suspect && this.o.mode !== 'sync') && (this.role === 'head' || this.role === 'single'),
       successorLinked: this.out?.ready ?? false,
       predecessorLinked: this.pred !== undefined,
       stateTransfers: { sent: this.sent, received: this.received },
@@ -229,7 +232,7 @@ export class ChainReplica implements RecoveryStrategy {
 
   private onSession(what: 'suspect' | 'fenced' | 'clear', why: string): void {
     if (what === 'suspect') {
-      if (!this.suspect) this.log.warn({ why }, 'ZooKeeper silent: refusing writes until it answers');
+      if (!this.suspect) this.log.warn({ why }, this.o.mode === 'sync' ? 'ZooKeeper silent' : 'ZooKeeper silent: refusing writes until it answers');
       this.suspect = true;
     } else if (what === 'clear') {
       this.suspect = false;
