@@ -12,6 +12,7 @@ import { createMetrics } from './metrics.ts';
 import { adminPlugin, resolveAdminToken } from './plugins/admin.ts';
 import { apiPlugin } from './plugins/api.ts';
 import { evalPlugin } from './plugins/eval.ts';
+import { meshPlugin } from './plugins/mesh.ts';
 import { staticPlugin } from './plugins/static.ts';
 import { wsPlugin } from './plugins/ws.ts';
 import { ShardAssignment } from './ps/assignment.ts';
@@ -89,6 +90,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   await app.register(apiPlugin, { ps, shards, options });
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });
+  await app.register(meshPlugin, { options });
   const admin = resolveAdminToken(options.adminToken);
   await app.register(adminPlugin, { ps, token: admin.token });
   await app.register(staticPlugin);

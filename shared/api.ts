@@ -59,6 +59,22 @@ export type ControlMessage =
   /** Sent on connect: the PS's version and whether it wants the worker's copy of the weights. */
   | { type: 'hello'; version: number; wantsWeights: boolean };
 
+/** GET /api/mesh: how workers reach each other (client/mesh/). */
+export interface MeshConfig {
+  /** False when the PS runs with --mesh-peers 0 or its signaling server is not up. */
+  enabled: boolean;
+  /** PeerJS signaling server: same host as the PS, this port, path and key. */
+  port: number;
+  path: string;
+  key: string;
+  /** Open data channels each worker keeps (k). */
+  peers: number;
+  /** Gossip period during outages in `local` buffer mode; 0 = none. */
+  gossipEveryMs: number;
+  relay: boolean;
+  relayMaxLag: number;
+}
+
 export function shardPath(dataKey: string, index: number): string {
   return `/api/shards/${encodeURIComponent(dataKey)}/${index}`;
 }

@@ -135,6 +135,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
   app.get('/api/weights', async (request, reply) => {
     authenticate(request);
     const frame = ps.weightsFrame();
+    ps.metrics.weightsBytesSent.inc(frame.byteLength);
     return reply.type(OCTETS).send(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
   });
 

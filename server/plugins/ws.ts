@@ -8,6 +8,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
+import { MsgType } from '../../shared/protocol.ts';
 import type { ControlMessage } from '../../shared/api.ts';
 import type { ParameterServer } from '../ps/service.ts';
 import { META_ALLOWANCE } from './api.ts';
@@ -69,7 +70,11 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
         if (socket.readyState !== socket.OPEN) return;
         try {
           const reply = await ps.handle(session, bytes, 'ws');
-          if (socket.readyState === socket.OPEN) socket.send(reply);
+          if (socket.readyState === socket.OPEN) {
+            socket.send(reply);
+            // PS egress of weights (what the mesh's relay saves): byte 5 is the frame type.
+            if (reply[5] === MsgType.WEIGHTS) ps.metrics.weightsBytesSent.inc(reply.byteLength);
+          }
         } catch (err) {
           fail(err);
         }
