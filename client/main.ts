@@ -23,6 +23,8 @@ interface PageState {
   weights?: () => string | undefined;
   /** Base64 of the signed WEIGHTS frame the worker holds and would relay, with its version. */
   heldFrame?: () => { version: number; frame: string } | undefined;
+  /** Base64 of the last WEIGHTS frame taken from a peer, as received. */
+  lastRelayed?: () => string | undefined;
 }
 
 declare global {
@@ -106,6 +108,7 @@ async function main(): Promise<void> {
     const w = loop.currentWeights();
     return w && base64(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
   };
+  page.lastRelayed = () => mesh?.lastRelayed && base64(mesh.lastRelayed);
   page.heldFrame = () => {
     const h = mesh?.heldFrame();
     return h && { version: h.version, frame: base64(h.frame) };

@@ -133,8 +133,12 @@ export class PeerJsMesh implements WorkerMesh {
     }
     this.status.relayReceived += 1;
     this.status.lastRelay = { from: id, version: m.frame.modelVersion };
+    this.lastRelayed = m.bytes;
     return { version: m.frame.modelVersion, weights: m.frame.payload, frame: m.bytes };
   }
+
+  /** The last frame taken from a peer, exactly as received (tests compare it with what the PS signed). */
+  lastRelayed: Uint8Array | undefined;
 
   /** The signed frame this worker holds, as it would relay it. */
   heldFrame(): { frame: Uint8Array; version: number } | undefined {
