@@ -21,6 +21,7 @@ import { MsgType, decodeFrame, retypeFrame } from '../shared/protocol.ts';
 import { GradientBuffer } from './buffer.ts';
 import { ShardSet, type ShardCache } from './data.ts';
 import { classify, type ErrorAction } from './failures.ts';
+import type { WorkerMesh } from './mesh/index.ts';
 import type { Outgoing, StateStore } from './state.ts';
 import { Trainer } from './trainer.ts';
 import { WsTransport, type PullResult, type SocketFactory } from './transport.ts';
@@ -88,6 +89,8 @@ export interface WorkerHost {
   readonly onStatus?: (s: Readonly<WorkerStatus>) => void;
   /** Throws if this host cannot train the model (wasm + convolutions). */
   readonly checkModel?: (model: string) => void;
+  /** Other workers, for gossip during outages and weight relay (client/mesh/). @default none */
+  readonly mesh?: WorkerMesh;
 }
 
 export interface LoopOptions {
@@ -157,6 +160,10 @@ export class WorkerLoop {
   private cluster: { epoch: number; nodes: string[] } | undefined;
   /** The last failure says the write node may have changed: look for the head before reconnecting. */
   private relocate = false;
+  /** Mesh gossip: when the last exchange started, whether one is in flight, a peer's weights to average in. */
+  private lastGossip = 0;
+  private gossiping = false;
+  private peerWeights: Float32Array | undefined;
 
   constructor(private readonly host: WorkerHost, private readonly opts: LoopOptions = {}) {
     this.fetchFn = host.fetch ?? ((...a) => fetch(...a));
@@ -168,6 +175,7 @@ export class WorkerLoop {
       outageSteps: 0, localDrift: 0, lastFlush: undefined, flushes: [], restored: false, restoredBuffered: 0, lastError: '',
       psUrl: new URL(host.baseUrl).toString(), failovers: 0, acks: [],
     };
+    host.mesh?.onGossip((theirs) => this.answerGossip(theirs));
   }
 
   stop(): void {
@@ -258,14 +266,16 @@ export class WorkerLoop {
     this.outbox = out;
     const transport = this.transport!;
     const pullNow = this.status.steps % this.info!.pullEvery === 0;
+    const viaMesh = pullNow && this.host.mesh?.relay === true;
     try {
       // Push and pull back to back: the PS handles a socket's frames in order, so the weights
       // that come back already contain this gradient. One round trip per step.
-      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow ? transport.pull() : undefined]);
+      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow && !viaMesh ? transport.pull() : undefined]);
       this.outbox = undefined;
       this.status.serverVersion = ack.version;
       if (this.opts.logAcks) this.status.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
       if (pulled) this.takeWeights(pulled);
+      else if (viaMesh) this.takeWeights(await this.pullViaMesh(transport, ack.version));
       this.failures = 0;
     } catch (err) {
       this.disconnected(err); // the push stays in the outbox, delivered first on reconnect
@@ -294,6 +304,7 @@ export class WorkerLoop {
         drift += (v - base[i]!) ** 2;
       }
       this.status.localDrift = Math.sqrt(drift);
+      this.meshGossip(w);
       this.trainer!.setWeights(w);
     }
     this.setState('buffering');
@@ -532,6 +543,48 @@ export class WorkerLoop {
     this.tagged = pulled.frame;
     this.taggedSaved = false;
     this.status.serverVersion = Math.max(this.status.serverVersion, pulled.version);
+    this.peerWeights = undefined; // gossip from an outage never leaks into PS weights
+    this.host.mesh?.hold(pulled.frame, pulled.version);
+  }
+
+  // ---- mesh (client/mesh/): gossip during outages, relay while the PS is up ----------------
+
+  /** `local` mode, after a local step: averages in a peer's weights, and starts an exchange when due. */
+  private meshGossip(w: Float32Array): void {
+    const mesh = this.host.mesh;
+    if (!mesh) return;
+    const theirs = this.peerWeights;
+    this.peerWeights = undefined;
+    if (theirs) for (let i = 0; i < w.length; i++) w[i] = (w[i]! + theirs[i]!) / 2;
+    if (mesh.gossipEveryMs <= 0 || this.gossiping || Date.now() - this.lastGossip < mesh.gossipEveryMs) return;
+    this.gossiping = true;
+    this.lastGossip = Date.now();
+    void mesh
+      .exchange(Float32Array.from(w))
+      .then((peer) => {
+        if (peer && this.local) this.peerWeights = peer;
+      })
+      .finally(() => (this.gossiping = false));
+  }
+
+  /** A peer asks to average: only during a `local` outage; its weights are averaged in at the next step. */
+  private answerGossip(theirs: Float32Array): Float32Array | undefined {
+    if (!this.local || this.connected) return undefined;
+    this.peerWeights = theirs;
+    return Float32Array.from(this.local);
+  }
+
+  /** Signed weights at most relayMaxLag versions behind `ackVersion` from a peer, else from the PS. */
+  private async pullViaMesh(transport: WsTransport, ackVersion: number): Promise<PullResult> {
+    const mesh = this.host.mesh!;
+    const got = await mesh.fetch(Math.max(this.version + 1, ackVersion - mesh.relayMaxLag));
+    return got ?? transport.pull();
+  }
+
+  /** The weights the worker computes on now (its own copy in a `local` outage), for the page and tests. */
+  currentWeights(): Float32Array | undefined {
+    if (this.local) return this.local;
+    return this.tagged && this.info ? decodeFrame(this.tagged, this.frameOpts()).payload : undefined;
   }
 
   private async waitForStart(): Promise<void> {

@@ -14,6 +14,7 @@ import { adminPlugin, resolveAdminToken } from './plugins/admin.ts';
 import { chainPlugin, type ChainPluginOptions } from './chain/plugin.ts';
 import { apiPlugin, META_ALLOWANCE } from './plugins/api.ts';
 import { evalPlugin } from './plugins/eval.ts';
+import { meshPlugin } from './plugins/mesh.ts';
 import { staticPlugin } from './plugins/static.ts';
 import { wsPlugin } from './plugins/ws.ts';
 import { ShardAssignment } from './ps/assignment.ts';
@@ -112,6 +113,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   await app.register(apiPlugin, { ps, shards, options });
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });
+  await app.register(meshPlugin, { options });
   const admin = resolveAdminToken(options.adminToken);
   await app.register(adminPlugin, { ps, token: admin.token });
   if (opts.chain) await app.register(chainPlugin, { ...opts.chain, ps, adminToken: admin.token });

@@ -43,6 +43,11 @@ start options:
   --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 3500)
   --buffer-mode M     while the PS is down workers sum gradients against their last weights
                       (frozen, the default) or also apply them locally (local)
+  --mesh-peers K      worker mesh: data channels each worker keeps to other workers (default 3; 0 = no mesh)
+  --mesh-port N       port of the mesh's PeerJS signaling server (default 0: a free one, see /api/mesh)
+  --gossip-every-ms T local buffer mode: average weights with a peer every T ms during outages (default 2000; 0 = off)
+  --relay on|off      while the PS is up, take signed weights from peers before pulling (default off)
+  --relay-max-lag N   relay: accept a peer's weights at most N versions behind the last ack (default 8)
   --checkpoint-mode M sync | async: stop applying while writing, or copy and write in the background (default async)
   --checkpoint-every N  checkpoint every N applied updates, 0 = not by count (default 100)
   --checkpoint-every-ms T  also once T ms have passed since the last checkpoint, 0 = off (default 0)
@@ -124,6 +129,11 @@ const SERVER_OPTIONS = {
   secret: { type: 'string' },
   'adopt-window-ms': { type: 'string' },
   'buffer-mode': { type: 'string' },
+  'mesh-peers': { type: 'string' },
+  'mesh-port': { type: 'string' },
+  'gossip-every-ms': { type: 'string' },
+  relay: { type: 'string' },
+  'relay-max-lag': { type: 'string' },
   workers: { type: 'string', default: '2' },
   'worker-backend': { type: 'string', default: 'auto' },
   'log-level': { type: 'string', default: 'info' },
@@ -161,6 +171,11 @@ function serverOptions(values: ServerValues) {
     secret: values.secret,
     adoptWindowMs: int('adopt-window-ms', values['adopt-window-ms']),
     bufferMode: values['buffer-mode'] as 'frozen' | 'local' | undefined,
+    meshPeers: int('mesh-peers', values['mesh-peers']),
+    meshPort: int('mesh-port', values['mesh-port']),
+    gossipEveryMs: int('gossip-every-ms', values['gossip-every-ms']),
+    relay: values.relay as 'on' | 'off' | undefined,
+    relayMaxLag: int('relay-max-lag', values['relay-max-lag']),
   };
 }
 

@@ -77,6 +77,22 @@ export interface ClusterInfo {
   node: Record<string, unknown> & { role: string; version: number; committed: number; fresh: boolean; writable: boolean };
 }
 
+/** GET /api/mesh: how workers reach each other (client/mesh/). */
+export interface MeshConfig {
+  /** False when the PS runs with --mesh-peers 0 or its signaling server is not up. */
+  enabled: boolean;
+  /** PeerJS signaling server: same host as the PS, this port, path and key. */
+  port: number;
+  path: string;
+  key: string;
+  /** Open data channels each worker keeps (k). */
+  peers: number;
+  /** Gossip period during outages in `local` buffer mode; 0 = none. */
+  gossipEveryMs: number;
+  relay: boolean;
+  relayMaxLag: number;
+}
+
 export function shardPath(dataKey: string, index: number): string {
   return `/api/shards/${encodeURIComponent(dataKey)}/${index}`;
 }

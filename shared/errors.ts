@@ -2,6 +2,7 @@
  * The one error catalogue shared by server, browser and Node workers.
  *
  * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT, ZK, COORD, CHAIN). A retired code is
+ * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT, ZK, COORD, MESH). A retired code is
  * never reused. Each entry says how the error reaches a client: an HTTP status for the HTTP
  * endpoints and a WebSocket close code for the socket, and whether a client may retry.
  * `docs/errors.md` lists the same codes; `shared/errors.test.ts` keeps the two in sync.
@@ -82,6 +83,12 @@ export const ERRORS = {
   CHAIN_BAD_LINK: { message: 'Chain link from {from} refused: {detail}', http: 403, wsClose: 4490, retryable: false },
   CHAIN_BAD_FRAME: { message: 'Chain frame refused: {detail}', http: 400, wsClose: 4491, retryable: false },
   CHAIN_CONFIG_MISMATCH: { message: 'Node options do not match cluster {cluster}: {detail}', http: 409, wsClose: 4492, retryable: false },
+  // Worker mesh (client/mesh): messages from other workers' tabs, which are untrusted. Never applied, counted, and the peer is disconnected.
+  MESH_BAD_MESSAGE: { message: 'Peer {peer} sent a malformed mesh message: {detail}', http: 400, wsClose: 4470, retryable: false },
+  MESH_BAD_LENGTH: { message: 'Peer {peer} sent a {kind} message of {got} bytes where {want} were expected', http: 400, wsClose: 4471, retryable: false },
+  MESH_LAYOUT_MISMATCH: { message: 'Peer {peer} sent weights for layout {got}, not this model\'s {want}', http: 409, wsClose: 4472, retryable: false },
+  MESH_NON_FINITE: { message: 'Peer {peer} sent weights with a non-finite value at index {index} ({value})', http: 422, wsClose: 4473, retryable: false },
+  MESH_FORGED_WEIGHTS: { message: 'Peer {peer} relayed weights at version {version} that the PS did not sign: {detail}', http: 403, wsClose: 4474, retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

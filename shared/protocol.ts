@@ -19,10 +19,10 @@
  * WEIGHTS and OFFER frames carry a meta block between header and payload: the tag the PS
  * issued with these weights and the applied-push record they contain (see server/ps/signer.ts):
  *
- *   32     4    metaBytes      bytes of meta that follow (36 + 12 * k)
- *   36     32   tag            HMAC-SHA256 over layout hash, version, record, SHA-256(weights)
- *   68     4    k              record entries
- *   72     12*k record         (workerId u32, seq u32, version u32) per worker
+ *   32     4    metaBytes      bytes of meta that follow (68 + 12 * k)
+ *   36     64   tag            Ed25519 signature over layout hash, version, record, SHA-256(weights) (signing.ts)
+ *   100    4    k              record entries
+ *   104    12*k record         (workerId u32, seq u32, version u32) per worker
  *   36+metaBytes 4*n payload
  */
 import { TabswarmError } from './errors.ts';
@@ -86,7 +86,8 @@ const HAS_META = new Set<number>([MsgType.OFFER, MsgType.WEIGHTS]);
 /** ACK: DUPLICATE (applied before, not again), ADOPTED (offer taken). PUSH: FLUSH (gradients buffered during an outage). */
 export const Flag = { DUPLICATE: 0x01, ADOPTED: 0x02, FLUSH: 0x04 } as const;
 
-export const TAG_BYTES = 32;
+/** The meta block's `tag`: the PS's Ed25519 signature of this version (shared/signing.ts). */
+export const TAG_BYTES = 64;
 /** Most record entries a meta block may carry (one per worker that ever pushed). */
 export const MAX_RECORD_ENTRIES = 1 << 16;
 

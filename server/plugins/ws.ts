@@ -7,6 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
+import { MsgType } from '../../shared/protocol.ts';
 import type { ControlMessage } from '../../shared/api.ts';
 import type { ParameterServer } from '../ps/service.ts';
 import type { WorkerSession } from '../ps/sessions.ts';
@@ -64,7 +65,11 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
         if (socket.readyState !== socket.OPEN) return;
         try {
           const reply = await ps.handle(session, bytes, 'ws');
-          if (socket.readyState === socket.OPEN) socket.send(reply);
+          if (socket.readyState === socket.OPEN) {
+            socket.send(reply);
+            // PS egress of weights (what the mesh's relay saves): byte 5 is the frame type.
+            if (reply[5] === MsgType.WEIGHTS) ps.metrics.weightsBytesSent.inc(reply.byteLength);
+          }
         } catch (err) {
           fail(err);
         }
