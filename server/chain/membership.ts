@@ -83,18 +83,34 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.me ?? '';
   }
 
-  /** Registers this node (its URL as data) and starts following the chain. */
+  /**
+   * Registers this node (its URL as data) and starts following the chain. Safe to call again
+   * if it failed: only once it succeeded does an expiry re-register by itself.
+   */
   async join(url: string): Promise<void> {
-    this.url = url;
     await this.coord.ensure(`${this.root}/chain`, JSON.stringify({ epoch: 0, nodes: [] } satisfies ChainView));
-    await this.register();
+    await this.register(url);
+    this.url = url;
   }
 
-  private async register(): Promise<void> {
-    this.me = await this.coord.register(`${this.root}/members`, JSON.stringify({ url: this.url }), 'node');
+  private async register(url: string): Promise<void> {
+    this.me = await this.coord.register(`${this.root}/members`, JSON.stringify({ url }), 'node');
     this.log.info({ member: this.me }, 'registered in the chain');
     this.emit('registered', this.me);
     await this.reconcile();
+  }
+
+  /** Registers again after an expiry, retrying until it succeeds (or the node stops). */
+  private async reregister(): Promise<void> {
+    const generation = this.coord.session().generation;
+    while (!this.stopped && this.coord.session().generation === generation) {
+      try {
+        return await this.register(this.url);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 're-registration failed; retrying');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   /** Re-reads members and chain, serialised: one pass at a time, re-run if asked meanwhile. */
@@ -154,7 +170,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       if (e.previous && this.url) {
         // A new session after an expiry: our znode is gone; enter again as a new member.
         this.me = undefined;
-        void this.register().catch((err) => this.log.error({ err: (err as Error).message }, 're-registration failed'));
+        void this.reregister();
       } else {
         this.emit('session', 'clear', 'connected');
         void this.reconcile();

@@ -86,16 +86,16 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
   let built: Built | undefined;
   try {
     const membership = new Membership(coord, o.cluster);
-    await checkConfig(coord, membership.root, o.cluster, {
+    await retrying(() => checkConfig(coord, membership.root, o.cluster, {
       model: options.model, dataset: options.dataset, layoutHash: deriveLayout(options.modelSpec).hash, seed: options.seed, shards: options.shards, replication,
       secretDigest: createHash('sha256').update(`tabswarm-cluster:${o.secret}`).digest('hex'),
-    });
+    }));
     const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit });
     built = await buildServer({ ...o.server, secret: o.secret, strategy: 'chain', chain: { replica, coord, cluster: o.cluster, reads } });
     membership.log = built.app.log;
     const address = await built.app.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1' });
     const url = new URL(o.advertise ? o.advertise(address) : address).toString();
-    await membership.join(url);
+    await retrying(() => membership.join(url));
     const b = built;
     return {
       built: b, url, replica, coord,
@@ -108,6 +108,22 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
     await built?.app.close().catch(() => {});
     await coord.close().catch(() => {});
     throw err;
+  }
+}
+
+/**
+ * Runs a start-up step again while ZooKeeper is only briefly unreachable or the first session
+ * expired under it (a loaded machine): the client opens a new session by itself.
+ */
+async function retrying<T>(step: () => Promise<T>, attempts = 20): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await step();
+    } catch (err) {
+      const retryable = err instanceof TabswarmError && (err.code === 'COORD_SESSION_EXPIRED' || err.code === 'COORD_UNAVAILABLE');
+      if (!retryable || i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
   }
 }
 
