@@ -10,7 +10,9 @@
  * 2. Failover: a chain of 3 (sync, mnist-logreg) and a real worker loop (client/loop.ts, tfjs cpu,
  *    in this process) training through --kills SIGKILLs of the head; each killed node restarted
  *    (it rejoins at the tail). Failover time = SIGKILL to the first ack from the new head, as the
- *    worker saw it.
+ *    worker saw it. Twice: with --fast-detect on (the head's successor sees the link drop and the
+ *    port refuse connections, and removes it at once) and off (only the ZooKeeper session
+ *    timeout, --zk-session-ms, drops it: what a machine crash or partition costs).
  * Every child is killed on exit; ZooKeeper's data is removed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -99,7 +101,12 @@ async function client(head: string, index: number, acked: { max: number }) {
   socket.on('close', () => { for (const r of pending.values()) r(); });
   socket.on('error', () => {});
   return {
-    socket,
+    // pushWindow closes every socket and waits for 'close': one the head's death closed already
+    // must answer at once.
+    socket: {
+      close: () => socket.close(),
+      once: (_e: 'close', listener: () => void) => (socket.readyState === WebSocket.CLOSED ? setImmediate(listener) : socket.once('close', listener)),
+    },
     push: (seq: number) => new Promise<void>((resolve) => {
       if (socket.readyState !== WebSocket.OPEN) return void setTimeout(resolve, 50);
       pending.set(seq, resolve);
@@ -143,11 +150,11 @@ async function throughput(zk: ZooKeeperCluster): Promise<void> {
 
 // ---- 2. failover ----------------------------------------------------------------------
 
-async function failover(zk: ZooKeeperCluster): Promise<void> {
+async function failover(zk: ZooKeeperCluster, fastDetect: 'on' | 'off'): Promise<void> {
   const kills = Number(arg('kills', '20'));
   const session = arg('zk-session-ms', '1500');
-  const name = `bench-failover-${Date.now()}`;
-  const args = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--zk-session-ms', session, '--mesh-peers', '0'];
+  const name = `bench-failover-${fastDetect}-${Date.now()}`;
+  const args = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--zk-session-ms', session, '--fast-detect', fastDetect, '--mesh-peers', '0'];
   const nodes: Node[] = [];
   for (let i = 0; i < 3; i++) nodes.push(await startNode(zk.connectionString, name, args));
   await settled(nodes, 3);
@@ -183,7 +190,7 @@ async function failover(zk: ZooKeeperCluster): Promise<void> {
   for (const n of nodes) await kill(n);
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)]!;
-  console.log(`failover over ${times.length} SIGKILLs of the head (ZooKeeper session timeout ${session} ms, tick 250 ms): median ${median.toFixed(0)} ms, min ${times[0]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms`);
+  console.log(`failover over ${times.length} SIGKILLs of the head (--fast-detect ${fastDetect}, ZooKeeper session timeout ${session} ms, tick 250 ms): median ${median.toFixed(0)} ms, min ${times[0]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms`);
   console.log(`all: ${times.map((t) => t.toFixed(0)).join(' ')}`);
 }
 
@@ -192,7 +199,9 @@ async function main(): Promise<void> {
   const zk = await startZooKeeper({ servers: 1 });
   try {
     if (arg('part', 'all') !== 'failover') await throughput(zk);
-    if (arg('part', 'all') !== 'throughput') await failover(zk);
+    if (arg('part', 'all') !== 'throughput') {
+      for (const fd of arg('fast-detect', 'on,off').split(',')) await failover(zk, fd as 'on' | 'off');
+    }
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await zk.stop();
