@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ClusterInfo } from '../shared/api.ts';
-import { spawnCli, until, workerLines, type Proc } from './helpers.ts';
+import { joinUrl, spawnCli, until, workerLines, type Proc } from './helpers.ts';
 
 export const SECRET = 'chain-test-secret-0123456789';
 export const ADMIN = 'chain-test-admin-0123456789';
@@ -27,13 +27,7 @@ export interface History {
 /** Starts `tabswarm node` and waits for its join URL (it is then registered in the chain). */
 export async function startNode(zk: string, cluster: string, args: string[] = []): Promise<NodeProc> {
   const proc = spawnCli(['node', '--zk', zk, '--cluster', cluster, '--secret', SECRET, '--admin-token', ADMIN, '--log-level', 'warn', '--eval-every', '0', ...args]);
-  const url = await until(() => {
-    if (proc.child.exitCode !== null) throw new Error(`node exited with ${proc.child.exitCode}: ${proc.output()}`);
-    return /join at (http:\/\/\S+)/.exec(proc.output())?.[1];
-  }, 'the node to print its join URL', 60000).catch(async (err) => {
-    await proc.kill('SIGKILL');
-    throw err;
-  });
+  const url = await joinUrl(proc);
   return {
     ...proc,
     url,

@@ -55,16 +55,21 @@ export interface PsProc extends Proc {
   get<T = unknown>(path: string): Promise<T>;
 }
 
-/** Starts `tabswarm start --port 0 ...` (a later `--port` wins) and waits for its join URL. */
-export async function startPs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<PsProc> {
-  const proc = spawnCli(['start', '--port', '0', '--workers', '0', '--log-level', 'warn', ...args], env);
-  const url = await until(() => {
+/** Waits for a PS process (`start` or `node`) to print its join URL; SIGKILLs it if it never does. */
+export async function joinUrl(proc: Proc): Promise<string> {
+  return until(() => {
     if (proc.child.exitCode !== null) throw new Error(`PS exited with ${proc.child.exitCode}: ${proc.output()}`);
     return /join at (http:\/\/\S+)/.exec(proc.output())?.[1];
   }, 'the PS to print its join URL', 60000).catch(async (err) => {
     await proc.kill('SIGKILL');
     throw err;
   });
+}
+
+/** Starts `tabswarm start --port 0 ...` (a later `--port` wins) and waits for its join URL. */
+export async function startPs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<PsProc> {
+  const proc = spawnCli(['start', '--port', '0', '--workers', '0', '--log-level', 'warn', ...args], env);
+  const url = await joinUrl(proc);
   return {
     ...proc,
     url,

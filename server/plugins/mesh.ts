@@ -18,6 +18,9 @@ export const MESH_KEY = 'tabswarm';
 export async function meshPlugin(app: FastifyInstance, { options }: { options: ResolvedOptions }): Promise<void> {
   let thread: Worker | undefined;
   let port = 0;
+  /** Settles once the signaling server listens (or failed to): /api/mesh waits for it. */
+  let settle: () => void = () => {};
+  const started = options.meshPeers > 0 ? new Promise<void>((r) => (settle = r)) : Promise.resolve();
   if (options.meshPeers > 0) {
     app.addHook('onListen', async () => {
       const address = app.server.address() as AddressInfo | null;
@@ -27,26 +30,35 @@ export async function meshPlugin(app: FastifyInstance, { options }: { options: R
       const worker = new Worker(new URL('./mesh-thread.mjs', import.meta.url), { workerData: { port: options.meshPort, host: address.address, path: MESH_PATH, key: MESH_KEY, aliveTimeoutMs: 20_000 } });
       thread = worker;
       worker.unref();
-      port = await new Promise<number>((resolve, reject) => {
+      const listening = new Promise<number>((resolve, reject) => {
         worker.on('message', (msg: { type: 'listening'; port: number } | { type: 'error'; message: string }) => {
-          if (msg.type === 'listening') resolve(msg.port);
+          if (msg.type === 'listening') {
+            port = msg.port;
+            resolve(msg.port);
+          }
           else app.log.warn({ err: msg.message }, 'mesh signaling error');
         });
         worker.once('error', reject);
       });
+      await listening.finally(settle);
       app.log.info({ port, path: MESH_PATH }, 'mesh signaling (PeerJS) listening');
     });
   }
-  app.get('/api/mesh', async (): Promise<MeshConfig> => ({
-    enabled: port > 0,
-    port,
-    path: MESH_PATH,
-    key: MESH_KEY,
-    peers: options.meshPeers,
-    gossipEveryMs: options.gossipEveryMs,
-    relay: options.relay === 'on',
-    relayMaxLag: options.relayMaxLag,
-  }));
+  app.get('/api/mesh', async (): Promise<MeshConfig> => {
+    // The PS may answer before its signaling thread listens: wait for it (not forever: a server
+    // that never listens, as under app.inject, has none).
+    await Promise.race([started, new Promise((r) => setTimeout(r, 5000).unref())]);
+    return {
+      enabled: port > 0,
+      port,
+      path: MESH_PATH,
+      key: MESH_KEY,
+      peers: options.meshPeers,
+      gossipEveryMs: options.gossipEveryMs,
+      relay: options.relay === 'on',
+      relayMaxLag: options.relayMaxLag,
+    };
+  });
   app.addHook('onClose', async () => {
     await thread?.terminate();
   });
