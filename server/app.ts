@@ -90,7 +90,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });
   const admin = resolveAdminToken(options.adminToken);
-  await app.register(adminPlugin, { ps, token: admin.token });
+  await app.register(adminPlugin, { ps, token: admin.token, options });
   await app.register(staticPlugin);
   app.addHook('onClose', async () => {
     for (const s of ps.sessions.all()) s.closeSocket?.(1001, 'server shutting down');

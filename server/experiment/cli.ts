@@ -1,0 +1,1 @@
+export async function experimentCommand(_argv: string[]): Promise<void> {}
