@@ -74,7 +74,7 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
     return {
       name: l.target.name,
       url: l.target.url,
-      role: single ? 'single' : up ? (member?.role ?? null) : null,
+      role: !up ? null : single ? 'single' : (member?.role ?? null),
       health: up ? 'up' : (l.target.health === 'starting' ? 'starting' : 'down'),
       epoch: up ? (l.cluster?.epoch ?? null) : null,
       version: l.status?.version ?? null,
