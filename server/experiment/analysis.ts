@@ -19,6 +19,8 @@ export interface KillOutcome {
   readonly restartToResumeSec: number | null;
   /** Model versions lost: the version just before the kill minus the version the system resumed from. */
   readonly updatesLost: number | null;
+  /** The model version the system resumed from (a checkpoint's, an adopted copy's, a replica's). */
+  readonly resumedFrom: number | null;
 }
 
 export interface RunMetrics {
@@ -51,8 +53,10 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
     const after = restart ? s.filter((x) => x.t >= restart.t && x.t < nextKill && x.nodesUp > 0) : [];
     const appliedAtKill = s.filter((x) => x.t <= k.t).at(-1)?.updatesApplied ?? 0;
     const resumed = after.find((x) => x.updatesApplied > appliedAtKill);
-    // Resumed from: the first version a live node reports after the restart.
-    const vResumed = after.find((x) => finite(x.version))?.version ?? null;
+    // Resumed from: the version at resumption less the updates applied since the restart
+    // (a stateless PS reports version 0 until it adopts the workers' copy, so the first
+    // version seen after the restart is not it).
+    const vResumed = resumed && finite(resumed.version) ? resumed.version - (resumed.updatesApplied - appliedAtKill) : null;
     const accAfter = resumed ? s.find((x) => x.t >= resumed.t && x.t < nextKill && finite(x.accuracy)) : undefined;
     return {
       at: k.t,
@@ -61,6 +65,7 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
       failoverSec: resumed ? resumed.t - k.t : null,
       restartToResumeSec: resumed && restart ? resumed.t - restart.t : null,
       updatesLost: vBefore !== null && vResumed !== null ? Math.max(0, vBefore - vResumed) : null,
+      resumedFrom: vResumed,
     };
   });
   const accs = s.filter((x) => finite(x.accuracy));

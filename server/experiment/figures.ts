@@ -94,6 +94,7 @@ export async function renderFigures(runs: readonly RunRecord[], schedule: Schedu
   await pair('gradients.svg', 'Gradients processed', [
     ['gradients computed by the workers (cumulative)', (s) => s.extra?.gradientsComputed, 'gradients'],
     ['updates applied by the PS (cumulative; a flush of buffered gradients is one update)', (s) => s.updatesApplied, 'updates'],
+    ['gradients buffered in the tabs (as the swarm reads them, also while the PS is down)', (s) => s.extra?.tabsBuffered, 'gradients'],
   ]);
   await pair('loss-updates.svg', 'Test loss and updates/s', [
     ['test loss', (s) => s.loss, 'loss'],

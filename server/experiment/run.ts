@@ -106,9 +106,10 @@ export async function runOnce(strategy: ExperimentStrategy, repeat: number, base
     };
 
     let gradients = 0;
+    let tabsBuffered = 0;
     let summary: SwarmSummaryRow[] = [];
     swarm = spawnTabswarm('swarm', ['swarm', '--url', firstNode, '--workers', String(setup.workers), '--browsers', String(setup.browsers), '--backend', setup.backend, '--json'], (line) => {
-      if (line.startsWith('{"t"')) gradients = (JSON.parse(line) as { gradients: number }).gradients;
+      if (line.startsWith('{"t"')) ({ gradients, buffered: tabsBuffered } = JSON.parse(line) as { gradients: number; buffered: number });
       else if (line.startsWith('{"summary"')) summary = (JSON.parse(line) as { summary: SwarmSummaryRow[] }).summary;
     });
 
@@ -134,7 +135,7 @@ export async function runOnce(strategy: ExperimentStrategy, repeat: number, base
       extra: () => {
         const server = serverCpu.sample(targets.flatMap((n) => (n.pid && n.health !== 'down' ? [n.pid] : [])));
         const workers = workerCpu.sample(swarm?.proc.pid ? [swarm.proc.pid] : []);
-        return { serverCpu: server.cpuPercent, serverRssMB: server.rssMB, workerCpu: workers.cpuPercent, workerRssMB: workers.rssMB, gradientsComputed: gradients };
+        return { serverCpu: server.cpuPercent, serverRssMB: server.rssMB, workerCpu: workers.cpuPercent, workerRssMB: workers.rssMB, gradientsComputed: gradients, tabsBuffered };
       },
     });
     const rec = recorder;

@@ -45,7 +45,7 @@ export async function swarmCommand(argv: string[]): Promise<void> {
   try {
     await swarm.start();
     const ticker = setInterval(() => {
-      if (json) console.log(JSON.stringify({ t: (Date.now() - swarm.startedAt) / 1000, gradients: swarm.gradientsComputed(), states: swarm.counts(), tabs: swarm.summary() }));
+      if (json) console.log(JSON.stringify({ t: (Date.now() - swarm.startedAt) / 1000, gradients: swarm.gradientsComputed(), buffered: swarm.buffered(), states: swarm.counts(), tabs: swarm.summary() }));
       else if (tty) process.stdout.write(`\r\x1b[2K${swarm.line()}`);
       else console.log(swarm.line());
     }, 1000);

@@ -149,6 +149,11 @@ export class Swarm {
     return this.slots.reduce((n, s) => n + s.stepsBefore + (s.status?.steps ?? 0), 0);
   }
 
+  /** Gradients the tabs hold in their outage buffers now. */
+  buffered(): number {
+    return this.slots.reduce((n, s) => n + (s.status?.buffered ?? 0), 0);
+  }
+
   counts(): Record<string, number> {
     const c: Record<string, number> = {};
     for (const s of this.slots) {
@@ -164,7 +169,7 @@ export class Swarm {
     const eps = this.slots.reduce((n, s) => n + (s.status?.state === 'connected' ? s.status.examplesPerSec : 0), 0);
     const versions = this.slots.map((s) => s.status?.serverVersion ?? 0);
     const states = Object.entries(this.counts()).map(([k, v]) => `${v} ${k}`).join(', ');
-    const buffered = this.slots.reduce((n, s) => n + (s.status?.buffered ?? 0), 0);
+    const buffered = this.buffered();
     return `swarm ${secs}s: ${this.slots.length} tabs (${states}); ${eps.toFixed(0)} examples/s; ${this.gradientsComputed()} gradients; PS version ${Math.max(0, ...versions)}; buffered ${buffered}; failures seen ${this.slots.reduce((n, s) => n + s.failuresSeen, 0)}; churned ${this.slots.reduce((n, s) => n + s.churned, 0)}`;
   }
 
