@@ -66,6 +66,7 @@ export class Swarm {
   private churnTimer: NodeJS.Timeout | undefined;
   private rng: number;
   private stopped = false;
+  private churning: Promise<unknown> = Promise.resolve();
   readonly startedAt = Date.now();
 
   constructor(readonly opts: SwarmOptions) {
@@ -114,7 +115,8 @@ export class Swarm {
     if (rate <= 0 || this.stopped) return;
     const waitMs = (-Math.log(1 - this.random()) * 60000) / rate;
     this.churnTimer = setTimeout(() => {
-      void this.churnOne().finally(() => this.scheduleChurn());
+      // A churn racing stop() finds its browser closed: nothing to reopen then.
+      this.churning = this.churnOne().catch(() => undefined).finally(() => this.scheduleChurn());
     }, waitMs);
   }
 
@@ -191,6 +193,7 @@ export class Swarm {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.churnTimer);
+    await this.churning;
     await Promise.all(this.browsers.map((b) => b.close().catch(() => {})));
   }
 }
