@@ -106,8 +106,13 @@ export class Swarm {
     slot.page = page;
     slot.openedAt = Date.now();
     slot.status = undefined;
-    // Not awaited to load: a tab opened while the PS is down keeps retrying in the page.
-    await page.goto(url.toString(), { waitUntil: 'commit', timeout: 60000 }).catch(() => {});
+    // A tab opened while the PS is down (churn during an outage) gets an error page: retry
+    // the load until the PS answers, as a volunteer would reload.
+    for (let attempt = 0; !this.stopped && !page.isClosed(); attempt++) {
+      const ok = await page.goto(url.toString(), { waitUntil: 'commit', timeout: 30000 }).then(() => true, () => false);
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
+    }
   }
 
   private scheduleChurn(): void {
