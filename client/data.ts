@@ -28,7 +28,8 @@ export class ShardSet {
   downloadedBytes = 0;
 
   constructor(
-    private readonly baseUrl: string,
+    /** Base URL of a PS that serves the shards (read on every fetch: it follows failover). */
+    private readonly baseUrl: string | (() => string),
     private readonly dataKey: string,
     private readonly cache: ShardCache,
     private readonly fetchFn: typeof fetch = fetch,
@@ -55,7 +56,7 @@ export class ShardSet {
         // A damaged cache entry is refetched, never trained on.
       }
     }
-    const url = new URL(shardPath(this.dataKey, index), this.baseUrl);
+    const url = new URL(shardPath(this.dataKey, index), typeof this.baseUrl === 'function' ? this.baseUrl() : this.baseUrl);
     const res = await this.fetchFn(url);
     if (!res.ok) throw new Error(`ShardSet.load: GET ${url} answered ${res.status}: ${await res.text()}`);
     const bytes = new Uint8Array(await res.arrayBuffer());

@@ -12,7 +12,7 @@
  * one. The PS applies each (worker, seq) at most once, so a retried flush is acknowledged
  * again and never applied twice.
  */
-import type { JoinResponse, ReportRequest, ReportResponse } from '../shared/api.ts';
+import type { ClusterInfo, JoinResponse, ReportRequest, ReportResponse } from '../shared/api.ts';
 import { TabswarmError } from '../shared/errors.ts';
 import type { Tf } from '../shared/forward.ts';
 import { mulberry32 } from '../shared/layout.ts';
@@ -21,6 +21,7 @@ import { MsgType, decodeFrame, retypeFrame } from '../shared/protocol.ts';
 import { GradientBuffer } from './buffer.ts';
 import { ShardSet, type ShardCache } from './data.ts';
 import { classify, type ErrorAction } from './failures.ts';
+import type { WorkerMesh } from './mesh/index.ts';
 import type { Outgoing, StateStore } from './state.ts';
 import { Trainer } from './trainer.ts';
 import { WsTransport, type PullResult, type SocketFactory } from './transport.ts';
@@ -64,6 +65,12 @@ export interface WorkerStatus {
   /** Gradients restored from storage when the page was reloaded during an outage. */
   restoredBuffered: number;
   lastError: string;
+  /** The PS node this worker writes to (the chain's head in a cluster). */
+  psUrl: string;
+  /** Times the worker moved to another node of a cluster (a new head). */
+  failovers: number;
+  /** With `logAcks`: every acknowledged push as [seq, version, duplicate ? 1 : 0]. */
+  acks: [number, number, number][];
 }
 
 export interface WorkerHost {
@@ -82,6 +89,8 @@ export interface WorkerHost {
   readonly onStatus?: (s: Readonly<WorkerStatus>) => void;
   /** Throws if this host cannot train the model (wasm + convolutions). */
   readonly checkModel?: (model: string) => void;
+  /** Other workers, for gossip during outages and weight relay (client/mesh/). @default none */
+  readonly mesh?: WorkerMesh;
 }
 
 export interface LoopOptions {
@@ -105,6 +114,8 @@ export interface LoopOptions {
   persistEveryMs?: number;
   /** Overrides the run's buffer mode. */
   bufferMode?: 'frozen' | 'local';
+  /** Keep every acknowledged push (seq, version, duplicate) in `status.acks` (tests). @default false */
+  logAcks?: boolean;
 }
 
 /** Sequence numbers are reserved in blocks this large before use (see SavedState). */
@@ -143,15 +154,28 @@ export class WorkerLoop {
   private labels: Uint8Array | undefined;
   private readonly random: () => number;
   private readonly fetchFn: typeof fetch;
+  /** Where writes go: the page's own PS, or the head of its cluster. */
+  private psUrl: string;
+  /** A chain-replicated cluster's nodes and epoch, once learnt; undefined for a single PS. */
+  private cluster: { epoch: number; nodes: string[] } | undefined;
+  /** The last failure says the write node may have changed: look for the head before reconnecting. */
+  private relocate = false;
+  /** Mesh gossip: when the last exchange started, whether one is in flight, a peer's weights to average in. */
+  private lastGossip = 0;
+  private gossiping = false;
+  private peerWeights: Float32Array | undefined;
 
   constructor(private readonly host: WorkerHost, private readonly opts: LoopOptions = {}) {
     this.fetchFn = host.fetch ?? ((...a) => fetch(...a));
     this.random = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
+    this.psUrl = new URL(host.baseUrl).toString();
     this.status = {
       state: 'joining', workerId: 0, backend: host.backend, model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
       serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, buffered: 0, bufferedSince: 0,
       outageSteps: 0, localDrift: 0, lastFlush: undefined, flushes: [], restored: false, restoredBuffered: 0, lastError: '',
+      psUrl: new URL(host.baseUrl).toString(), failovers: 0, acks: [],
     };
+    host.mesh?.onGossip((theirs) => this.answerGossip(theirs));
   }
 
   stop(): void {
@@ -242,13 +266,16 @@ export class WorkerLoop {
     this.outbox = out;
     const transport = this.transport!;
     const pullNow = this.status.steps % this.info!.pullEvery === 0;
+    const viaMesh = pullNow && this.host.mesh?.relay === true;
     try {
       // Push and pull back to back: the PS handles a socket's frames in order, so the weights
       // that come back already contain this gradient. One round trip per step.
-      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow ? transport.pull() : undefined]);
+      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow && !viaMesh ? transport.pull() : undefined]);
       this.outbox = undefined;
       this.status.serverVersion = ack.version;
+      if (this.opts.logAcks) this.status.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
       if (pulled) this.takeWeights(pulled);
+      else if (viaMesh) this.takeWeights(await this.pullViaMesh(transport, ack.version));
       this.failures = 0;
     } catch (err) {
       this.disconnected(err); // the push stays in the outbox, delivered first on reconnect
@@ -277,6 +304,7 @@ export class WorkerLoop {
         drift += (v - base[i]!) ** 2;
       }
       this.status.localDrift = Math.sqrt(drift);
+      this.meshGossip(w);
       this.trainer!.setWeights(w);
     }
     this.setState('buffering');
@@ -315,6 +343,7 @@ export class WorkerLoop {
     const ack = await transport.push(out.grad, out.seq, out.baseVersion, out.count, out.flush);
     this.outbox = undefined;
     this.status.serverVersion = ack.version;
+    if (this.opts.logAcks) this.status.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
     if (!out.flush) return;
     const entry: FlushLogEntry = { workerId: this.info!.workerId, seq: out.seq, count: out.count, baseVersion: out.baseVersion, version: ack.version, duplicate: ack.duplicate, at: Date.now() };
     this.status.lastFlush = entry;
@@ -332,9 +361,10 @@ export class WorkerLoop {
     this.transport?.close();
     this.transport = undefined;
     try {
+      if (this.relocate && this.cluster) await this.locateHead();
       if (!this.join) await this.joinServer();
       const join = this.join!;
-      const url = new URL(`${join.wsPath}?token=${join.token}`, this.host.baseUrl);
+      const url = new URL(`${join.wsPath}?token=${join.token}`, this.psUrl);
       url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
       const transport = new WsTransport(
         {
@@ -383,6 +413,14 @@ export class WorkerLoop {
     this.status.lastError = e.message;
     const action: ErrorAction = classify(e);
     if (action === 'fatal') this.fatal = e;
+    if (action === 'relocate' || (this.cluster && action === 'retry')) {
+      // A cluster: the head may have changed. Look it up before the next attempt, at once
+      // for the first few failures (locateHead waits on the nodes for the reconfiguration).
+      this.relocate = true;
+      if (!this.cluster) this.cluster = { epoch: 0, nodes: [this.psUrl] };
+      const head = e.code === 'CHAIN_NOT_HEAD' ? /(https?:\/\/\S+?)\/?(?:\s|$)/.exec(e.message)?.[1] : undefined;
+      if (head && !this.cluster.nodes.includes(`${head}/`)) this.cluster.nodes.push(`${head}/`);
+    }
     if (action === 'rejoin') this.join = undefined;
     if (action === 'forget-identity') {
       this.join = undefined;
@@ -393,14 +431,54 @@ export class WorkerLoop {
       this.outbox = undefined;
     }
     this.failures += 1;
-    this.nextAttempt = Date.now() + this.backoff(this.failures);
+    this.nextAttempt = Date.now() + (this.relocate && this.failures <= 3 ? 0 : this.backoff(this.failures));
     if (this.status.state !== 'buffering') this.setState('connecting');
+  }
+
+  /**
+   * Finds the chain's current head: asks every known node for /api/cluster and takes the head
+   * of the highest epoch. If that is still the node that just failed, the cluster has not
+   * reconfigured yet: wait on the other nodes (long poll) for the next epoch, which comes once
+   * ZooKeeper expires the dead node's session.
+   */
+  private async locateHead(): Promise<void> {
+    const known = this.cluster!;
+    const ask = async (node: string, after?: number): Promise<ClusterInfo> => {
+      const url = new URL('/api/cluster', node);
+      if (after !== undefined) url.search = `after=${after}&waitMs=4000`;
+      const res = await this.fetchFn(url, { signal: AbortSignal.timeout(after !== undefined ? 5000 : 1500) });
+      if (!res.ok) throw new Error(`${res.status}`);
+      return (await res.json()) as ClusterInfo;
+    };
+    const learn = (infos: ClusterInfo[]): ClusterInfo | undefined => {
+      let best: ClusterInfo | undefined;
+      for (const c of infos) if (c.head && (!best || c.epoch > best.epoch)) best = c;
+      if (best) {
+        known.epoch = Math.max(known.epoch, best.epoch);
+        for (const n of best.nodes) if (!known.nodes.includes(n.url)) known.nodes.push(n.url);
+      }
+      return best;
+    };
+    const settled = await Promise.allSettled(known.nodes.map((n) => ask(n)));
+    let best = learn(settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
+    if (!best || best.head === this.psUrl) {
+      const others = known.nodes.filter((n) => n !== this.psUrl);
+      const epoch = best?.epoch ?? known.epoch;
+      best = learn([await Promise.any(others.map((n) => ask(n, epoch).then((c) => (c.epoch > epoch && c.head ? c : Promise.reject(new Error('no new head')))))).catch(() => undefined)].filter((c): c is ClusterInfo => !!c)) ?? best;
+    }
+    this.relocate = false;
+    if (best?.head && best.head !== this.psUrl) {
+      this.psUrl = best.head;
+      this.status.psUrl = best.head;
+      this.status.failovers += 1;
+      this.join = undefined; // sessions are per node: rejoin the head under the same id
+    }
   }
 
   private async joinServer(): Promise<void> {
     this.setState(this.trainer?.hasWeights ? this.status.state : 'joining');
     const resume = this.info?.workerId && this.info.idTag ? { workerId: this.info.workerId, idTag: this.info.idTag } : undefined;
-    const res = await this.fetchFn(new URL('/api/join', this.host.baseUrl), {
+    const res = await this.fetchFn(new URL('/api/join', this.psUrl), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ userAgent: this.host.userAgent ?? `tabswarm-worker (${this.host.backend})`, ...(resume ? { resume } : {}) }),
@@ -408,10 +486,16 @@ export class WorkerLoop {
     if (!res.ok) {
       const body = (await res.json().catch(() => ({}))) as { code?: string; message?: string };
       if (body.code === 'PS_BAD_RESUME') throw new TabswarmError('PS_BAD_RESUME', { worker: resume?.workerId ?? 0 });
+      if (body.code === 'CHAIN_NOT_HEAD' || body.code === 'CHAIN_FENCED' || body.code === 'CHAIN_NOT_READY') {
+        const err = new TabswarmError(body.code, {});
+        err.message = `${body.code}: ${body.message ?? ''}`;
+        throw err;
+      }
       throw new TabswarmError('WORKER_DISCONNECTED', { code: res.status, reason: body.message ?? res.statusText });
     }
     const join = (await res.json()) as JoinResponse;
     this.host.checkModel?.(join.model);
+    if (!this.cluster) await this.learnCluster();
     this.ensureTrainer(join);
     if (this.trainer!.layout.hash !== join.layoutHash) throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: this.trainer!.layout.hash, want: join.layoutHash });
     if (this.info && this.info.dataKey !== join.dataKey) this.shardSet = undefined;
@@ -425,6 +509,19 @@ export class WorkerLoop {
     await this.persist(true);
   }
 
+  /** Whether the PS is a node of a cluster (GET /api/cluster answers): then failover is on. */
+  private async learnCluster(): Promise<void> {
+    try {
+      const res = await this.fetchFn(new URL('/api/cluster', this.psUrl), { signal: AbortSignal.timeout(2000) });
+      if (!res.ok) return; // a single PS
+      const c = (await res.json()) as ClusterInfo;
+      this.cluster = { epoch: c.epoch, nodes: c.nodes.map((n) => n.url) };
+      if (!this.cluster.nodes.includes(this.psUrl)) this.cluster.nodes.push(this.psUrl);
+    } catch {
+      // Not known yet; learnt on the next join.
+    }
+  }
+
   private ensureTrainer(info: Omit<JoinResponse, 'token'>): void {
     const model = getModel(info.model);
     if (this.trainer && this.trainer.model.name === model.name && this.trainer.batch === info.batch) return;
@@ -434,7 +531,7 @@ export class WorkerLoop {
   }
 
   private async useShards(shards: number[]): Promise<void> {
-    this.shardSet ??= new ShardSet(this.host.baseUrl, this.info!.dataKey, this.host.cache, this.fetchFn);
+    this.shardSet ??= new ShardSet(() => this.psUrl, this.info!.dataKey, this.host.cache, this.fetchFn);
     await this.shardSet.use(shards);
     this.status.shards = shards;
     this.status.examples = this.shardSet.examples;
@@ -446,6 +543,48 @@ export class WorkerLoop {
     this.tagged = pulled.frame;
     this.taggedSaved = false;
     this.status.serverVersion = Math.max(this.status.serverVersion, pulled.version);
+    this.peerWeights = undefined; // gossip from an outage never leaks into PS weights
+    this.host.mesh?.hold(pulled.frame, pulled.version);
+  }
+
+  // ---- mesh (client/mesh/): gossip during outages, relay while the PS is up ----------------
+
+  /** `local` mode, after a local step: averages in a peer's weights, and starts an exchange when due. */
+  private meshGossip(w: Float32Array): void {
+    const mesh = this.host.mesh;
+    if (!mesh) return;
+    const theirs = this.peerWeights;
+    this.peerWeights = undefined;
+    if (theirs) for (let i = 0; i < w.length; i++) w[i] = (w[i]! + theirs[i]!) / 2;
+    if (mesh.gossipEveryMs <= 0 || this.gossiping || Date.now() - this.lastGossip < mesh.gossipEveryMs) return;
+    this.gossiping = true;
+    this.lastGossip = Date.now();
+    void mesh
+      .exchange(Float32Array.from(w))
+      .then((peer) => {
+        if (peer && this.local) this.peerWeights = peer;
+      })
+      .finally(() => (this.gossiping = false));
+  }
+
+  /** A peer asks to average: only during a `local` outage; its weights are averaged in at the next step. */
+  private answerGossip(theirs: Float32Array): Float32Array | undefined {
+    if (!this.local || this.connected) return undefined;
+    this.peerWeights = theirs;
+    return Float32Array.from(this.local);
+  }
+
+  /** Signed weights at most relayMaxLag versions behind `ackVersion` from a peer, else from the PS. */
+  private async pullViaMesh(transport: WsTransport, ackVersion: number): Promise<PullResult> {
+    const mesh = this.host.mesh!;
+    const got = await mesh.fetch(Math.max(this.version + 1, ackVersion - mesh.relayMaxLag));
+    return got ?? transport.pull();
+  }
+
+  /** The weights the worker computes on now (its own copy in a `local` outage), for the page and tests. */
+  currentWeights(): Float32Array | undefined {
+    if (this.local) return this.local;
+    return this.tagged && this.info ? decodeFrame(this.tagged, this.frameOpts()).payload : undefined;
   }
 
   private async waitForStart(): Promise<void> {
@@ -535,7 +674,7 @@ export class WorkerLoop {
       ...(Number.isFinite(s.loss) ? { loss: s.loss } : {}),
       ...(s.lastFlush ? { lastFlush: { count: s.lastFlush.count, version: s.lastFlush.version, duplicate: s.lastFlush.duplicate, at: s.lastFlush.at } } : {}),
     };
-    this.fetchFn(new URL('/api/report', this.host.baseUrl), {
+    this.fetchFn(new URL('/api/report', this.psUrl), {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${join.token}` },
       body: JSON.stringify(body),

@@ -7,6 +7,9 @@ import { TabswarmError } from '../shared/errors.ts';
 import { chooseBackend, cannotTrain } from './backend.ts';
 import { IdbCache, IdbState } from './idb.ts';
 import { WorkerLoop, type WorkerStatus } from './loop.ts';
+import type { MeshStatus } from './mesh/index.ts';
+import { createPeerJsMesh, type PeerJsMesh } from './mesh/peerjs.ts';
+import { meshTools } from './mesh/tools.ts';
 import type { SocketLike } from './transport.ts';
 
 interface PageState {
@@ -14,16 +17,27 @@ interface PageState {
   backend?: string;
   backendNotes?: readonly string[];
   error?: string;
+  /** The worker mesh, when the PS runs one (client/mesh/). */
+  mesh?: MeshStatus;
+  /** Base64 of the float32 weights the worker computes on now (tests measure the workers' spread). */
+  weights?: () => string | undefined;
+  /** Base64 of the signed WEIGHTS frame the worker holds and would relay, with its version. */
+  heldFrame?: () => { version: number; frame: string } | undefined;
+  /** Base64 of the last WEIGHTS frame taken from a peer, as received. */
+  lastRelayed?: () => string | undefined;
 }
 
 declare global {
   interface Window {
     tabswarm: PageState;
+    /** PeerJS and the mesh codec, for tests that play a (hostile) peer from a page. */
+    tabswarmMesh: typeof meshTools;
   }
 }
 
 const page: PageState = {};
 window.tabswarm = page;
+window.tabswarmMesh = meshTools;
 
 const $ = (id: string) => document.getElementById(id)!;
 
@@ -42,6 +56,12 @@ function render(): void {
   $('buffer').textContent = s?.buffered ? `${s.buffered} gradients since ${new Date(s.bufferedSince).toLocaleTimeString()} (${s.bufferMode})` : 'empty';
   const f = s?.lastFlush;
   $('flush').textContent = f ? `${f.count} gradients, seq ${f.seq}, ${f.duplicate ? 'already applied (acknowledged again)' : `applied at version ${f.version}`}, ${new Date(f.at).toLocaleTimeString()}` : '-';
+  const m = page.mesh;
+  const meshLine = document.getElementById('mesh');
+  if (meshLine) {
+    const refused = Object.entries(m?.rejected ?? {}).map(([code, n]) => `${code} x${n}`).join(', ');
+    meshLine.textContent = m ? `${m.peers.length} peers${m.signaling ? '' : ' (signaling down)'}; gossip ${m.gossipStarted + m.gossipAnswered}; relayed in ${m.relayReceived}, out ${m.relayServed}${refused ? `; refused: ${refused}` : ''}` : 'off';
+  }
   $('error').textContent = page.error ?? s?.lastError ?? '';
 }
 
@@ -52,6 +72,7 @@ async function main(): Promise<void> {
   const requested = params.get('backend') ?? 'auto';
   const maxSteps = params.has('steps') ? Number(params.get('steps')) : undefined;
   const bufferMode = params.get('buffer');
+  if (params.get('worker') === 'off') return; // a page for tests that play a peer (window.tabswarmMesh)
   const state = new IdbState();
   // A tab reloaded during an outage trains on from what it saved, without the PS.
   const saved = await state.load().catch(() => undefined);
@@ -61,9 +82,11 @@ async function main(): Promise<void> {
   page.backend = choice.backend;
   page.backendNotes = choice.skipped;
   render();
+  const mesh = await startMesh(params.get('mesh') !== 'off');
   const loop = new WorkerLoop(
     {
       tf,
+      ...(mesh ? { mesh } : {}),
       baseUrl: location.origin,
       backend: choice.backend,
       socket: (url) => new WebSocket(url) as unknown as SocketLike,
@@ -79,10 +102,41 @@ async function main(): Promise<void> {
         if (reason) throw new TabswarmError('WORKER_BACKEND_UNSUPPORTED', { backend: choice.backend, model: name, reason });
       },
     },
-    { maxSteps, ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
+    { maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
   );
-  window.addEventListener('pagehide', () => loop.stop());
+  page.weights = () => {
+    const w = loop.currentWeights();
+    return w && base64(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
+  };
+  page.lastRelayed = () => mesh?.lastRelayed && base64(mesh.lastRelayed);
+  page.heldFrame = () => {
+    const h = mesh?.heldFrame();
+    return h && { version: h.version, frame: base64(h.frame) };
+  };
+  window.addEventListener('pagehide', () => {
+    loop.stop();
+    mesh?.close();
+  });
   await loop.run();
+}
+
+/** Joins the PS's worker mesh, if it runs one; training goes on without it if that fails. */
+async function startMesh(wanted: boolean): Promise<PeerJsMesh | undefined> {
+  if (!wanted) return undefined;
+  try {
+    const mesh = await createPeerJsMesh({ baseUrl: location.origin });
+    if (mesh) page.mesh = mesh.status;
+    return mesh;
+  } catch (err) {
+    console.warn('worker mesh not started:', err);
+    return undefined;
+  }
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
 }
 
 /** GET /api/model, retried with capped exponential backoff while the PS is unreachable. */

@@ -3,6 +3,7 @@
  * and HTTP transport, the WebSocket transport, metrics, evaluation, and the worker page.
  * Nothing here listens; server/cli.ts does. Tests call buildServer and app.inject or listen.
  */
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { TabswarmError } from '../shared/errors.ts';
 import { deriveLayout, initWeights } from '../shared/layout.ts';
@@ -10,8 +11,10 @@ import { loadDataset, Shards, type Dataset } from './data.ts';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './config.ts';
 import { createMetrics } from './metrics.ts';
 import { adminPlugin, resolveAdminToken } from './plugins/admin.ts';
-import { apiPlugin } from './plugins/api.ts';
+import { chainPlugin, type ChainPluginOptions } from './chain/plugin.ts';
+import { apiPlugin, META_ALLOWANCE } from './plugins/api.ts';
 import { evalPlugin } from './plugins/eval.ts';
+import { meshPlugin } from './plugins/mesh.ts';
 import { staticPlugin } from './plugins/static.ts';
 import { wsPlugin } from './plugins/ws.ts';
 import { ShardAssignment } from './ps/assignment.ts';
@@ -30,6 +33,8 @@ export interface BuildOptions extends Partial<ServerOptions> {
   strategyInstance?: RecoveryStrategy;
   /** A preloaded data set (tests share one across servers). */
   data?: Dataset;
+  /** Makes this PS a node of a chain-replicated cluster (server/chain/node.ts builds it). */
+  chain?: Omit<ChainPluginOptions, 'ps' | 'adminToken'>;
 }
 
 export interface Built {
@@ -57,7 +62,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   if (signer.ephemeral) {
     app.log.warn('no --secret or TABSWARM_SECRET: tags on worker ids and weight copies die with this process, so a restarted PS cannot trust them');
   }
-  const strategy = opts.strategyInstance ?? createStrategy(options.strategy, options);
+  const strategy = opts.chain?.replica ?? opts.strategyInstance ?? createStrategy(options.strategy, options);
   const ps = new ParameterServer({
     layout,
     store: new ParameterStore(layout, initWeights(layout, options.seed), { lr: options.lr, momentum: options.momentum }),
@@ -70,6 +75,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   });
 
   ps.store.rule = getRule(options.rule);
+  opts.chain?.replica.attach(ps);
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     if (err instanceof TabswarmError) return reply.code(err.spec.http).send(err.toJSON());
@@ -85,12 +91,32 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     return reply.code(500).send({ code: 'INTERNAL', message: 'internal error; see the server log', retryable: true });
   });
 
+  if (opts.chain) {
+    // A worker page loaded from one node writes to the head, another origin: let it. The API
+    // authenticates with bearer tokens, never cookies, so any origin may call it.
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.url.startsWith('/api/') && !request.url.startsWith('/api/admin/')) reply.header('access-control-allow-origin', '*');
+    });
+    app.options('/api/*', async (_request, reply) => reply
+      .header('access-control-allow-methods', 'GET, POST')
+      .header('access-control-allow-headers', 'content-type, authorization')
+      .header('access-control-max-age', '600')
+      .code(204)
+      .send());
+  }
   await strategy.start({ store: ps.store, log: app.log, signer });
+  // One WebSocket server for the worker socket and the chain's node-to-node link. Frames up to
+  // twice a legal worker frame reach the decoder (counted as PROTO_OVERSIZE); a chain STATE
+  // holds weights, velocity and history; beyond the limit ws closes the socket with 1009.
+  const chainBytes = opts.chain ? 8 * layout.size + (1 << 21) : 0;
+  await app.register(websocket, { options: { maxPayload: Math.max(2 * ps.maxFrameBytes + META_ALLOWANCE, chainBytes) } });
   await app.register(apiPlugin, { ps, shards, options });
   await app.register(wsPlugin, { ps });
   await app.register(evalPlugin, { ps, dataset, options });
+  await app.register(meshPlugin, { options });
   const admin = resolveAdminToken(options.adminToken);
   await app.register(adminPlugin, { ps, token: admin.token, options });
+  if (opts.chain) await app.register(chainPlugin, { ...opts.chain, ps, adminToken: admin.token });
   await app.register(staticPlugin);
   app.addHook('onClose', async () => {
     for (const s of ps.sessions.all()) s.closeSocket?.(1001, 'server shutting down');

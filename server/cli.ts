@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { networkInterfaces } from 'node:os';
 import { TabswarmError } from '../shared/errors.ts';
 import { MODEL_NAMES } from '../shared/models.ts';
-import { buildServer } from './app.ts';
+import { buildServer, type Built } from './app.ts';
 import { chromiumAvailable, launchWorkerTabs, type WorkerTabs } from './browsers.ts';
 import { DATASET_NAMES } from './data.ts';
 import { RULE_NAMES } from './ps/rules.ts';
@@ -20,6 +20,7 @@ const HELP = `tabswarm: train a model on volunteer browser tabs
 Usage:
   tabswarm start [options]        start the embedded parameter server (the default)
   tabswarm worker --url URL       run a headless Node worker against a PS
+  tabswarm node --zk HOST:PORT     start one PS node of a chain-replicated cluster
   tabswarm zk [options]           run a local ZooKeeper (standalone or an ensemble) for development
   tabswarm cluster [options]      PS node(s) under a local supervisor, with the cluster's admin console
   tabswarm swarm --url URL        headless Chromium worker tabs against a PS (docs/console.md)
@@ -46,6 +47,11 @@ start options:
   --adopt-window-ms MS stateless: collect workers' weight copies this long before adopting (default 3500)
   --buffer-mode M     while the PS is down workers sum gradients against their last weights
                       (frozen, the default) or also apply them locally (local)
+  --mesh-peers K      worker mesh: data channels each worker keeps to other workers (default 3; 0 = no mesh)
+  --mesh-port N       port of the mesh's PeerJS signaling server (default 0: a free one, see /api/mesh)
+  --gossip-every-ms T local buffer mode: average weights with a peer every T ms during outages (default 2000; 0 = off)
+  --relay on|off      while the PS is up, take signed weights from peers before pulling (default off)
+  --relay-max-lag N   relay: accept a peer's weights at most N versions behind the last ack (default 8)
   --checkpoint-mode M sync | async: stop applying while writing, or copy and write in the background (default async)
   --checkpoint-every N  checkpoint every N applied updates, 0 = not by count (default 100)
   --checkpoint-every-ms T  also once T ms have passed since the last checkpoint, 0 = off (default 0)
@@ -62,12 +68,24 @@ start options:
   --worker-backend B  backend for those tabs: auto | webgpu | webgl | wasm | cpu (default auto)
   --log-level L       fatal | error | warn | info | debug (default info)
 
+node options (every start option too, except --strategy; --secret or TABSWARM_SECRET is required):
+  --zk HOSTS          ZooKeeper ensemble, host:port,host:port[/chroot] (required)
+  --cluster NAME      nodes with the same name form one chain (default tabswarm)
+  --replication M     sync (ack once the tail applied) | async (ack at once, window below) |
+                      snapshot (whole state every --snapshot-every updates) (default sync)
+  --reads R           strict (workers read from the tail) | relaxed (from their node) (default relaxed)
+  --snapshot-every K  snapshot replication: updates between shipments (default 100)
+  --async-window N    async: most acked updates not yet at the tail, the most a head failure loses (default 32)
+  --zk-session-ms MS  ZooKeeper session timeout: failover floor vs false suspicion (default 1500)
+  --port N            (default 0: a free port)
+
 worker options:
   --url URL           the PS's base URL, e.g. http://127.0.0.1:8080/
   --steps N           stop after N steps (default: run until stopped)
   --seed N            batch sampling seed
   --buffer-mode M     override the run's buffer mode: frozen | local
   --log-every-ms MS   status line period (default 2000; also printed on every state change)
+  --log-acks          print every acknowledged push as {"worker":W,"acks":[[seq,version,duplicate],...]}
 
 zk options (prints 'zookeeper ready: --zk host:port,...'; production points --zk at its own ensemble):
   --ensemble N        run N servers as a quorum ensemble (default 1: standalone)
@@ -105,46 +123,51 @@ function int(name: string, value: string | undefined): number | undefined {
   return n;
 }
 
-async function start(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      port: { type: 'string', default: '8080' },
-      host: { type: 'string', default: '127.0.0.1' },
-      model: { type: 'string' },
-      dataset: { type: 'string' },
-      shards: { type: 'string' },
-      lr: { type: 'string' },
-      momentum: { type: 'string' },
-      batch: { type: 'string' },
-      'pull-every': { type: 'string' },
-      seed: { type: 'string' },
-      'eval-every': { type: 'string' },
-      'eval-examples': { type: 'string' },
-      'idle-ms': { type: 'string' },
-      strategy: { type: 'string' },
-      rule: { type: 'string' },
-      'checkpoint-mode': { type: 'string' },
-      'checkpoint-every': { type: 'string' },
-      'checkpoint-every-ms': { type: 'string' },
-      'checkpoint-dir': { type: 'string' },
-      'checkpoint-keep': { type: 'string' },
-      'checkpoint-block': { type: 'string' },
-      'checkpoint-full-every': { type: 'string' },
-      'ps-shards': { type: 'string' },
-      'priority-fraction': { type: 'string' },
-      recovery: { type: 'string' },
-      'admin-token': { type: 'string' },
-      secret: { type: 'string' },
-      'adopt-window-ms': { type: 'string' },
-      'buffer-mode': { type: 'string' },
-      workers: { type: 'string', default: '2' },
-      'worker-backend': { type: 'string', default: 'auto' },
-      'log-level': { type: 'string', default: 'info' },
-    },
-  });
-  const { app, options, admin } = await buildServer({
+/** The embedded PS's options, shared by `start` and `node`. */
+const SERVER_OPTIONS = {
+  port: { type: 'string', default: '8080' },
+  host: { type: 'string', default: '127.0.0.1' },
+  model: { type: 'string' },
+  dataset: { type: 'string' },
+  shards: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  batch: { type: 'string' },
+  'pull-every': { type: 'string' },
+  seed: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'eval-examples': { type: 'string' },
+  'idle-ms': { type: 'string' },
+  strategy: { type: 'string' },
+  rule: { type: 'string' },
+  'checkpoint-mode': { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  'checkpoint-every-ms': { type: 'string' },
+  'checkpoint-dir': { type: 'string' },
+  'checkpoint-keep': { type: 'string' },
+  'checkpoint-block': { type: 'string' },
+  'checkpoint-full-every': { type: 'string' },
+  'ps-shards': { type: 'string' },
+  'priority-fraction': { type: 'string' },
+  recovery: { type: 'string' },
+  'admin-token': { type: 'string' },
+  secret: { type: 'string' },
+  'adopt-window-ms': { type: 'string' },
+  'buffer-mode': { type: 'string' },
+  'mesh-peers': { type: 'string' },
+  'mesh-port': { type: 'string' },
+  'gossip-every-ms': { type: 'string' },
+  relay: { type: 'string' },
+  'relay-max-lag': { type: 'string' },
+  workers: { type: 'string', default: '2' },
+  'worker-backend': { type: 'string', default: 'auto' },
+  'log-level': { type: 'string', default: 'info' },
+} as const;
+
+type ServerValues = { [K in keyof typeof SERVER_OPTIONS]?: string };
+
+function serverOptions(values: ServerValues) {
+  return {
     logger: { level: values['log-level'] },
     model: values.model,
     dataset: values.dataset,
@@ -173,9 +196,66 @@ async function start(argv: string[]): Promise<void> {
     secret: values.secret,
     adoptWindowMs: int('adopt-window-ms', values['adopt-window-ms']),
     bufferMode: values['buffer-mode'] as 'frozen' | 'local' | undefined,
+    meshPeers: int('mesh-peers', values['mesh-peers']),
+    meshPort: int('mesh-port', values['mesh-port']),
+    gossipEveryMs: int('gossip-every-ms', values['gossip-every-ms']),
+    relay: values.relay as 'on' | 'off' | undefined,
+    relayMaxLag: int('relay-max-lag', values['relay-max-lag']),
+  };
+}
+
+async function start(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, strict: true, options: SERVER_OPTIONS });
+  const built = await buildServer(serverOptions(values));
+  const address = await built.app.listen({ port: int('port', values.port)!, host: values.host });
+  await serve(built, joinUrl(address, values.host!), values, async () => {});
+}
+
+/** `tabswarm node`: one PS node of a chain-replicated cluster (server/chain). */
+async function node(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      ...SERVER_OPTIONS,
+      port: { type: 'string', default: '0' },
+      workers: { type: 'string', default: '0' },
+      zk: { type: 'string' },
+      cluster: { type: 'string', default: 'tabswarm' },
+      replication: { type: 'string', default: 'sync' },
+      reads: { type: 'string', default: 'relaxed' },
+      'snapshot-every': { type: 'string' },
+      'async-window': { type: 'string' },
+      'zk-session-ms': { type: 'string' },
+    },
   });
-  const address = await app.listen({ port: int('port', values.port)!, host: values.host });
-  const url = joinUrl(address, values.host!);
+  if (!values.zk) throw new TabswarmError('CONFIG_INVALID', { option: '--zk', detail: 'is required: host:port,... of the ZooKeeper ensemble (for development, start one with `tabswarm zk`)' });
+  if (values.strategy !== undefined) throw new TabswarmError('CONFIG_INVALID', { option: '--strategy', detail: 'a cluster node replicates by chain; --replication picks sync, async or snapshot' });
+  const { startChainNode } = await import('./chain/node.ts');
+  const { strategy: _s, secret: _secret, ...rest } = serverOptions(values);
+  const host = values.host!;
+  const chain = await startChainNode({
+    zk: values.zk,
+    cluster: values.cluster!,
+    replication: values.replication as 'sync',
+    reads: values.reads as 'strict',
+    snapshotEvery: int('snapshot-every', values['snapshot-every']),
+    asyncWindow: int('async-window', values['async-window']),
+    zkSessionMs: int('zk-session-ms', values['zk-session-ms']),
+    secret: values.secret ?? process.env.TABSWARM_SECRET ?? '',
+    port: int('port', values.port),
+    host,
+    advertise: (address) => joinUrl(address, host),
+    server: rest,
+  });
+  const status = chain.replica.replicaStatus();
+  console.log(`tabswarm: chain node ${status.name} of cluster ${values.cluster} (${values.replication} replication, epoch ${status.epoch}, role ${status.role})`);
+  await serve(chain.built, joinUrl(chain.url, host), values, () => chain.coord.close());
+}
+
+/** After listen: the ready line, optional worker tabs, and a clean shutdown on signals. */
+async function serve(built: Built, url: string, values: ServerValues, afterClose: () => Promise<void>): Promise<void> {
+  const { app, options, admin } = built;
   // One line a wrapper can parse: tests and scripts wait for it.
   console.log(`tabswarm: parameter server for ${options.model} on ${options.dataset} ready; join at ${url}`);
   if (admin.generated) console.log(`tabswarm: admin token (Authorization: Bearer ... on /api/admin/*; set --admin-token or TABSWARM_ADMIN_TOKEN to choose it): ${admin.token}`);
@@ -194,6 +274,7 @@ async function start(argv: string[]): Promise<void> {
     app.log.info({ signal }, 'shutting down');
     await tabs?.close().catch(() => {});
     await app.close();
+    await afterClose().catch(() => {});
     process.exit(0);
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));
@@ -213,7 +294,7 @@ async function worker(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
-    options: { url: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' }, 'log-every-ms': { type: 'string', default: '2000' }, 'buffer-mode': { type: 'string' } },
+    options: { url: { type: 'string' }, steps: { type: 'string' }, seed: { type: 'string' }, 'log-every-ms': { type: 'string', default: '2000' }, 'buffer-mode': { type: 'string' }, 'log-acks': { type: 'boolean', default: false } },
   });
   const logEvery = int('log-every-ms', values['log-every-ms'])!;
   const bufferMode = values['buffer-mode'];
@@ -227,7 +308,9 @@ async function worker(argv: string[]): Promise<void> {
     maxSteps: int('steps', values.steps),
     seed: int('seed', values.seed),
     ...(bufferMode ? { bufferMode } : {}),
+    logAcks: values['log-acks'],
     onStatus: (s) => {
+      if (s.acks.length > 0) console.log(JSON.stringify({ worker: s.workerId, acks: s.acks.splice(0) }));
       const now = Date.now();
       if (now - lastLog < logEvery && s.state === lastState) return;
       lastState = s.state;
@@ -237,7 +320,7 @@ async function worker(argv: string[]): Promise<void> {
       const mem = process.memoryUsage();
       console.log(JSON.stringify({
         worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss,
-        shards: s.shards, buffered: s.buffered, outageSteps: s.outageSteps, flushes: s.flushes.length, lastFlush: s.lastFlush,
+        psUrl: s.psUrl, failovers: s.failovers, shards: s.shards, buffered: s.buffered, outageSteps: s.outageSteps, flushes: s.flushes.length, lastFlush: s.lastFlush,
         heapUsed: mem.heapUsed, arrayBuffers: mem.arrayBuffers, rss: mem.rss, error: s.lastError || undefined,
       }));
     },
@@ -245,7 +328,7 @@ async function worker(argv: string[]): Promise<void> {
   process.once('SIGINT', () => loop.stop());
   process.once('SIGTERM', () => loop.stop());
   const final = await loop.run();
-  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: final.flushes }));
+  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: final.flushes, acks: final.acks, failovers: final.failovers }));
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -256,6 +339,8 @@ export async function main(argv: string[]): Promise<void> {
         return await start(rest);
       case 'worker':
         return await worker(rest);
+      case 'node':
+        return await node(rest);
       case 'zk':
         return await (await import('./zk/cli.ts')).zkCommand(rest);
       case 'cluster':

@@ -50,6 +50,20 @@ export interface ServerOptions extends CheckpointOptions {
   bufferMode: 'frozen' | 'local';
   /** Stateless strategy: after the first worker connects, wait this long for copies of the weights before adopting the best. @default 3000 */
   adoptWindowMs: number;
+  /**
+   * Worker mesh (README, "Peer-to-peer mesh"): open data channels each worker keeps to other
+   * workers, through the PeerJS signaling server started beside the PS. 0 turns the mesh off.
+   * @default 3
+   */
+  meshPeers: number;
+  /** Port of the PeerJS signaling server. @default 0 (a free port, published in GET /api/mesh) */
+  meshPort: number;
+  /** `local` buffer mode: average weights with one peer every this many ms during an outage; 0 = no gossip. @default 2000 */
+  gossipEveryMs: number;
+  /** While the PS is up, workers take signed weights from peers first and pull from the PS only on a miss. @default 'off' */
+  relay: 'on' | 'off';
+  /** Relay: a peer's copy is good enough if at most this many versions behind the worker's last ack. @default 8 */
+  relayMaxLag: number;
   /** Most concurrent workers. @default 1024 */
   maxWorkers: number;
   /** A worker with no socket and no request for this long is dropped and its shards reassigned. @default 30000 */
@@ -72,6 +86,11 @@ export const DEFAULTS: ServerOptions = {
   bufferMode: 'frozen',
   maxWorkers: 1024,
   idleMs: 30000,
+  meshPeers: 3,
+  meshPort: 0,
+  gossipEveryMs: 2000,
+  relay: 'off',
+  relayMaxLag: 8,
 };
 
 export interface ResolvedOptions extends ServerOptions {
@@ -89,6 +108,7 @@ export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions
   validateCheckpointOptions(o);
   if (o.adminToken !== undefined && o.adminToken.length < 16) throw bad('adminToken', 'must be at least 16 characters');
   if (o.bufferMode !== 'frozen' && o.bufferMode !== 'local') throw bad('bufferMode', `must be 'frozen' or 'local', got '${o.bufferMode}'`);
+  if (o.relay !== 'on' && o.relay !== 'off') throw bad('relay', `must be 'on' or 'off', got '${o.relay}'`);
   if (o.secret !== undefined && o.secret.length < 16) throw bad('secret', 'must be at least 16 characters');
   const lr = o.lr ?? modelSpec.defaults.lr;
   const batch = o.batch ?? modelSpec.defaults.batch;
@@ -97,6 +117,7 @@ export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions
   const ints: [string, number, number][] = [
     ['batch', batch, 1], ['shards', o.shards, 1], ['pullEvery', o.pullEvery, 1], ['seed', o.seed, 0],
     ['evalEveryMs', o.evalEveryMs, 0], ['evalExamples', o.evalExamples, 1], ['maxWorkers', o.maxWorkers, 1], ['idleMs', o.idleMs, 100], ['adoptWindowMs', o.adoptWindowMs, 0],
+    ['meshPeers', o.meshPeers, 0], ['meshPort', o.meshPort, 0], ['gossipEveryMs', o.gossipEveryMs, 0], ['relayMaxLag', o.relayMaxLag, 0],
   ];
   for (const [name, value, min] of ints) if (!Number.isInteger(value) || value < min) throw bad(name, `must be an integer >= ${min}, got ${value}`);
   return { ...o, lr, batch, modelSpec };

@@ -19,6 +19,7 @@ export function createMetrics() {
     flushes: new Counter({ name: 'tabswarm_flushes_applied_total', help: 'Flushes of gradients buffered during an outage, applied', registers: [registry] }),
     duplicates: new Counter({ name: 'tabswarm_updates_duplicate_total', help: 'Pushes recognised as already applied and acknowledged again', registers: [registry] }),
     gradientBytes: new Counter({ name: 'tabswarm_gradient_bytes_total', help: 'Bytes of gradient frames received', registers: [registry] }),
+    weightsBytesSent: new Counter({ name: 'tabswarm_weights_bytes_sent_total', help: 'Bytes of WEIGHTS frames sent to workers over the WebSocket (PS egress of weights)', registers: [registry] }),
     pulls: new Counter({ name: 'tabswarm_pulls_total', help: 'Weight pulls served', registers: [registry] }),
     modelVersion: new Gauge({ name: 'tabswarm_model_version', help: 'Current model version', registers: [registry] }),
     workers: new Gauge({ name: 'tabswarm_workers', help: 'Joined workers, by state', labelNames: ['state'] as const, registers: [registry] }),

@@ -59,6 +59,40 @@ export type ControlMessage =
   /** Sent on connect: the PS's version and whether it wants the worker's copy of the weights. */
   | { type: 'hello'; version: number; wantsWeights: boolean };
 
+/** GET /api/cluster on any node of a chain-replicated PS cluster (server/chain). */
+export interface ClusterInfo {
+  cluster: string;
+  /** Bumped by every reconfiguration (a node joined or left). */
+  epoch: number;
+  replication: 'sync' | 'async' | 'snapshot';
+  /** strict: workers read weights from the tail; relaxed: from the node they write to. */
+  reads: 'strict' | 'relaxed';
+  /** The answering node's member name. */
+  self: string;
+  /** In chain order: head first. `version` is known for the answering node only (else null). */
+  nodes: { name: string; url: string; role: 'head' | 'middle' | 'tail' | 'single'; version: number | null }[];
+  head: string | null;
+  tail: string | null;
+  /** The answering node's replication state. */
+  node: Record<string, unknown> & { role: string; version: number; committed: number; fresh: boolean; writable: boolean };
+}
+
+/** GET /api/mesh: how workers reach each other (client/mesh/). */
+export interface MeshConfig {
+  /** False when the PS runs with --mesh-peers 0 or its signaling server is not up. */
+  enabled: boolean;
+  /** PeerJS signaling server: same host as the PS, this port, path and key. */
+  port: number;
+  path: string;
+  key: string;
+  /** Open data channels each worker keeps (k). */
+  peers: number;
+  /** Gossip period during outages in `local` buffer mode; 0 = none. */
+  gossipEveryMs: number;
+  relay: boolean;
+  relayMaxLag: number;
+}
+
 export function shardPath(dataKey: string, index: number): string {
   return `/api/shards/${encodeURIComponent(dataKey)}/${index}`;
 }

@@ -10,7 +10,7 @@ describe('the error catalogue', () => {
   test('every code is UPPER_SNAKE with a known area prefix', () => {
     assert.ok(CODES.length >= 20);
     for (const code of CODES) {
-      assert.match(code, /^(PROTO|PS|DATA|CONFIG|MODEL|WORKER|ADMIN|CHECKPOINT|ZK|COORD)_[A-Z0-9_]+$/, code);
+      assert.match(code, /^(PROTO|PS|DATA|CONFIG|MODEL|WORKER|ADMIN|CHECKPOINT|ZK|COORD|CHAIN|MESH)_[A-Z0-9_]+$/, code);
     }
   });
 

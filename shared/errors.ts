@@ -1,7 +1,8 @@
 /**
  * The one error catalogue shared by server, browser and Node workers.
  *
- * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT, ZK, COORD). A retired code is
+ * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT, ZK, COORD, CHAIN). A retired code is
+ * Codes are stable and grouped by area (PROTO, PS, WORKER, DATA, CONFIG, ADMIN, CHECKPOINT, ZK, COORD, MESH). A retired code is
  * never reused. Each entry says how the error reaches a client: an HTTP status for the HTTP
  * endpoints and a WebSocket close code for the socket, and whether a client may retry.
  * `docs/errors.md` lists the same codes; `shared/errors.test.ts` keeps the two in sync.
@@ -77,6 +78,20 @@ export const ERRORS = {
   COORD_BAD_ARGUMENT: { message: 'Invalid argument to {op}: {detail}', http: 400, wsClose: 4463, retryable: false },
   COORD_CLOSED: { message: 'The coordination client is closed; {op} {path} refused', http: 500, wsClose: 4464, retryable: false },
   COORD_FAILED: { message: 'ZooKeeper {op} {path} failed: {detail}', http: 500, wsClose: 4465, retryable: false },
+  // Chain replication (server/chain): a PS cluster whose membership and order ZooKeeper keeps.
+  CHAIN_NOT_HEAD: { message: 'This node ({node}) is not the head of the chain at epoch {epoch}; send writes to the head: {head}', http: 421, wsClose: 4020, retryable: true },
+  CHAIN_FENCED: { message: 'This node ({node}) is fenced: {reason}; it accepts no writes until it is back in the chain', http: 503, wsClose: 4021, retryable: true },
+  CHAIN_NOT_READY: { message: 'This node ({node}) has no state yet (joining the chain at epoch {epoch}); read from another node', http: 503, wsClose: 4022, retryable: true },
+  CHAIN_STALE_EPOCH: { message: 'Chain frame from epoch {got} refused: this node is at epoch {epoch}', http: 409, wsClose: 4023, retryable: true },
+  CHAIN_BAD_LINK: { message: 'Chain link from {from} refused: {detail}', http: 403, wsClose: 4490, retryable: false },
+  CHAIN_BAD_FRAME: { message: 'Chain frame refused: {detail}', http: 400, wsClose: 4491, retryable: false },
+  CHAIN_CONFIG_MISMATCH: { message: 'Node options do not match cluster {cluster}: {detail}', http: 409, wsClose: 4492, retryable: false },
+  // Worker mesh (client/mesh): messages from other workers' tabs, which are untrusted. Never applied, counted, and the peer is disconnected.
+  MESH_BAD_MESSAGE: { message: 'Peer {peer} sent a malformed mesh message: {detail}', http: 400, wsClose: 4470, retryable: false },
+  MESH_BAD_LENGTH: { message: 'Peer {peer} sent a {kind} message of {got} bytes where {want} were expected', http: 400, wsClose: 4471, retryable: false },
+  MESH_LAYOUT_MISMATCH: { message: 'Peer {peer} sent weights for layout {got}, not this model\'s {want}', http: 409, wsClose: 4472, retryable: false },
+  MESH_NON_FINITE: { message: 'Peer {peer} sent weights with a non-finite value at index {index} ({value})', http: 422, wsClose: 4473, retryable: false },
+  MESH_FORGED_WEIGHTS: { message: 'Peer {peer} relayed weights at version {version} that the PS did not sign: {detail}', http: 403, wsClose: 4474, retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

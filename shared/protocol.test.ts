@@ -7,6 +7,7 @@ import {
   MAGIC,
   MsgType,
   PROTOCOL_VERSION,
+  TAG_BYTES,
   decodeFrame,
   encodeFrame,
   firstNonFinite,
@@ -47,7 +48,7 @@ function rejects(fn: () => unknown, code: ErrorCode): TabswarmError {
   return caught;
 }
 
-const META: WeightsMeta = { tag: new Uint8Array(32).map((_, i) => i * 7), record: [{ workerId: 1, seq: 2, version: 3 }, { workerId: 0xffffffff, seq: 9, version: 10 }] };
+const META: WeightsMeta = { tag: new Uint8Array(TAG_BYTES).map((_, i) => i * 7), record: [{ workerId: 1, seq: 2, version: 3 }, { workerId: 0xffffffff, seq: 9, version: 10 }] };
 
 /** encodeFrame, adding a meta block for the types that need one. */
 function enc(h: FrameHeader, payload?: Float32Array): Uint8Array {
@@ -357,12 +358,12 @@ describe('meta block of WEIGHTS and OFFER frames', () => {
     new DataView(wrongLength.buffer).setUint32(HEADER_BYTES, 40, true);
     rejects(() => decodeFrame(wrongLength, OPTS), 'PROTO_BAD_META');
     const tooMany = good.slice();
-    new DataView(tooMany.buffer).setUint32(HEADER_BYTES + 4 + 32, 5, true);
+    new DataView(tooMany.buffer).setUint32(HEADER_BYTES + 4 + TAG_BYTES, 5, true);
     rejects(() => decodeFrame(tooMany, { ...OPTS, maxRecordEntries: 4 }), 'PROTO_BAD_META');
     const huge = good.slice();
     const view = new DataView(huge.buffer);
-    view.setUint32(HEADER_BYTES + 4 + 32, 1000, true);
-    view.setUint32(HEADER_BYTES, 32 + 4 + 12 * 1000, true);
+    view.setUint32(HEADER_BYTES + 4 + TAG_BYTES, 1000, true);
+    view.setUint32(HEADER_BYTES, TAG_BYTES + 4 + 12 * 1000, true);
     rejects(() => decodeFrame(huge, OPTS), 'PROTO_BAD_META');
     rejects(() => decodeFrame(good.subarray(0, HEADER_BYTES + 20), OPTS), 'PROTO_BAD_META');
   });

@@ -19,10 +19,10 @@
  * WEIGHTS and OFFER frames carry a meta block between header and payload: the tag the PS
  * issued with these weights and the applied-push record they contain (see server/ps/signer.ts):
  *
- *   32     4    metaBytes      bytes of meta that follow (36 + 12 * k)
- *   36     32   tag            HMAC-SHA256 over layout hash, version, record, SHA-256(weights)
- *   68     4    k              record entries
- *   72     12*k record         (workerId u32, seq u32, version u32) per worker
+ *   32     4    metaBytes      bytes of meta that follow (68 + 12 * k)
+ *   36     64   tag            Ed25519 signature over layout hash, version, record, SHA-256(weights) (signing.ts)
+ *   100    4    k              record entries
+ *   104    12*k record         (workerId u32, seq u32, version u32) per worker
  *   36+metaBytes 4*n payload
  */
 import { TabswarmError } from './errors.ts';
@@ -35,7 +35,7 @@ export const HEADER_BYTES = 32;
  * Message types, in numbered ranges:
  *   0x01-0x1F worker -> PS
  *   0x20-0x3F PS -> worker
- *   0x40-0x5F PS -> PS (replication; reserved for the chain)
+ *   0x40-0x5F PS -> PS (chain replication: ChainMsg below; server/chain/frames.ts)
  */
 export const MsgType = {
   /** Worker asks for the current weights. No payload. */
@@ -57,6 +57,20 @@ export const MsgType = {
 } as const;
 export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 
+/**
+ * PS -> PS replication frames, on the node-to-node link of a chain (server/chain/frames.ts
+ * encodes and decodes them; docs/PROTOCOL.md gives their grammar). Never sent to a worker.
+ */
+export const ChainMsg = {
+  /** One update the head applied, as every replica must apply it: version, worker, seq, gradient. */
+  FORWARD: 0x40,
+  /** The tail has applied everything up to `version`; passed up the chain to the head. */
+  CHAIN_ACK: 0x41,
+  /** A whole replica state: weights, optimizer state, version, applied record, recent history. */
+  STATE: 0x42,
+} as const;
+export type ChainMsg = (typeof ChainMsg)[keyof typeof ChainMsg];
+
 const TYPE_NAMES = new Map<number, string>(Object.entries(MsgType).map(([k, v]) => [v, k]));
 /** Payload rule per type: 'none' (empty) or 'layout' (exactly layout.size values). */
 const PAYLOAD: Record<MsgType, 'none' | 'layout'> = {
@@ -72,7 +86,8 @@ const HAS_META = new Set<number>([MsgType.OFFER, MsgType.WEIGHTS]);
 /** ACK: DUPLICATE (applied before, not again), ADOPTED (offer taken). PUSH: FLUSH (gradients buffered during an outage). */
 export const Flag = { DUPLICATE: 0x01, ADOPTED: 0x02, FLUSH: 0x04 } as const;
 
-export const TAG_BYTES = 32;
+/** The meta block's `tag`: the PS's Ed25519 signature of this version (shared/signing.ts). */
+export const TAG_BYTES = 64;
 /** Most record entries a meta block may carry (one per worker that ever pushed). */
 export const MAX_RECORD_ENTRIES = 1 << 16;
 
@@ -223,7 +238,7 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
   }
   const count = view.getUint32(24, true);
   if (type === MsgType.PUSH && count < 1) throw new TabswarmError('PROTO_BAD_COUNT', { count });
-  const payload = readPayload(bytes, start, payloadLength);
+  const payload = readFloat32(bytes, start, payloadLength);
   const bad = firstNonFinite(payload);
   if (bad >= 0) throw new TabswarmError('PROTO_NON_FINITE', { index: bad, value: String(payload[bad]) });
   return {
@@ -257,7 +272,7 @@ function readMeta(bytes: Uint8Array, view: DataView, maxEntries: number): Weight
   return { tag, record };
 }
 
-function readPayload(bytes: Uint8Array, offset: number, n: number): Float32Array {
+export function readFloat32(bytes: Uint8Array, offset: number, n: number): Float32Array {
   if (n === 0) return new Float32Array(0);
   const start = bytes.byteOffset + offset;
   // A Float32Array view needs 4-byte alignment (and a little-endian host); otherwise copy.

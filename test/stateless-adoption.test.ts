@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import WebSocket from 'ws';
 import type { ControlMessage, JoinResponse } from '../shared/api.ts';
 import { ERRORS } from '../shared/errors.ts';
-import { Flag, HEADER_BYTES, MsgType, decodeFrame, encodeFrame, retypeFrame, type Frame } from '../shared/protocol.ts';
+import { Flag, HEADER_BYTES, MsgType, TAG_BYTES, decodeFrame, encodeFrame, retypeFrame, type Frame } from '../shared/protocol.ts';
 import { startPs, until, type PsProc, type Status } from './helpers.ts';
 
 const SECRET = 'adoption-test-secret-0123456789ab';
@@ -146,7 +146,7 @@ test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, coun
   const attacks: [string, (w: JoinResponse) => Uint8Array][] = [
     ['a weight changed', (w) => { const t = tampered((x) => new DataView(x.buffer).setFloat32(payloadAt + 40, 123, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
     ['the version raised', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(12, 999, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
-    ['the record rewritten', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(HEADER_BYTES + 4 + 32 + 4 + 4, 1, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
+    ['the record rewritten', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(HEADER_BYTES + 4 + TAG_BYTES + 4 + 4, 1, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
     ['a copy signed under another secret', (w) => retypeFrame(foreign.bytes, MsgType.OFFER, w.workerId)],
   ];
   for (const [what, make] of attacks) {

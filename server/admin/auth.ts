@@ -16,13 +16,10 @@ export function resolveAdminToken(option: string | undefined, env = process.env)
   return { token: randomBytes(18).toString('base64url'), generated: true };
 }
 
-/**
- * Adds the token check to `app`'s scope (an encapsulated plugin: only its routes are guarded).
- * `onRefused` lets the PS count the refusal in its metrics.
- */
-export function requireAdminToken(app: FastifyInstance, token: string, onRefused?: (err: TabswarmError) => void): void {
+/** The onRequest hook: refuses (ADMIN_UNAUTHORIZED, logged) a request without the token. */
+export function adminTokenHook(token: string, onRefused?: (err: TabswarmError) => void): (request: FastifyRequest) => Promise<void> {
   const want = digest(token);
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  return async (request: FastifyRequest) => {
     const header = request.headers.authorization;
     const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
     // Comparing digests keeps the comparison constant-time whatever the given length.
@@ -32,5 +29,13 @@ export function requireAdminToken(app: FastifyInstance, token: string, onRefused
     onRefused?.(err);
     request.log.warn({ ip: request.ip, method: request.method, url: request.url, reason }, 'admin call refused');
     throw err;
-  });
+  };
+}
+
+/**
+ * Adds the token check to `app`'s scope (an encapsulated plugin: only its routes are guarded).
+ * `onRefused` lets the PS count the refusal in its metrics.
+ */
+export function requireAdminToken(app: FastifyInstance, token: string, onRefused?: (err: TabswarmError) => void): void {
+  app.addHook('onRequest', adminTokenHook(token, onRefused));
 }

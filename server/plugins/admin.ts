@@ -16,9 +16,9 @@
  * Shards and checkpoints belong to the recovery strategy; a strategy without them answers
  * ADMIN_UNSUPPORTED.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
-import { requireAdminToken } from '../admin/auth.ts';
+import { adminTokenHook, requireAdminToken } from '../admin/auth.ts';
 import { consoleRoutes } from '../admin/console.ts';
 import { EmbeddedControl } from '../admin/control.ts';
 import { adminPageRoute } from '../admin/page.ts';
@@ -42,6 +42,11 @@ export interface AdminPluginOptions {
 
 /** The console's name for the embedded PS in its node table. */
 export const EMBEDDED_NODE = 'ps';
+
+/** The onRequest hook that refuses (401, logged, counted) any call without the admin token. */
+export function adminGuard(ps: ParameterServer, token: string): (request: FastifyRequest) => Promise<void> {
+  return adminTokenHook(token, (err) => ps.rejected(err, 'http'));
+}
 
 export async function adminPlugin(app: FastifyInstance, { ps, token, options, sampleEveryMs }: AdminPluginOptions): Promise<void> {
   await app.register(adminPageRoute);

@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JoinRequest, JoinResponse, ReportRequest, ReportResponse } from '../../shared/api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
 import { MAX_RECORD_ENTRIES } from '../../shared/protocol.ts';
+import { SIGNATURE_ALGORITHM } from '../../shared/signing.ts';
 import type { ResolvedOptions } from '../config.ts';
 import type { Shards } from '../data.ts';
 import type { ParameterServer } from '../ps/service.ts';
@@ -19,7 +20,7 @@ export interface ApiOptions {
 
 const OCTETS = 'application/octet-stream';
 /** Room for the meta block (tag + applied record) of a weights frame. */
-export const META_ALLOWANCE = 64 + 12 * MAX_RECORD_ENTRIES;
+export const META_ALLOWANCE = 128 + 12 * MAX_RECORD_ENTRIES;
 
 export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: ApiOptions): Promise<void> {
   const dataKey = `${options.dataset}.${shards.count}.${options.seed}`;
@@ -134,6 +135,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
   app.get('/api/weights', async (request, reply) => {
     authenticate(request);
     const frame = ps.weightsFrame();
+    ps.metrics.weightsBytesSent.inc(frame.byteLength);
     return reply.type(OCTETS).send(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
   });
 
@@ -154,6 +156,8 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
     strategy: options.strategy,
     dataset: options.dataset,
     shards: shards.count,
+    // Workers verify weights relayed by peers with this key (shared/signing.ts).
+    weightsKey: { algorithm: SIGNATURE_ALGORITHM, publicKey: ps.signer.publicKey },
   }));
 
   app.get('/api/status', async () => ({

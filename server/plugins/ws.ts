@@ -4,20 +4,16 @@
  * reason naming the error; nothing of it is applied, and every other socket carries on.
  * Frames on one socket are handled in arrival order.
  */
-import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
+import { MsgType } from '../../shared/protocol.ts';
 import type { ControlMessage } from '../../shared/api.ts';
 import type { ParameterServer } from '../ps/service.ts';
-import { META_ALLOWANCE } from './api.ts';
 import type { WorkerSession } from '../ps/sessions.ts';
 
 export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServer }): Promise<void> {
-  // Let frames up to twice the legal size reach the decoder (so they are counted as
-  // PROTO_OVERSIZE); beyond that ws itself closes the socket with 1009 before buffering more.
-  await app.register(websocket, { options: { maxPayload: 2 * ps.maxFrameBytes + META_ALLOWANCE } });
-
+  // @fastify/websocket is registered by buildServer (app.ts), with the payload limit.
   const sockets = new Map<number, WebSocket>();
   ps.notify = (session, msg) => {
     if (session.state === 'connected') sockets.get(session.id)?.send(JSON.stringify(msg));
@@ -69,7 +65,11 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
         if (socket.readyState !== socket.OPEN) return;
         try {
           const reply = await ps.handle(session, bytes, 'ws');
-          if (socket.readyState === socket.OPEN) socket.send(reply);
+          if (socket.readyState === socket.OPEN) {
+            socket.send(reply);
+            // PS egress of weights (what the mesh's relay saves): byte 5 is the frame type.
+            if (reply[5] === MsgType.WEIGHTS) ps.metrics.weightsBytesSent.inc(reply.byteLength);
+          }
         } catch (err) {
           fail(err);
         }

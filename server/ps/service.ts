@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics.ts';
 import type { ShardAssignment } from './assignment.ts';
 import type { WorkerSession, Sessions } from './sessions.ts';
 import type { Signer } from './signer.ts';
-import type { ParameterStore } from './store.ts';
+import type { ApplyResult, ParameterStore, Update } from './store.ts';
 import type { RecoveryStrategy } from './strategy.ts';
 
 export interface ParameterServerDeps {
@@ -82,6 +82,7 @@ export class ParameterServer {
 
   /** Joins a worker; with `resume`, under its old id once the id tag verifies. */
   join(userAgent: string, resume?: { workerId: number; idTag: string }): WorkerSession {
+    this.strategy.admitWrite?.();
     if (resume && !this.signer.verifyIdTag(resume.workerId, resume.idTag)) throw new TabswarmError('PS_BAD_RESUME', { worker: resume.workerId });
     if (resume && this.sessions.get(resume.workerId)) this.leave(resume.workerId, 'resumed in a new session');
     const session = this.sessions.join(userAgent, Date.now(), resume?.workerId);
@@ -128,12 +129,14 @@ export class ParameterServer {
       switch (frame.type) {
         case MsgType.PULL:
           if (this.strategy.ready) await this.strategy.ready();
+          this.strategy.admitRead?.();
           this.metrics.pulls.inc();
           return this.weightsFrame();
         case MsgType.PUSH:
           if (this.strategy.ready) await this.strategy.ready();
           return await this.push(session, frame, bytes.byteLength, started);
         case MsgType.OFFER: {
+          this.strategy.admitWrite?.();
           const adopted = this.strategy.offer?.({
             workerId: frame.workerId,
             version: frame.modelVersion,
@@ -160,23 +163,42 @@ export class ParameterServer {
     // A strategy may hold applies (a sync checkpoint write, a restore). The check and the apply
     // run in one synchronous step, so no update slips in once a hold is taken.
     while (this.store.held) await this.store.held;
+    this.strategy.admitWrite?.();
     const result = this.store.apply(update);
     const isFlush = (frame.flags & Flag.FLUSH) !== 0;
     if (!result.applied) {
       this.metrics.duplicates.inc();
       if (isFlush) this.logFlush(update, result.version, 0, true);
+      await this.strategy.durable?.(result.version);
       return this.ack(session, frame.seq, frame.count, result.version, Flag.DUPLICATE);
     }
     this.metrics.applySeconds.observe((performance.now() - started) / 1000);
-    this.appliedCount += 1;
-    this.metrics.updatesApplied.inc();
-    this.metrics.modelVersion.set(result.version);
-    this.metrics.staleness.observe(result.staleness);
+    this.counted(result.version, result.staleness);
     session.pushes += 1;
     session.lastStaleness = result.staleness;
     if (isFlush) this.logFlush(update, result.version, result.staleness, false);
-    await this.strategy.afterApply({ ...update, version: result.version });
+    await this.strategy.afterApply({ ...update, version: result.version, flags: frame.flags & Flag.FLUSH });
     return this.ack(session, frame.seq, frame.count, result.version, 0);
+  }
+
+  /**
+   * Applies an update another PS applied first (a chain replica applying what its predecessor
+   * forwarded): the same store apply, counted and logged like a worker's push, with no strategy
+   * hook and no ack (the chain acknowledges along itself).
+   */
+  applyReplicated(update: Update, flags: number): ApplyResult {
+    const result = this.store.apply(update);
+    if (!result.applied) return result;
+    this.counted(result.version, result.staleness);
+    if (flags & Flag.FLUSH) this.logFlush(update, result.version, result.staleness, false);
+    return result;
+  }
+
+  private counted(version: number, staleness: number): void {
+    this.appliedCount += 1;
+    this.metrics.updatesApplied.inc();
+    this.metrics.modelVersion.set(version);
+    this.metrics.staleness.observe(staleness);
   }
 
   private logFlush(u: { workerId: number; seq: number; count: number; baseVersion: number }, version: number, staleness: number, duplicate: boolean): void {

@@ -20,6 +20,8 @@ export interface StrategyContext {
 export interface AppliedUpdate extends Update {
   /** Model version after the update. */
   readonly version: number;
+  /** Flag.FLUSH when the push was a flush of buffered gradients. @default 0 */
+  readonly flags?: number;
 }
 
 /** A copy of the weights a worker offers to a PS that holds none (stateless recovery). */
@@ -50,6 +52,19 @@ export interface RecoveryStrategy {
   workerConnected?(workerId: number): void;
   /** Resolves when the applied update may be acknowledged to the worker. */
   afterApply(update: AppliedUpdate): void | Promise<void>;
+  /**
+   * Throws (a retryable TabswarmError) if this PS may not take writes now: joins, pushes and
+   * offers. The chain refuses them on every node but the head, and on a fenced head.
+   * @default writes always admitted
+   */
+  admitWrite?(): void;
+  /** Throws if this PS may not serve its weights now (a chain node still joining). @default admitted */
+  admitRead?(): void;
+  /**
+   * Resolves when `version` may be acknowledged: a push recognised as a duplicate is acked with
+   * the version of its first apply, which must be as safe as a fresh ack. @default at once
+   */
+  durable?(version: number): void | Promise<void>;
   /** What the strategy wants shown in /api/status. */
   status(): Record<string, unknown>;
   stop(): Promise<void>;

@@ -1,0 +1,186 @@
+/**
+ * Who is in the chain, in which order, at which epoch: ZooKeeper decides.
+ *
+ * Each node registers an EPHEMERAL_SEQUENTIAL znode under `<root>/members` holding its URL;
+ * registration order is chain order, so a new or restarted node always enters at the tail.
+ * The configuration in force is the znode `<root>/chain`: `{ epoch, nodes }`. Whenever the live
+ * members differ from it, any node that notices writes the live list with epoch + 1 by
+ * compare-and-set (a lost race re-reads and agrees), so every reconfiguration bumps the epoch
+ * exactly once and every node acts on the same numbered configuration.
+ *
+ * Session handling, the fencing half of split-brain safety: 'disconnected' (ZooKeeper silent
+ * for 2/3 of the session timeout) makes the node suspect itself at once, 'expired' fences it
+ * (its znode is gone, so another node may be head); a new session re-registers the node as a
+ * new member at the tail, which takes a fresh state transfer.
+ */
+import { EventEmitter } from 'node:events';
+import type { FastifyBaseLogger } from 'fastify';
+import { TabswarmError } from '../../shared/errors.ts';
+import type { Coordination, SessionEvent } from '../coord/index.ts';
+
+export interface ChainNodeInfo {
+  /** The member znode's name: unique per registration (a restarted node gets a new one). */
+  readonly name: string;
+  /** Base URL of the node's HTTP server (workers, /api/cluster, the /chain link). */
+  readonly url: string;
+}
+
+export interface ChainView {
+  readonly epoch: number;
+  readonly nodes: readonly ChainNodeInfo[];
+}
+
+export type Role = 'head' | 'middle' | 'tail' | 'single';
+
+export function roleOf(view: ChainView, name: string): Role | undefined {
+  const i = view.nodes.findIndex((n) => n.name === name);
+  if (i < 0) return undefined;
+  if (view.nodes.length === 1) return 'single';
+  return i === 0 ? 'head' : i === view.nodes.length - 1 ? 'tail' : 'middle';
+}
+
+export function neighbours(view: ChainView, name: string): { predecessor?: ChainNodeInfo; successor?: ChainNodeInfo } {
+  const i = view.nodes.findIndex((n) => n.name === name);
+  if (i < 0) return {};
+  return { predecessor: view.nodes[i - 1], successor: view.nodes[i + 1] };
+}
+
+export interface MembershipEvents {
+  /** A new configuration is in force (a higher epoch). */
+  view: [ChainView];
+  /** 'suspect': ZooKeeper silent, maybe no longer a member; 'fenced': the session expired; 'clear': connected again, same session. */
+  session: ['suspect' | 'fenced' | 'clear', string];
+  /** Registered anew (first start, or after an expiry): the node must take a fresh state. */
+  registered: [string];
+}
+
+export class Membership extends EventEmitter<MembershipEvents> {
+  readonly root: string;
+  private current: ChainView = { epoch: 0, nodes: [] };
+  private me: string | undefined;
+  private url = '';
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+  private readonly offSession: () => void;
+
+  /** Set by whoever builds the server (the node's logger exists only then). */
+  log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'> = { info() {}, warn() {}, error() {} } as never;
+
+  constructor(private readonly coord: Coordination, cluster: string) {
+    super();
+    if (!/^[\w.-]{1,64}$/.test(cluster)) throw new TabswarmError('CONFIG_INVALID', { option: '--cluster', detail: `'${cluster}' must be 1-64 letters, digits, '_', '.' or '-'` });
+    this.root = `/tabswarm/clusters/${cluster}`;
+    this.offSession = coord.onSession((e) => this.onSession(e));
+  }
+
+  get view(): ChainView {
+    return this.current;
+  }
+
+  /** This node's member name ('' before it registered). */
+  get name(): string {
+    return this.me ?? '';
+  }
+
+  /**
+   * Registers this node (its URL as data) and starts following the chain. Safe to call again
+   * if it failed: only once it succeeded does an expiry re-register by itself.
+   */
+  async join(url: string): Promise<void> {
+    await this.coord.ensure(`${this.root}/chain`, JSON.stringify({ epoch: 0, nodes: [] } satisfies ChainView));
+    await this.register(url);
+    this.url = url;
+  }
+
+  private async register(url: string): Promise<void> {
+    this.me = await this.coord.register(`${this.root}/members`, JSON.stringify({ url }), 'node');
+    this.log.info({ member: this.me }, 'registered in the chain');
+    this.emit('registered', this.me);
+    await this.reconcile();
+  }
+
+  /** Registers again after an expiry, retrying until it succeeds (or the node stops). */
+  private async reregister(): Promise<void> {
+    const generation = this.coord.session().generation;
+    while (!this.stopped && this.coord.session().generation === generation) {
+      try {
+        return await this.register(this.url);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 're-registration failed; retrying');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  /** Re-reads members and chain, serialised: one pass at a time, re-run if asked meanwhile. */
+  reconcile(): Promise<void> {
+    if (this.running) {
+      this.dirty = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.dirty = false;
+        try {
+          await this.pass();
+        } catch (err) {
+          if (this.stopped) return;
+          // ZooKeeper unreachable or the session changed under us: the session events say what
+          // to do; try again shortly so a configuration change is not missed.
+          this.log.warn({ err: (err as Error).message }, 'chain reconcile failed; retrying');
+          await new Promise((r) => setTimeout(r, 200));
+          this.dirty = true;
+        }
+      } while (this.dirty && !this.stopped);
+    })().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const watch = () => void this.reconcile();
+    const members = await this.coord.members(`${this.root}/members`, watch);
+    const chainPath = `${this.root}/chain`;
+    const stored = await this.coord.get(chainPath, watch);
+    const chain = JSON.parse(stored.data) as ChainView;
+    const live: ChainNodeInfo[] = members.map((m) => ({ name: m.name, url: (JSON.parse(m.data) as { url: string }).url }));
+    const same = live.length === chain.nodes.length && live.every((n, i) => n.name === chain.nodes[i]!.name);
+    if (!same) {
+      const next: ChainView = { epoch: chain.epoch + 1, nodes: live };
+      try {
+        await this.coord.set(chainPath, JSON.stringify(next), stored.version);
+        this.log.info({ epoch: next.epoch, nodes: live.map((n) => n.name) }, 'chain reconfigured');
+      } catch (err) {
+        if (!(err instanceof TabswarmError && err.code === 'COORD_VERSION_CONFLICT')) throw err;
+      }
+      this.dirty = true; // read back what is in force now
+      return;
+    }
+    if (chain.epoch > this.current.epoch) {
+      this.current = chain;
+      this.emit('view', chain);
+    }
+  }
+
+  private onSession(e: SessionEvent): void {
+    if (this.stopped) return;
+    if (e.state === 'disconnected') this.emit('session', 'suspect', e.reason ?? 'ZooKeeper silent');
+    else if (e.state === 'expired') this.emit('session', 'fenced', `ZooKeeper session ${e.session} expired (${e.reason ?? 'timeout'})`);
+    else if (e.state === 'connected') {
+      if (e.previous && this.url) {
+        // A new session after an expiry: our znode is gone; enter again as a new member.
+        this.me = undefined;
+        void this.reregister();
+      } else {
+        this.emit('session', 'clear', 'connected');
+        void this.reconcile();
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.offSession();
+    await this.running?.catch(() => {});
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * `tabswarm node`: one PS node of a chain-replicated cluster. ZooKeeper (at `--zk`) decides
+ * membership and order; every node of a cluster runs the same model on the same data with the
+ * same secret, which the first node records in ZooKeeper and every later node must match.
+ *
+ *   const node = await startChainNode({ zk: '127.0.0.1:2181', cluster: 'demo', replication: 'sync', secret, server: { model: 'mnist-mlp' } });
+ *   node.url;          // where workers (and the other nodes) reach it
+ *   await node.close();
+ */
+import { createHash } from 'node:crypto';
+import { TabswarmError } from '../../shared/errors.ts';
+import { deriveLayout } from '../../shared/layout.ts';
+import { buildServer, type BuildOptions, type Built } from '../app.ts';
+import { resolveOptions } from '../config.ts';
+import { zookeeperCoordination, type CoordinationClient } from '../coord/index.ts';
+import { Membership } from './membership.ts';
+import { ChainReplica, REPLICA_DEFAULTS, REPLICATION_MODES, type ReplicationMode } from './replica.ts';
+
+export interface ChainNodeOptions {
+  /** ZooKeeper connection string, 'host:port,host:port[/chroot]'. */
+  readonly zk: string;
+  /** Cluster name: the nodes under one name form one chain. */
+  readonly cluster: string;
+  /** @default 'sync' */
+  readonly replication?: ReplicationMode;
+  /** @default 'relaxed' */
+  readonly reads?: 'strict' | 'relaxed';
+  /** `snapshot` mode: updates between whole-state shipments. @default 100 */
+  readonly snapshotEvery?: number;
+  /** `async` mode: most acknowledged updates not yet at the tail. @default 32 */
+  readonly asyncWindow?: number;
+  /**
+   * ZooKeeper session timeout: how long a dead node keeps its place in the chain, i.e. the
+   * floor of failover time, against false suspicion of a live node that stalls (GC, a loaded
+   * machine) for longer. The server clamps it to [2, 20] ticks. @default 1500
+   */
+  readonly zkSessionMs?: number;
+  /** Shared by every node (links, worker ids, weight tags). Required. */
+  readonly secret: string;
+  readonly port?: number;
+  readonly host?: string;
+  /** The URL other nodes and workers reach this node at, from the listen address. @default the address */
+  readonly advertise?: (address: string) => string;
+  /** Options of the embedded PS (model, data set, lr, ...): must match the cluster's. */
+  readonly server?: Omit<BuildOptions, 'chain' | 'strategyInstance' | 'secret'>;
+}
+
+export interface ChainNode {
+  readonly built: Built;
+  readonly url: string;
+  readonly replica: ChainReplica;
+  readonly coord: CoordinationClient;
+  close(): Promise<void>;
+}
+
+/** What every node of a cluster must agree on, as recorded by its first node. */
+interface ClusterConfig {
+  model: string;
+  dataset: string;
+  layoutHash: number;
+  seed: number;
+  shards: number;
+  replication: ReplicationMode;
+  /** SHA-256 of the secret: tells a wrong secret without storing it. */
+  secretDigest: string;
+}
+
+export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
+  const replication = o.replication ?? 'sync';
+  if (!REPLICATION_MODES.includes(replication)) throw new TabswarmError('CONFIG_INVALID', { option: '--replication', detail: `must be ${REPLICATION_MODES.join(', ')}; got '${replication}'` });
+  const reads = o.reads ?? 'relaxed';
+  if (reads !== 'strict' && reads !== 'relaxed') throw new TabswarmError('CONFIG_INVALID', { option: '--reads', detail: `must be strict or relaxed; got '${reads}'` });
+  if (!o.secret) throw new TabswarmError('CONFIG_INVALID', { option: '--secret', detail: 'a cluster node needs the secret all nodes share (or TABSWARM_SECRET)' });
+  const positive = (name: string, v: number | undefined, d: number) => {
+    const x = v ?? d;
+    if (!Number.isInteger(x) || x < 1) throw new TabswarmError('CONFIG_INVALID', { option: name, detail: `must be a positive integer; got ${x}` });
+    return x;
+  };
+  const snapshotEvery = positive('--snapshot-every', o.snapshotEvery, REPLICA_DEFAULTS.snapshotEvery);
+  const asyncWindow = positive('--async-window', o.asyncWindow, REPLICA_DEFAULTS.asyncWindow);
+  const zkSessionMs = positive('--zk-session-ms', o.zkSessionMs, 1500);
+
+  const options = resolveOptions({ ...o.server, secret: o.secret });
+  const coord = zookeeperCoordination(o.zk, { sessionTimeoutMs: zkSessionMs, connectTimeoutMs: 15000 });
+  await coord.connect();
+  let built: Built | undefined;
+  try {
+    const membership = new Membership(coord, o.cluster);
+    await retrying(() => checkConfig(coord, membership.root, o.cluster, {
+      model: options.model, dataset: options.dataset, layoutHash: deriveLayout(options.modelSpec).hash, seed: options.seed, shards: options.shards, replication,
+      secretDigest: createHash('sha256').update(`tabswarm-cluster:${o.secret}`).digest('hex'),
+    }));
+    const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit });
+    built = await buildServer({ ...o.server, secret: o.secret, strategy: 'chain', chain: { replica, coord, cluster: o.cluster, reads } });
+    membership.log = built.app.log;
+    const address = await built.app.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1' });
+    const url = new URL(o.advertise ? o.advertise(address) : address).toString();
+    await retrying(() => membership.join(url));
+    const b = built;
+    return {
+      built: b, url, replica, coord,
+      async close() {
+        await b.app.close();
+        await coord.close();
+      },
+    };
+  } catch (err) {
+    await built?.app.close().catch(() => {});
+    await coord.close().catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Runs a start-up step again while ZooKeeper is only briefly unreachable or the first session
+ * expired under it (a loaded machine): the client opens a new session by itself.
+ */
+async function retrying<T>(step: () => Promise<T>, attempts = 20): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await step();
+    } catch (err) {
+      const retryable = err instanceof TabswarmError && (err.code === 'COORD_SESSION_EXPIRED' || err.code === 'COORD_UNAVAILABLE');
+      if (!retryable || i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function checkConfig(coord: CoordinationClient, root: string, cluster: string, mine: ClusterConfig): Promise<void> {
+  const path = `${root}/config`;
+  await coord.ensure(root);
+  if (!(await coord.exists(path))) {
+    try {
+      await coord.ensure(path, JSON.stringify(mine));
+    } catch {
+      // Another node created it first: compare with theirs below.
+    }
+  }
+  const theirs = JSON.parse((await coord.get(path)).data) as ClusterConfig;
+  for (const key of Object.keys(mine) as (keyof ClusterConfig)[]) {
+    if (theirs[key] !== mine[key]) {
+      const detail = key === 'secretDigest' ? 'the secret differs from the one its other nodes use' : `${key} is ${JSON.stringify(mine[key])} here but ${JSON.stringify(theirs[key])} in the cluster`;
+      throw new TabswarmError('CHAIN_CONFIG_MISMATCH', { cluster, detail });
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Gossip during an outage, in real Chromium tabs: three workers in `local` buffer mode form a
+ * mesh through the PeerJS server beside the PS; the PS is SIGKILLed (and its signaling server
+ * with it); the open data channels carry pairwise gossip rounds (counted), and the spread of
+ * the workers' models after the same number of outage steps is smaller than in the same run
+ * with gossip off.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import type { Browser, Page } from 'playwright';
+import { launchChromium } from '../server/browsers.ts';
+import { startPs, until, type PsProc } from './helpers.ts';
+import { spread, view, weightsOf } from './mesh-tools.ts';
+
+const SECRET = 'mesh-gossip-secret-0123456789abcd';
+const OUTAGE_STEPS = 40;
+const opened: PsProc[] = [];
+const browsers: Browser[] = [];
+after(async () => {
+  for (const b of browsers) await b.close();
+  for (const p of opened.reverse()) await p.kill('SIGKILL');
+});
+
+async function outageSpread(gossipEveryMs: number): Promise<{ spread: number; rounds: number; signalingDown: boolean }> {
+  const ps = await startPs(['--strategy', 'stateless', '--secret', SECRET, '--model', 'mnist-logreg', '--dataset', 'synthetic', '--lr', '0.5',
+    '--eval-every', '0', '--buffer-mode', 'local', '--mesh-peers', '2', '--gossip-every-ms', String(gossipEveryMs)]);
+  opened.push(ps);
+  const browser = await launchChromium();
+  browsers.push(browser);
+  const pages: Page[] = [];
+  for (let i = 0; i < 3; i++) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(new URL('/?backend=cpu', ps.url).toString());
+    pages.push(page);
+  }
+  await until(async () => {
+    const v = await Promise.all(pages.map(view));
+    return v.every((t) => t.status?.state === 'connected' && t.status.steps > 10 && (t.mesh?.peers.length ?? 0) >= 2);
+  }, 'three tabs training, each with two open data channels', 90_000, 250);
+
+  await ps.kill('SIGKILL');
+  const start = await Promise.all(pages.map(async (p) => (await view(p)).status!.outageSteps));
+  await until(async () => {
+    const v = await Promise.all(pages.map(view));
+    return v.every((t, i) => t.status!.state === 'buffering' && t.status!.outageSteps >= start[i]! + OUTAGE_STEPS);
+  }, `${OUTAGE_STEPS} outage steps on every tab`, 90_000, 100);
+  const models = await Promise.all(pages.map(weightsOf));
+  const v = await Promise.all(pages.map(view));
+  const rounds = v.reduce((n, t) => n + t.mesh!.gossipStarted, 0);
+  await browser.close();
+  return { spread: spread(models), rounds, signalingDown: v.every((t) => !t.mesh!.signaling) };
+}
+
+test('gossip rounds during an outage keep the workers\' models closer than no gossip', { timeout: 240_000 }, async () => {
+  const withGossip = await outageSpread(300);
+  const without = await outageSpread(0);
+  console.log(`spread after ${OUTAGE_STEPS} outage steps: with gossip ${withGossip.spread.toFixed(4)} (${withGossip.rounds} rounds), without ${without.spread.toFixed(4)}`);
+  assert.ok(withGossip.signalingDown, 'the signaling server died with the PS: gossip ran over channels opened before');
+  assert.ok(withGossip.rounds >= 3, `gossip rounds happened during the outage (${withGossip.rounds})`);
+  assert.equal(without.rounds, 0);
+  assert.ok(withGossip.spread < without.spread, `spread with gossip ${withGossip.spread} < without ${without.spread}`);
+});
