@@ -16,6 +16,15 @@ import { spawnCli, until, type Proc } from './helpers.ts';
 
 const TOKEN = 'console-test-token-0123456789';
 
+async function startCluster(args: string[]): Promise<{ proc: Proc; consoleUrl: string; nodes: string[] }> {
+  const proc = spawnCli(['cluster', '--port', '0', '--admin-token', TOKEN, ...args]);
+  const ready = await until(() => {
+    if (proc.child.exitCode !== null) throw new Error(`cluster exited: ${proc.output()}`);
+    return /console at (http:\/\/\S+)\/admin; .*; nodes (.+)/.exec(proc.output());
+  }, 'the cluster to be ready', 120000);
+  return { proc, consoleUrl: `${ready[1]}/admin`, nodes: ready[2]!.trim().split(' ') };
+}
+
 describe('admin console (Playwright, real Chromium)', () => {
   let cluster: Proc;
   let consoleUrl: string;
@@ -27,14 +36,10 @@ describe('admin console (Playwright, real Chromium)', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tabswarm-console-'));
-    cluster = spawnCli(['cluster', '--port', '0', '--admin-token', TOKEN, '--log-dir', join(dir, 'logs'),
-      '--model', 'mnist-logreg', '--dataset', 'mnist', '--strategy', 'checkpoint', '--checkpoint-dir', join(dir, 'ck'), '--eval-every', '1000']);
-    const ready = await until(() => {
-      if (cluster.child.exitCode !== null) throw new Error(`cluster exited: ${cluster.output()}`);
-      return /console at (http:\/\/\S+)\/admin; single PS; nodes (http:\/\/\S+)/.exec(cluster.output());
-    }, 'the cluster to be ready', 90000);
-    consoleUrl = `${ready[1]}/admin`;
-    nodeUrl = ready[2]!;
+    const started = await startCluster(['--log-dir', join(dir, 'logs'), '--model', 'mnist-logreg', '--dataset', 'mnist', '--strategy', 'checkpoint', '--checkpoint-dir', join(dir, 'ck'), '--eval-every', '1000']);
+    cluster = started.proc;
+    consoleUrl = started.consoleUrl;
+    nodeUrl = started.nodes[0]!;
     swarm = new Swarm({ url: nodeUrl, workers: 1, backend: 'wasm' });
     await swarm.start();
     browser = await launchChromium();
@@ -111,4 +116,43 @@ describe('admin console (Playwright, real Chromium)', () => {
     const res = await fetch(new URL('/api/admin/nodes', consoleUrl), { headers: { authorization: `Bearer ${TOKEN}` } });
     return ((await res.json()) as { nodes: { pid: number }[] }).nodes[0]!.pid;
   }
+});
+
+describe('admin console on a chain of three (Playwright, real ZooKeeper)', () => {
+  let cluster: Proc;
+  let consoleUrl: string;
+  let browser: Browser;
+
+  before(async () => {
+    ({ proc: cluster, consoleUrl } = await startCluster(['--replication', 'sync', '--nodes', '3', '--model', 'mnist-logreg', '--dataset', 'synthetic', '--eval-every', '0']));
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await cluster?.kill('SIGTERM');
+  });
+
+  test('kill the head from the page: failure marker, the next node becomes head, the killed node rejoins as tail', async () => {
+    const page = await browser.newPage();
+    await page.goto(consoleUrl);
+    await page.fill('#token', TOKEN);
+    await page.click('#login-button');
+    await page.waitForSelector('#nodes tr[data-node="node-1"][data-role="head"][data-health="up"]', { timeout: 30000 });
+    await page.waitForSelector('#nodes tr[data-node="node-2"][data-role="middle"]');
+    await page.waitForSelector('#nodes tr[data-node="node-3"][data-role="tail"]');
+    assert.match(await page.textContent('#cluster-info') ?? '', /epoch \d+, sync replication/);
+
+    await page.click('#nodes tr[data-node="node-1"] button[data-action="kill"]');
+    await page.waitForSelector('#events li[data-kind="kill"]');
+    await page.waitForSelector('#events li[data-kind="node-down"]');
+    // ZooKeeper drops the dead head; node-2 leads a chain of two.
+    await page.waitForSelector('#nodes tr[data-node="node-2"][data-role="head"]', { timeout: 30000 });
+    await page.waitForSelector('#events li[data-kind="epoch"]');
+    await page.waitForSelector('#nodes tr[data-node="node-1"][data-health="down"]');
+
+    await page.click('#nodes tr[data-node="node-1"] button[data-action="restart"]');
+    await page.waitForSelector('#nodes tr[data-node="node-1"][data-role="tail"][data-health="up"]', { timeout: 60000 });
+    await page.waitForSelector('#events li[data-kind="node-up"]');
+    await page.close();
+  });
 });
