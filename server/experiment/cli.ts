@@ -19,7 +19,8 @@ import { runOnce, type RunRecord, type RunSetup, type Schedule } from './run.ts'
 import { EXPERIMENT_STRATEGIES, getExperimentStrategy, REFERENCE_STRATEGIES } from './strategies.ts';
 
 export const EXPERIMENT_HELP = `tabswarm experiment [options]
-  --strategies S,...  ${EXPERIMENT_STRATEGIES.map((s) => s.name).join(', ')} | all (default all: ${REFERENCE_STRATEGIES.join(', ')})
+  --strategies S,...  ${EXPERIMENT_STRATEGIES.map((s) => s.name).join(', ')} | all (default all: ${REFERENCE_STRATEGIES.join(', ')});
+                      a strategy may carry node options: stateless+rule=sum+buffer-mode=local
   --kills T,...       SIGKILL the PS (the chain's head) at these seconds after the first update (default 30,80; 'none' for no kills)
   --downtime S        restart S seconds after each kill (default 20)
   --duration S        seconds of each run after the first update (default 200)

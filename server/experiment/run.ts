@@ -65,8 +65,9 @@ export interface RunHooks {
 
 const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve, reject) => {
   if (signal?.aborted) return reject(new Error('aborted'));
-  const t = setTimeout(resolve, ms);
-  signal?.addEventListener('abort', () => (clearTimeout(t), reject(new Error('aborted'))), { once: true });
+  const onAbort = () => (clearTimeout(t), reject(new Error('aborted')));
+  const t = setTimeout(() => (signal?.removeEventListener('abort', onAbort), resolve()), ms);
+  signal?.addEventListener('abort', onAbort, { once: true });
 });
 
 export async function runOnce(strategy: ExperimentStrategy, repeat: number, baseline: boolean, schedule: Schedule, setup: RunSetup, dir: string, hooks: RunHooks = {}): Promise<RunRecord> {

@@ -24,6 +24,20 @@ export const EXPERIMENT_STRATEGIES: readonly ExperimentStrategy[] = [
 /** The reference comparison's strategies, in order (`--strategies all`). */
 export const REFERENCE_STRATEGIES = ['sync-checkpoint', 'async-checkpoint', 'sync-chain', 'async-chain', 'snapshot-chain', 'stateless'] as const;
 
-export function getExperimentStrategy(name: string): ExperimentStrategy | undefined {
-  return EXPERIMENT_STRATEGIES.find((s) => s.name === name);
+/**
+ * A strategy by name, optionally with node options: `stateless+rule=sum+buffer-mode=local` is
+ * the stateless PS run with `--rule sum --buffer-mode local` (how the defaults were chosen).
+ */
+export function getExperimentStrategy(spec: string): ExperimentStrategy | undefined {
+  const [name, ...options] = spec.split('+');
+  const base = EXPERIMENT_STRATEGIES.find((s) => s.name === name);
+  if (!base || !options.length) return base;
+  const pairs = options.map((o) => o.split('='));
+  if (pairs.some((p) => p.length !== 2 || !/^[a-z][a-z-]*$/.test(p[0]!) || !p[1])) return undefined;
+  return {
+    name: spec.replace(/[^A-Za-z0-9_.+-]/g, '_').replace(/=/g, '-'),
+    label: `${base.label} (${pairs.map(([k, v]) => `${k} ${v}`).join(', ')})`,
+    chain: base.chain,
+    clusterArgs: [...base.clusterArgs, ...pairs.flatMap(([k, v]) => [`--${k}`, v!])],
+  };
 }
