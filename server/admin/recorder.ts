@@ -72,8 +72,10 @@ export class Recorder {
       for (const n of up) {
         const prev = this.lastApplied.get(n.name);
         const cur = n.updatesApplied ?? 0;
-        // A restarted node counts from zero again: everything it applied is new.
-        this.appliedTotal += prev === undefined ? cur : cur >= prev ? cur - prev : cur;
+        // A restarted node counts from zero again: everything it applied is new. Only what the
+        // single PS or the chain's head applied counts: replicas apply the same updates again.
+        const applied = prev === undefined ? cur : cur >= prev ? cur - prev : cur;
+        if (n.role === 'single' || n.role === 'head' || snap.mode === 'single') this.appliedTotal += applied;
         this.lastApplied.set(n.name, cur);
       }
       const head = snap.nodes.find((n) => n.health === 'up' && (n.role === 'head' || n.role === 'single'));
