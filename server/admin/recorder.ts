@@ -15,12 +15,14 @@ export interface RecorderOptions {
   everyMs?: number;
   /** Samples kept (the oldest are dropped). @default 36000, ten hours at 1 s */
   maxSamples?: number;
+  /** The wall clock, ms. @default Date.now */
+  clock?: () => number;
 }
 
 export class Recorder {
   readonly samples: Sample[] = [];
   readonly events: RunEvent[] = [];
-  readonly startedAt = Date.now();
+  readonly startedAt: number;
   latest: Snapshot | null = null;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
@@ -29,8 +31,11 @@ export class Recorder {
   private readonly lastApplied = new Map<string, number>();
   private readonly everyMs: number;
   private readonly maxSamples: number;
+  private readonly clock: () => number;
 
   constructor(private readonly opts: RecorderOptions) {
+    this.clock = opts.clock ?? Date.now;
+    this.startedAt = this.clock();
     this.everyMs = opts.everyMs ?? 1000;
     this.maxSamples = opts.maxSamples ?? 36000;
   }
@@ -48,12 +53,12 @@ export class Recorder {
   }
 
   /** Seconds since the recorder started. */
-  now(at = Date.now()): number {
+  now(at = this.clock()): number {
     return (at - this.startedAt) / 1000;
   }
 
   event(kind: EventKind, detail: string, node?: string): RunEvent {
-    const at = Date.now();
+    const at = this.clock();
     const e: RunEvent = { t: this.now(at), at, kind, detail, ...(node !== undefined ? { node } : {}) };
     this.events.push(e);
     return e;
@@ -80,7 +85,7 @@ export class Recorder {
       }
       const head = snap.nodes.find((n) => n.health === 'up' && (n.role === 'head' || n.role === 'single'));
       const versions = up.map((n) => n.version ?? 0);
-      const at = Date.now();
+      const at = this.clock();
       const s: Sample = {
         t: this.now(at),
         at,
