@@ -48,7 +48,10 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
   const outcomes: KillOutcome[] = kills.map((k, i) => {
     const restart = restarts.find((r) => r.t >= k.t);
     const before = s.filter((x) => x.t <= k.t && finite(x.accuracy)).at(-1);
-    const vBefore = s.filter((x) => x.t <= k.t && finite(x.version)).at(-1)?.version ?? null;
+    // The harness reads the victim's version just before the SIGKILL and puts it in the event;
+    // the last sample can be up to one period older.
+    const killedAt = /at model version (\d+)/.exec(k.detail);
+    const vBefore = killedAt ? Number(killedAt[1]) : (s.filter((x) => x.t <= k.t && finite(x.version)).at(-1)?.version ?? null);
     const nextKill = kills[i + 1]?.t ?? Infinity;
     const after = restart ? s.filter((x) => x.t >= restart.t && x.t < nextKill && x.nodesUp > 0) : [];
     const appliedAtKill = s.filter((x) => x.t <= k.t).at(-1)?.updatesApplied ?? 0;

@@ -33,7 +33,8 @@ function layered(title: string, rows: Row[], events: Row[], yTitle: string, xMax
     layer: [
       {
         data: { values: rows },
-        mark: { type: 'line', interpolate: 'linear', strokeWidth: 1.8 },
+        // Null (not measured: no node up) breaks the line instead of joining across the outage.
+        mark: { type: 'line', interpolate: 'linear', strokeWidth: 1.8, invalid: 'break-paths-show-domains' },
         encoding: {
           x: { field: 't', type: 'quantitative', title: 'time since the first update (s)', scale: { domain: [0, xMax] } },
           y: { field: 'value', type: 'quantitative', title: yTitle, ...(yDomain ? { scale: { domain: yDomain } } : {}) },
