@@ -27,6 +27,12 @@ export interface ConsoleRoutesOptions {
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 export async function consoleRoutes(app: FastifyInstance, { recorder, control }: ConsoleRoutesOptions): Promise<void> {
+  // Every action is logged and marked on the time axis.
+  const act = (log: FastifyInstance['log'], kind: EventKind, detail: string, node?: string): void => {
+    recorder.event(kind, detail, node);
+    log.warn({ action: kind, node, detail }, 'admin console action');
+  };
+
   app.get('/api/admin/console', async (request) => {
     const since = Number((request.query as { since?: string }).since ?? -1);
     const { samples, events } = recorder.since(Number.isFinite(since) ? since : -1);
@@ -58,11 +64,6 @@ export async function consoleRoutes(app: FastifyInstance, { recorder, control }:
     act(request.log, 'set-run', `${change.lr !== undefined ? `lr ${change.lr}` : ''}${change.lr !== undefined && change.rule ? ', ' : ''}${change.rule ? `rule ${change.rule}` : ''}`);
     return run;
   });
-
-  const act = (log: FastifyInstance['log'], kind: EventKind, detail: string, node?: string): void => {
-    recorder.event(kind, detail, node);
-    log.warn({ action: kind, node, detail }, 'admin console action');
-  };
 
   const nodeName = (params: unknown): string => {
     const { name } = params as { name: string };
