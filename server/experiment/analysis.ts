@@ -48,13 +48,19 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
   const outcomes: KillOutcome[] = kills.map((k, i) => {
     const restart = restarts.find((r) => r.t >= k.t);
     const before = s.filter((x) => x.t <= k.t && finite(x.accuracy)).at(-1);
-    // The harness reads the victim's version just before the SIGKILL and puts it in the event;
-    // the last sample can be up to one period older.
-    const killedAt = /at model version (\d+)/.exec(k.detail);
-    const vBefore = killedAt ? Number(killedAt[1]) : (s.filter((x) => x.t <= k.t && finite(x.version)).at(-1)?.version ?? null);
+    // The harness reads the victim's version just before the SIGKILL and puts it in the event.
+    // The SIGKILL lands a moment after the event is marked: the victim's last sample is the one
+    // before the first sample with fewer nodes up. What it applied until then counts as before.
     const nextKill = kills[i + 1]?.t ?? Infinity;
-    const after = restart ? s.filter((x) => x.t >= restart.t && x.t < nextKill && x.nodesUp > 0) : [];
-    const appliedAtKill = s.filter((x) => x.t <= k.t).at(-1)?.updatesApplied ?? 0;
+    const upAtKill = s.filter((x) => x.t <= k.t).at(-1)?.nodesUp ?? 1;
+    const downIndex = s.findIndex((x) => x.t > k.t && x.nodesUp < upAtKill);
+    const lastAlive = downIndex > 0 ? s[downIndex - 1]! : s.filter((x) => x.t <= k.t).at(-1);
+    const killedAt = /at model version (\d+)/.exec(k.detail);
+    const vs = [killedAt ? Number(killedAt[1]) : null, lastAlive?.version ?? null].filter(finite);
+    const vBefore = vs.length ? Math.max(...vs) : null;
+    const appliedAtKill = lastAlive?.updatesApplied ?? 0;
+    const from = downIndex >= 0 ? s[downIndex]!.t : k.t;
+    const after = s.filter((x) => x.t >= from && x.t < nextKill && x.nodesUp > 0);
     const resumed = after.find((x) => x.updatesApplied > appliedAtKill);
     // Resumed from: the version at resumption less the updates applied since the restart
     // (a stateless PS reports version 0 until it adopts the workers' copy, so the first

@@ -129,6 +129,7 @@ export async function experimentCommand(argv: string[]): Promise<void> {
     await teardownAll();
   }
 
+  if (!runs.length && interrupted) process.exit(130);
   if (!runs.length) throw new TabswarmError('CONFIG_INVALID', { option: '--out', detail: `no run finished; see ${out}/runs/*/*/logs` });
   const figures = await renderFigures(runs, schedule, out);
   for (const r of runs) writeFileSync(join(out, `${r.strategy}-${r.baseline ? 'no-failure' : `r${r.repeat}`}.csv`), samplesToCSV(r.samples, r.events));

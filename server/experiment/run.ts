@@ -95,7 +95,7 @@ export async function runOnce(strategy: ExperimentStrategy, repeat: number, base
     const firstNode = ready[2]!;
 
     const nodes = async (): Promise<ProbeTarget[]> => {
-      const res = await fetch(new URL('/api/admin/nodes', consoleUrl), { headers: auth, signal: AbortSignal.timeout(3000) });
+      const res = await fetch(new URL('/api/admin/nodes', consoleUrl), { headers: auth, signal: AbortSignal.timeout(10000) });
       const body = (await res.json()) as { nodes: ProbeTarget[] };
       for (const n of body.nodes) if (n.pid) strayPids.add(n.pid);
       return body.nodes;
