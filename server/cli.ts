@@ -102,7 +102,8 @@ cluster options (every other option goes to each node, e.g. --model, --strategy,
   --port N            the console's port (default 8090); --base-port N: node i listens on N+i-1
   --admin-token T     one token for the console and every node (default env, else random, printed)
   --secret S          shared HMAC secret of the nodes (default env TABSWARM_SECRET, else random)
-  --log-dir D         each node's output in D/node-i.log
+  --log-dir D         each node's output in D/node-i.log (--log-level goes to the nodes;
+                      --console-log-level is the supervisor's own, default warn)
 
 swarm options:
   --url URL           the PS (or any node) to join

@@ -35,6 +35,7 @@ describe('tabswarm experiment (tiny schedule, real processes and tabs)', () => {
     proc = spawnCli(['experiment', ...ARGS, '--out', out]);
     await until(() => proc.child.exitCode !== null || proc.child.signalCode !== null, 'the experiment to finish', 170_000, 500);
     assert.equal(proc.child.exitCode, 0, proc.output().slice(-4000));
+    assert.doesNotMatch(proc.output(), /FAILED/, proc.output().slice(-4000));
   });
   after(async () => {
     await proc?.kill('SIGKILL');

@@ -12,7 +12,7 @@ import { resolveAdminToken } from '../admin/auth.ts';
 import { buildSupervisorServer } from './server.ts';
 import { Supervisor } from './supervisor.ts';
 
-const SUPERVISOR_OPTIONS = ['nodes', 'replication', 'snapshot-every', 'reads', 'zk', 'cluster', 'host', 'port', 'base-port', 'admin-token', 'secret', 'log-dir', 'log-level'] as const;
+const SUPERVISOR_OPTIONS = ['nodes', 'replication', 'snapshot-every', 'reads', 'zk', 'cluster', 'host', 'port', 'base-port', 'admin-token', 'secret', 'log-dir', 'console-log-level'] as const;
 type SupervisorOption = (typeof SUPERVISOR_OPTIONS)[number];
 
 /** Splits argv into the supervisor's options and the options passed through to every node. */
@@ -75,7 +75,7 @@ export async function clusterCommand(argv: string[]): Promise<void> {
     await sup.stop().catch(() => {});
     throw err;
   }
-  const { app } = await buildSupervisorServer(sup, { logger: { level: own['log-level'] ?? 'warn' } });
+  const { app } = await buildSupervisorServer(sup, { logger: { level: own['console-log-level'] ?? 'warn' } });
   const address = await app.listen({ port: int('--port', own.port ?? '8090', 0)!, host: own.host ?? '127.0.0.1' });
   console.log(`tabswarm: cluster ready: console at ${address}/admin; ${sup.mode === 'chain' ? `chain (${replication}) via --zk ${sup.zkConnection}` : 'single PS'}; nodes ${sup.nodes.map((n) => n.url).join(' ')}`);
   if (admin.generated) console.log(`tabswarm: admin token (Authorization: Bearer ... on /api/admin/*, and the console's login): ${admin.token}`);

@@ -115,7 +115,7 @@ export async function runOnce(strategy: ExperimentStrategy, repeat: number, base
     });
 
     const fetchJson = httpFetchJson(1500);
-    let targets: ProbeTarget[] = await nodes();
+    let targets: ProbeTarget[] = await waitFor(() => nodes().catch(() => undefined), 'the supervisor to list its nodes', 60_000, hooks.signal);
     // Warm-up: tabs load the model and their shards; t = 0 is the first applied update.
     await waitFor(async () => {
       if (!swarm!.alive()) throw new Error(`tabswarm swarm exited: ${swarm!.output().slice(-3000)}`);
