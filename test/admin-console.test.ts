@@ -74,7 +74,8 @@ describe('admin console (Playwright, real Chromium)', () => {
     await page.waitForSelector('#console:not([hidden])');
     await page.waitForSelector('#nodes tr[data-node="node-1"][data-role="single"][data-health="up"]');
     // The worker tab appears, connected, with its backend, and training.
-    await page.waitForSelector('#workers tr[data-state="connected"]', { timeout: 90000 });
+    // The worker's own report (backend, examples/s) follows its join by up to 2 s.
+    await page.waitForSelector('#workers tr[data-state="connected"][data-backend="wasm"]', { timeout: 90000 });
     assert.equal(await page.textContent('#workers tbody tr td:nth-child(3)'), 'wasm');
     await page.waitForFunction(() => Number(document.querySelector('#nodes tr[data-node="node-1"] td:nth-child(5)')?.textContent) > 0, undefined, { timeout: 60000 });
     // Charts are uPlot's, one per measure.

@@ -98,6 +98,7 @@ function renderWorkers(workers: readonly WorkerView[], caps: Capabilities): void
     const tr = document.createElement('tr');
     tr.dataset.worker = String(w.id);
     tr.dataset.state = w.state;
+    tr.dataset.backend = w.backend ?? '';
     const actions = document.createElement('td');
     actions.append(button('disconnect', caps.disconnectWorker, () => api('POST', `/api/admin/workers/${w.id}/disconnect`)));
     tr.append(el('td', String(w.id)), el('td', w.node), el('td', w.backend ?? '-'), el('td', fmt(w.examplesPerSec)), el('td', w.state),
