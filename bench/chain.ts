@@ -10,7 +10,9 @@
  * 2. Failover: a chain of 3 (sync, mnist-logreg) and a real worker loop (client/loop.ts, tfjs cpu,
  *    in this process) training through --kills SIGKILLs of the head; each killed node restarted
  *    (it rejoins at the tail). Failover time = SIGKILL to the first ack from the new head, as the
- *    worker saw it.
+ *    worker saw it. Twice: with --fast-detect on (the head's successor sees the link drop and the
+ *    port refuse connections, and removes it at once) and off (only the ZooKeeper session
+ *    timeout, --zk-session-ms, drops it: what a machine crash or partition costs).
  * Every child is killed on exit; ZooKeeper's data is removed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -22,7 +24,7 @@ import { deriveLayout } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
 import { MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
-import { machineLine, printTable, pushWindow } from './sys.ts';
+import { machineLine, printTable } from './sys.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tabswarm.mjs', import.meta.url));
 const SECRET = 'bench-chain-secret-0123456789';
@@ -82,59 +84,106 @@ async function kill(n: Node): Promise<void> {
 
 const CNN = deriveLayout(getModel('fashion-cnn'));
 
-async function client(head: string, index: number, acked: { max: number }) {
-  const join = (await (await fetch(new URL('/api/join', head), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json()) as { workerId: number; token: string };
-  const grad = Float32Array.from({ length: CNN.size }, (_, i) => 1e-4 * Math.sin(i * 0.37 + index));
-  const frame = encodeFrame({ type: MsgType.PUSH, layoutHash: CNN.hash, modelVersion: 0, workerId: join.workerId, seq: 0, count: 1 }, grad);
-  const socket = new WebSocket(`${head.replace('http', 'ws')}ws?token=${join.token}`, { maxPayload: 64 << 20 });
-  await once(socket, 'open');
-  const pending = new Map<number, () => void>();
-  socket.on('message', (ack: Buffer, isBinary: boolean) => {
-    if (!isBinary) return;
-    const seq = ack.readUInt32LE(20);
-    acked.max = Math.max(acked.max, ack.readUInt32LE(12));
-    pending.get(seq)?.();
-    pending.delete(seq);
-  });
-  socket.on('close', () => { for (const r of pending.values()) r(); });
-  socket.on('error', () => {});
-  return {
-    socket,
-    push: (seq: number) => new Promise<void>((resolve) => {
-      if (socket.readyState !== WebSocket.OPEN) return void setTimeout(resolve, 50);
-      pending.set(seq, resolve);
-      writeHeader(frame, { type: MsgType.PUSH, layoutHash: CNN.hash, modelVersion: seq - 1, workerId: join.workerId, seq, count: 1 }, CNN.size);
-      socket.send(frame, { binary: true });
-    }),
-  };
+/**
+ * One load client: one pre-encoded push in flight at a time over /ws to the head. A push the
+ * node refuses (an async head that stops taking writes while ZooKeeper is silent) or a dropped
+ * socket is not counted: the client joins the head again and goes on, as a worker would.
+ */
+class LoadClient {
+  private socket: WebSocket | undefined;
+  private pending: (() => void) | undefined;
+  private seq = 0;
+  reconnects = 0;
+  private readonly grad: Float32Array;
+
+  constructor(private readonly head: () => string, index: number, private readonly acked: { max: number }) {
+    this.grad = Float32Array.from({ length: CNN.size }, (_, i) => 1e-4 * Math.sin(i * 0.37 + index));
+  }
+
+  /** Pushes until `stop()`; `onAck(latencyMs)` for every real ack. */
+  async run(isStopped: () => boolean, onAck: (ms: number) => void): Promise<void> {
+    while (!isStopped()) {
+      try {
+        const { socket, frame, workerId } = await this.connect();
+        while (!isStopped() && socket.readyState === WebSocket.OPEN) {
+          const seq = ++this.seq;
+          writeHeader(frame, { type: MsgType.PUSH, layoutHash: CNN.hash, modelVersion: 0, workerId, seq, count: 1 }, CNN.size);
+          const sent = performance.now();
+          const ok = await new Promise<boolean>((resolve) => {
+            this.pending = () => resolve(true);
+            socket.once('close', () => resolve(false));
+            socket.send(frame, { binary: true });
+          });
+          if (ok) onAck(performance.now() - sent);
+        }
+      } catch {
+        // The head is changing: try again shortly.
+      }
+      if (!isStopped()) {
+        this.reconnects += 1;
+        await sleep(100);
+      }
+    }
+    this.socket?.close();
+  }
+
+  private async connect() {
+    const head = this.head();
+    const join = (await (await fetch(new URL('/api/join', head), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(5000) })).json()) as { workerId: number; token: string };
+    if (!join.token) throw new Error('join refused');
+    const frame = encodeFrame({ type: MsgType.PUSH, layoutHash: CNN.hash, modelVersion: 0, workerId: join.workerId, seq: 0, count: 1 }, this.grad);
+    const socket = new WebSocket(`${head.replace('http', 'ws')}ws?token=${join.token}`, { maxPayload: 64 << 20 });
+    this.socket = socket;
+    socket.on('error', () => {});
+    await once(socket, 'open');
+    socket.on('message', (ack: Buffer, isBinary: boolean) => {
+      if (!isBinary) return;
+      this.acked.max = Math.max(this.acked.max, ack.readUInt32LE(12));
+      this.pending?.();
+    });
+    return { socket, frame, workerId: join.workerId };
+  }
 }
 
 async function throughput(zk: ZooKeeperCluster): Promise<void> {
   const seconds = Number(arg('seconds', '10'));
   const clients = Number(arg('clients', '4'));
-  const rows: string[][] = [['chain', 'mode', 'updates/s', 'p50 ack ms', 'p99 ack ms', 'acked at the kill', 'new head holds', 'acked updates lost']];
+  const rows: string[][] = [['chain', 'mode', 'updates/s', 'p50 ack ms', 'p99 ack ms', 'client reconnects', 'acked at the kill', 'new head holds', 'acked updates lost']];
   for (const length of [1, 2, 3]) {
     for (const mode of ['sync', 'async'] as const) {
       const name = `bench-${length}-${mode}-${Date.now()}`;
       const nodes: Node[] = [];
       for (let i = 0; i < length; i++) nodes.push(await startNode(zk.connectionString, name, ['--model', 'fashion-cnn', '--dataset', 'synthetic', '--replication', mode, '--mesh-peers', '0']));
-      const chain = await settled(nodes, length);
+      let chain = await settled(nodes, length);
       const acked = { max: 0 };
-      const cs = await Promise.all(Array.from({ length: clients }, (_, i) => client(chain.head!, i, acked)));
-      let killedAt = 0;
+      const cs = Array.from({ length: clients }, (_, i) => new LoadClient(() => chain.head!, i, acked));
+      const latencies: number[] = [];
+      let timing = false;
+      let stopped = false;
+      const loops = cs.map((c) => c.run(() => stopped, (ms) => timing && latencies.push(ms)));
+      await sleep(2000);
+      timing = true;
+      await sleep(seconds * 1000);
+      timing = false;
+      const reconnects = cs.reduce((n, c) => n + c.reconnects, 0);
+      let killedAt = NaN;
       let holds = NaN;
-      const r = await pushWindow(cs, seconds, 2000, () => 0, async () => {
-        if (length === 1) return;
+      if (length > 1) {
         // SIGKILL the head under load; what the new head holds once the chain has reconfigured.
         const head = nodes.find((n) => n.url === chain.head)!;
         await kill(head);
         killedAt = acked.max;
-        const after = await settled(nodes, length - 1);
-        holds = (await cluster(after.head!))!.node.version;
-      });
+        chain = await settled(nodes, length - 1);
+        holds = (await cluster(chain.head!))!.node.version;
+      }
+      stopped = true;
+      await Promise.all(loops);
+      latencies.sort((x, y) => x - y);
+      const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
+      const rate = latencies.length / seconds;
       const lost = length === 1 ? '-' : String(Math.max(0, killedAt - holds));
-      rows.push([String(length), mode, r.updatesPerSec.toFixed(1), r.p50.toFixed(1), r.p99.toFixed(1), length === 1 ? '-' : String(killedAt), length === 1 ? '-' : String(holds), lost]);
-      console.log(`chain ${length} ${mode}: ${r.updatesPerSec.toFixed(1)} updates/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms${length > 1 ? `, head killed: acked up to ${killedAt}, new head at ${holds}` : ''}`);
+      rows.push([String(length), mode, rate.toFixed(1), q(0.5).toFixed(1), q(0.99).toFixed(1), String(reconnects), length === 1 ? '-' : String(killedAt), length === 1 ? '-' : String(holds), lost]);
+      console.log(`chain ${length} ${mode}: ${rate.toFixed(1)} updates/s, p50 ${q(0.5).toFixed(1)} ms, p99 ${q(0.99).toFixed(1)} ms, ${reconnects} reconnects${length > 1 ? `; head killed: acked up to ${killedAt}, new head at ${holds}` : ''}`);
       for (const n of nodes) await kill(n);
     }
   }
@@ -143,11 +192,11 @@ async function throughput(zk: ZooKeeperCluster): Promise<void> {
 
 // ---- 2. failover ----------------------------------------------------------------------
 
-async function failover(zk: ZooKeeperCluster): Promise<void> {
+async function failover(zk: ZooKeeperCluster, fastDetect: 'on' | 'off'): Promise<void> {
   const kills = Number(arg('kills', '20'));
   const session = arg('zk-session-ms', '1500');
-  const name = `bench-failover-${Date.now()}`;
-  const args = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--zk-session-ms', session, '--mesh-peers', '0'];
+  const name = `bench-failover-${fastDetect}-${Date.now()}`;
+  const args = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--zk-session-ms', session, '--fast-detect', fastDetect, '--mesh-peers', '0'];
   const nodes: Node[] = [];
   for (let i = 0; i < 3; i++) nodes.push(await startNode(zk.connectionString, name, args));
   await settled(nodes, 3);
@@ -183,7 +232,7 @@ async function failover(zk: ZooKeeperCluster): Promise<void> {
   for (const n of nodes) await kill(n);
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)]!;
-  console.log(`failover over ${times.length} SIGKILLs of the head (ZooKeeper session timeout ${session} ms, tick 250 ms): median ${median.toFixed(0)} ms, min ${times[0]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms`);
+  console.log(`failover over ${times.length} SIGKILLs of the head (--fast-detect ${fastDetect}, ZooKeeper session timeout ${session} ms, tick 250 ms): median ${median.toFixed(0)} ms, min ${times[0]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms`);
   console.log(`all: ${times.map((t) => t.toFixed(0)).join(' ')}`);
 }
 
@@ -192,7 +241,9 @@ async function main(): Promise<void> {
   const zk = await startZooKeeper({ servers: 1 });
   try {
     if (arg('part', 'all') !== 'failover') await throughput(zk);
-    if (arg('part', 'all') !== 'throughput') await failover(zk);
+    if (arg('part', 'all') !== 'throughput') {
+      for (const fd of arg('fast-detect', 'on,off').split(',')) await failover(zk, fd as 'on' | 'off');
+    }
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await zk.stop();

@@ -157,7 +157,7 @@ export class WorkerLoop {
   /** Where writes go: the page's own PS, or the head of its cluster. */
   private psUrl: string;
   /** A chain-replicated cluster's nodes and epoch, once learnt; undefined for a single PS. */
-  private cluster: { epoch: number; nodes: string[] } | undefined;
+  private cluster: { epoch: number; nodes: string[]; reads?: 'strict' | 'relaxed'; tail?: string | null } | undefined;
   /** The last failure says the write node may have changed: look for the head before reconnecting. */
   private relocate = false;
   /** Mesh gossip: when the last exchange started, whether one is in flight, a peer's weights to average in. */
@@ -270,7 +270,7 @@ export class WorkerLoop {
     try {
       // Push and pull back to back: the PS handles a socket's frames in order, so the weights
       // that come back already contain this gradient. One round trip per step.
-      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow && !viaMesh ? transport.pull() : undefined]);
+      const [ack, pulled] = await Promise.all([transport.push(grad, out.seq, out.baseVersion), pullNow && !viaMesh ? this.pull(transport) : undefined]);
       this.outbox = undefined;
       this.status.serverVersion = ack.version;
       if (this.opts.logAcks) this.status.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
@@ -326,7 +326,7 @@ export class WorkerLoop {
         await this.persist(true); // the flush keeps this seq even if the tab dies now
         await this.deliver(transport, this.outbox);
       }
-      this.takeWeights(await transport.pull());
+      this.takeWeights(await this.pull(transport));
       this.local = this.localBase = undefined;
       this.status.localDrift = 0;
       this.status.buffered = 0;
@@ -455,6 +455,8 @@ export class WorkerLoop {
       for (const c of infos) if (c.head && (!best || c.epoch > best.epoch)) best = c;
       if (best) {
         known.epoch = Math.max(known.epoch, best.epoch);
+        known.reads = best.reads;
+        known.tail = best.tail;
         for (const n of best.nodes) if (!known.nodes.includes(n.url)) known.nodes.push(n.url);
       }
       return best;
@@ -509,13 +511,47 @@ export class WorkerLoop {
     await this.persist(true);
   }
 
+  /**
+   * The current weights: from the node the worker writes to, or, in a cluster with strict reads,
+   * from the tail (only updates every node holds). The tail is asked over HTTP with the worker's
+   * id tag (it holds no session there); if it cannot answer, the write node's copy is used.
+   */
+  private async pull(transport: WsTransport): Promise<PullResult> {
+    const tail = this.cluster?.reads === 'strict' ? this.cluster.tail : undefined;
+    if (!tail || tail === this.psUrl || !this.info?.idTag) return transport.pull();
+    try {
+      const res = await this.fetchFn(new URL('/api/weights', tail), { headers: { authorization: `Worker ${this.info.workerId}:${this.info.idTag}` }, signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 10000) });
+      if (!res.ok) throw new Error(`GET /api/weights on the tail: ${res.status}`);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      const frame = decodeFrame(bytes, this.frameOpts());
+      if (frame.type !== MsgType.WEIGHTS) throw new Error('not a WEIGHTS frame');
+      return { version: frame.modelVersion, weights: frame.payload, frame: bytes };
+    } catch {
+      return transport.pull();
+    }
+  }
+
+  /** Keeps the chain's tail (strict reads) and node list current while connected. */
+  private async refreshCluster(): Promise<void> {
+    try {
+      const res = await this.fetchFn(new URL('/api/cluster', this.psUrl), { signal: AbortSignal.timeout(2000) });
+      if (!res.ok || !this.cluster) return;
+      const c = (await res.json()) as ClusterInfo;
+      if (c.epoch < this.cluster.epoch) return;
+      Object.assign(this.cluster, { epoch: c.epoch, reads: c.reads, tail: c.tail });
+      for (const n of c.nodes) if (!this.cluster.nodes.includes(n.url)) this.cluster.nodes.push(n.url);
+    } catch {
+      // Best effort, like the report.
+    }
+  }
+
   /** Whether the PS is a node of a cluster (GET /api/cluster answers): then failover is on. */
   private async learnCluster(): Promise<void> {
     try {
       const res = await this.fetchFn(new URL('/api/cluster', this.psUrl), { signal: AbortSignal.timeout(2000) });
       if (!res.ok) return; // a single PS
       const c = (await res.json()) as ClusterInfo;
-      this.cluster = { epoch: c.epoch, nodes: c.nodes.map((n) => n.url) };
+      this.cluster = { epoch: c.epoch, nodes: c.nodes.map((n) => n.url), reads: c.reads, tail: c.tail };
       if (!this.cluster.nodes.includes(this.psUrl)) this.cluster.nodes.push(this.psUrl);
     } catch {
       // Not known yet; learnt on the next join.
@@ -662,6 +698,7 @@ export class WorkerLoop {
     this.lastReport = now;
     const join = this.join;
     if (!join) return;
+    if (this.cluster) void this.refreshCluster();
     const s = this.status;
     const body: ReportRequest = {
       backend: this.host.backend,

@@ -77,6 +77,8 @@ node options (every start option too, except --strategy; --secret or TABSWARM_SE
   --snapshot-every K  snapshot replication: updates between shipments (default 100)
   --async-window N    async: most acked updates not yet at the tail, the most a head failure loses (default 32)
   --zk-session-ms MS  ZooKeeper session timeout: failover floor vs false suspicion (default 1500)
+  --fast-detect on|off  drop a neighbour at once when its link breaks and its port refuses
+                      connections (a crashed process); off: only its session timeout (default on)
   --port N            (default 0: a free port)
 
 worker options:
@@ -205,6 +207,11 @@ function serverOptions(values: ServerValues) {
   };
 }
 
+function onOff(option: string, value: string): boolean {
+  if (value !== 'on' && value !== 'off') throw new TabswarmError('CONFIG_INVALID', { option, detail: `must be on or off; got '${value}'` });
+  return value === 'on';
+}
+
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, strict: true, options: SERVER_OPTIONS });
   const built = await buildServer(serverOptions(values));
@@ -228,6 +235,7 @@ async function node(argv: string[]): Promise<void> {
       'snapshot-every': { type: 'string' },
       'async-window': { type: 'string' },
       'zk-session-ms': { type: 'string' },
+      'fast-detect': { type: 'string', default: 'on' },
     },
   });
   if (!values.zk) throw new TabswarmError('CONFIG_INVALID', { option: '--zk', detail: 'is required: host:port,... of the ZooKeeper ensemble (for development, start one with `tabswarm zk`)' });
@@ -243,6 +251,7 @@ async function node(argv: string[]): Promise<void> {
     snapshotEvery: int('snapshot-every', values['snapshot-every']),
     asyncWindow: int('async-window', values['async-window']),
     zkSessionMs: int('zk-session-ms', values['zk-session-ms']),
+    fastDetect: onOff('--fast-detect', values['fast-detect']!),
     secret: values.secret ?? process.env.TABSWARM_SECRET ?? '',
     port: int('port', values.port),
     host,

@@ -7,6 +7,7 @@
  *   frame from an old epoch (a partitioned old head);
  * - the ZooKeeper server is SIGKILLed and restarted during training: the cluster recovers
  *   without operator action.
+ * The cluster runs with strict reads: the worker pulls its weights from the tail.
  * Every test ends with the chain's promise: replicas bitwise identical, every acked push
  * applied exactly once.
  */
@@ -20,7 +21,7 @@ import { MsgType, encodeFrame } from '../shared/protocol.ts';
 import { SECRET, assertReplicasAgree, type History, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc } from './chain-tools.ts';
 import { spawnCli, until, type Proc } from './helpers.ts';
 
-const NODE_ARGS = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync'];
+const NODE_ARGS = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--reads', 'strict'];
 const CLUSTER = 'chain-faults';
 
 let zk: ZooKeeperCluster;
@@ -130,6 +131,25 @@ test('the chain link refuses a foreign secret, a node that is not the predecesso
   assert.equal(refused?.code, 4023, refused?.reason);
   await settled(nodes, 3);
   for (const h of await histories()) assert.ok(!h.entries.some(([w, s]) => w === 1 && s === 1), 'the stale frame was applied nowhere');
+});
+
+test('strict reads: the tail serves weights to a worker id tag, refuses a bad one, and the worker reads there', { timeout: 60000 }, async () => {
+  const chain = await settled(nodes, 3);
+  assert.equal(chain.reads, 'strict');
+  const head = byUrl(nodes, chain.head);
+  const tail = byUrl(nodes, chain.tail);
+  const join = await (await fetch(new URL('/api/join', head.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json() as { workerId: number; idTag: string };
+  const good = await fetch(new URL('/api/weights', tail.url), { headers: { authorization: `Worker ${join.workerId}:${join.idTag}` } });
+  assert.equal(good.status, 200);
+  const bytes = new Uint8Array(await good.arrayBuffer());
+  assert.equal(bytes[5], MsgType.WEIGHTS);
+  const forged = await fetch(new URL('/api/weights', tail.url), { headers: { authorization: `Worker ${join.workerId}:${'0'.repeat(64)}` } });
+  assert.equal(forged.status, 401);
+  assert.equal((await forged.json() as { code: string }).code, 'PS_NO_SESSION');
+  // The tail has no worker sessions: weights it sent went to strict reads.
+  const sent = async () => Number(/^tabswarm_weights_bytes_sent_total (\d+)/m.exec(await (await fetch(new URL('/metrics', tail.url))).text())?.[1] ?? 0);
+  const before = await sent();
+  await until(async () => (await sent()) > before + 10 * bytes.byteLength, 'the worker to read weights from the tail', 30000, 200);
 });
 
 test('a ZooKeeper server restart during training: the cluster recovers by itself', { timeout: 180000 }, async () => {

@@ -54,7 +54,8 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[1 + i]!.url, '--log-acks', '--seed', String(i + 1)]));
   tabs = await launchWorkerTabs({ url: `${nodes[2]!.url}?acks=1`, count: 1, backend: 'webgl' });
   const page = tabs.pages[0]!;
-  await until(async () => (await headVersion()) >= 60, 'the head to apply 60 updates', 120000, 250);
+  await until(async () => (await headVersion()) >= 60, 'the head to apply 60 updates', 120000, 250)
+    .catch((err) => assert.fail(`${(err as Error).message}; workers: ${workers.map((w) => w.output().slice(-600)).join(' | ')}; nodes: ${nodes.map((n) => n.output().slice(-400)).join(' | ')}`));
   await until(async () => ((await tabStatus(page))?.acks.length ?? 0) > 0, 'the Chromium worker to get an ack', 120000, 250)
     .catch(async (err) => assert.fail(`${(err as Error).message}; the tab: ${JSON.stringify(await page.evaluate(() => (window as unknown as { tabswarm: unknown }).tabswarm))}`));
 

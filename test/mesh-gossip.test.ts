@@ -22,7 +22,7 @@ after(async () => {
 });
 
 async function outageSpread(gossipEveryMs: number): Promise<{ spread: number; rounds: number; signalingDown: boolean }> {
-  const ps = await startPs(['--strategy', 'stateless', '--secret', SECRET, '--model', 'mnist-logreg', '--dataset', 'synthetic', '--lr', '0.5',
+  const ps = await startPs(['--strategy', 'stateless', '--secret', SECRET, '--model', 'mnist-logreg', '--dataset', 'mnist', '--lr', '0.5',
     '--eval-every', '0', '--buffer-mode', 'local', '--mesh-peers', '2', '--gossip-every-ms', String(gossipEveryMs)]);
   opened.push(ps);
   const browser = await launchChromium();

@@ -61,6 +61,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private url = '';
   private running: Promise<void> | undefined;
   private dirty = false;
+  private registering = false;
   private stopped = false;
   private readonly offSession: () => void;
 
@@ -100,9 +101,29 @@ export class Membership extends EventEmitter<MembershipEvents> {
     await this.reconcile();
   }
 
+  /**
+   * Removes a member whose process is gone: a neighbour saw its link drop and its port refuse
+   * connections, the signature of a crashed process rather than a slow one. ZooKeeper would
+   * drop it anyway once its session expires; this only makes it happen now. A member removed
+   * wrongly notices (above) and re-registers, so the worst case is a state transfer.
+   */
+  async removeDead(name: string): Promise<boolean> {
+    return this.coord.remove(`${this.root}/members/${name}`);
+  }
+
   /** Registers again after an expiry, retrying until it succeeds (or the node stops). */
   private async reregister(): Promise<void> {
+    if (this.registering) return;
+    this.registering = true;
     const generation = this.coord.session().generation;
+    try {
+      await this.reregisterLoop(generation);
+    } finally {
+      this.registering = false;
+    }
+  }
+
+  private async reregisterLoop(generation: number): Promise<void> {
     while (!this.stopped && this.coord.session().generation === generation) {
       try {
         return await this.register(this.url);
@@ -144,6 +165,14 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const stored = await this.coord.get(chainPath, watch);
     const chain = JSON.parse(stored.data) as ChainView;
     const live: ChainNodeInfo[] = members.map((m) => ({ name: m.name, url: (JSON.parse(m.data) as { url: string }).url }));
+    if (this.me && this.url && !live.some((n) => n.name === this.me) && this.coord.session().state === 'connected') {
+      // Our registration is gone while our session lives: a neighbour found this node's port
+      // closed and removed it (see removeDead). Act as if fenced, and enter again at the tail.
+      const gone = this.me;
+      this.me = undefined;
+      this.emit('session', 'fenced', `registration ${gone} was removed from the chain`);
+      void this.reregister();
+    }
     const same = live.length === chain.nodes.length && live.every((n, i) => n.name === chain.nodes[i]!.name);
     if (!same) {
       const next: ChainView = { epoch: chain.epoch + 1, nodes: live };

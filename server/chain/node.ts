@@ -35,6 +35,11 @@ export interface ChainNodeOptions {
    * machine) for longer. The server clamps it to [2, 20] ticks. @default 1500
    */
   readonly zkSessionMs?: number;
+  /**
+   * Remove a neighbour at once when its link drops and its port refuses connections (a crashed
+   * process); otherwise only its session timeout removes it. @default true
+   */
+  readonly fastDetect?: boolean;
   /** Shared by every node (links, worker ids, weight tags). Required. */
   readonly secret: string;
   readonly port?: number;
@@ -90,7 +95,7 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
       model: options.model, dataset: options.dataset, layoutHash: deriveLayout(options.modelSpec).hash, seed: options.seed, shards: options.shards, replication,
       secretDigest: createHash('sha256').update(`tabswarm-cluster:${o.secret}`).digest('hex'),
     }));
-    const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit });
+    const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit, fastDetect: o.fastDetect ?? REPLICA_DEFAULTS.fastDetect });
     built = await buildServer({ ...o.server, secret: o.secret, strategy: 'chain', chain: { replica, coord, cluster: o.cluster, reads } });
     membership.log = built.app.log;
     const address = await built.app.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1' });

@@ -43,9 +43,15 @@ export interface ReplicaOptions {
   readonly asyncWindow: number;
   /** History entries (worker, seq per version) kept for verification and sent with STATE. @default 131072 */
   readonly historyLimit: number;
+  /**
+   * When a link to a neighbour drops abnormally and its port then refuses connections (a
+   * crashed process, not a slow one), remove its registration at once instead of waiting for
+   * its ZooKeeper session to expire. @default true
+   */
+  readonly fastDetect: boolean;
 }
 
-export const REPLICA_DEFAULTS = { snapshotEvery: 100, asyncWindow: 32, historyLimit: 1 << 17 } as const;
+export const REPLICA_DEFAULTS = { snapshotEvery: 100, asyncWindow: 32, historyLimit: 1 << 17, fastDetect: true } as const;
 
 interface Forwarded {
   readonly version: number;
@@ -271,6 +277,7 @@ export class ChainReplica implements RecoveryStrategy {
         if (this.out !== link) return;
         this.out = undefined;
         this.log.warn({ successor: successor.name, code, reason }, 'link to successor closed');
+        if (code === 1006) void this.probe(successor);
         if (code === 4023) void this.membership.reconcile(); // our view may be the stale one
         // Retry the same successor until the configuration changes (it may have been busy
         // catching up on a newer epoch, or be dying, which ZooKeeper will tell us).
@@ -388,12 +395,40 @@ export class ChainReplica implements RecoveryStrategy {
         socket.close(e.spec.wsClose, e.closeReason());
       }
     });
-    socket.on('close', () => {
-      if (this.pred === link) this.pred = undefined;
+    socket.on('close', (code: number) => {
+      if (this.pred !== link) return;
+      this.pred = undefined;
+      const predecessor = neighbours(this.view, this.membership.name).predecessor;
+      if (code === 1006 && predecessor?.name === from) void this.probe(predecessor);
     });
     const hello: LinkHello = { version: this.fresh ? -1 : this.ps.store.version, fresh: this.fresh, epoch };
     socket.send(JSON.stringify(hello));
     if (!this.fresh && !neighbours(this.view, this.membership.name).successor) this.commit(this.ps.store.version);
+  }
+
+  /**
+   * A neighbour's link dropped without a close handshake: if its port now refuses connections
+   * its process is gone, and its registration is removed now rather than a session timeout
+   * later. A timeout or any answer leaves it to ZooKeeper (it may be slow, not dead).
+   */
+  private async probe(node: { name: string; url: string }): Promise<void> {
+    if (!this.o.fastDetect || this.stopped) return;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (!this.view.nodes.some((n) => n.name === node.name)) return;
+      try {
+        await fetch(new URL('/api/cluster', node.url), { signal: AbortSignal.timeout(500) });
+        return; // it answers: alive
+      } catch (err) {
+        const code = (err as { cause?: { code?: string } }).cause?.code;
+        if (code !== 'ECONNREFUSED') return; // a timeout proves nothing
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    try {
+      if (await this.membership.removeDead(node.name)) this.log.warn({ node: node.name, url: node.url }, 'neighbour\'s port refuses connections after its link dropped: removed it from the chain');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, node: node.name }, 'could not remove a dead neighbour; its session timeout will');
+    }
   }
 
   private waitForEpoch(epoch: number, ms: number): Promise<void> {

@@ -6,10 +6,9 @@
  * Nothing the PS trusts travels through here: weights relayed between workers carry the PS's
  * signature, and gossip only changes what a worker computes on, never what it flushes.
  */
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
-import { PeerServer } from 'peer';
 import type { MeshConfig } from '../../shared/api.ts';
 import type { ResolvedOptions } from '../config.ts';
 
@@ -17,18 +16,24 @@ export const MESH_PATH = '/peerjs';
 export const MESH_KEY = 'tabswarm';
 
 export async function meshPlugin(app: FastifyInstance, { options }: { options: ResolvedOptions }): Promise<void> {
-  let server: Server | undefined;
+  let thread: Worker | undefined;
   let port = 0;
   if (options.meshPeers > 0) {
     app.addHook('onListen', async () => {
       const address = app.server.address() as AddressInfo | null;
       if (!address || typeof address === 'string') return;
-      server = await new Promise<Server>((resolve) => {
-        // alive_timeout: a tab that vanished (SIGKILLed browser) is dropped from discovery soon.
-        const peerApp = PeerServer({ port: options.meshPort, host: address.address, path: MESH_PATH, key: MESH_KEY, allow_discovery: true, alive_timeout: 20_000 }, resolve);
-        peerApp.on('error', (err: Error) => app.log.warn({ err }, 'mesh signaling error'));
+      // The `peer` package's timers cannot be stopped: it runs in a thread that closing ends.
+      // alive_timeout: a tab that vanished (SIGKILLed browser) is dropped from discovery soon.
+      const worker = new Worker(new URL('./mesh-thread.mjs', import.meta.url), { workerData: { port: options.meshPort, host: address.address, path: MESH_PATH, key: MESH_KEY, aliveTimeoutMs: 20_000 } });
+      thread = worker;
+      worker.unref();
+      port = await new Promise<number>((resolve, reject) => {
+        worker.on('message', (msg: { type: 'listening'; port: number } | { type: 'error'; message: string }) => {
+          if (msg.type === 'listening') resolve(msg.port);
+          else app.log.warn({ err: msg.message }, 'mesh signaling error');
+        });
+        worker.once('error', reject);
       });
-      port = (server.address() as AddressInfo).port;
       app.log.info({ port, path: MESH_PATH }, 'mesh signaling (PeerJS) listening');
     });
   }
@@ -43,8 +48,6 @@ export async function meshPlugin(app: FastifyInstance, { options }: { options: R
     relayMaxLag: options.relayMaxLag,
   }));
   app.addHook('onClose', async () => {
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise((resolve) => server!.close(resolve));
+    await thread?.terminate();
   });
 }
