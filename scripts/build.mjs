@@ -1,4 +1,5 @@
-// Bundles the worker page (client/main.ts) into public/app.js with esbuild.
+// Bundles the worker page (client/main.ts) into public/app.js, and the admin console
+// (public/admin/src/console.ts, with uPlot) into public/admin/console.js + .css, with esbuild.
 import { build } from 'esbuild';
 
 const started = Date.now();
@@ -15,4 +16,15 @@ await build({
   // tfjs-backend-wasm references Node built-ins behind runtime checks; the page never takes those paths.
   external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
 });
-console.log(`built public/app.js in ${Date.now() - started} ms`);
+await build({
+  entryPoints: ['public/admin/src/console.ts'],
+  outfile: 'public/admin/console.js',
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
+  sourcemap: true,
+  logLevel: 'warning',
+});
+console.log(`built public/app.js and public/admin/console.js in ${Date.now() - started} ms`);

@@ -115,7 +115,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   await app.register(evalPlugin, { ps, dataset, options });
   await app.register(meshPlugin, { options });
   const admin = resolveAdminToken(options.adminToken);
-  await app.register(adminPlugin, { ps, token: admin.token });
+  await app.register(adminPlugin, { ps, token: admin.token, options });
   if (opts.chain) await app.register(chainPlugin, { ...opts.chain, ps, adminToken: admin.token });
   await app.register(staticPlugin);
   app.addHook('onClose', async () => {

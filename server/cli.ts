@@ -3,6 +3,7 @@
  *   tabswarm start  [options]   the embedded parameter server (default command)
  *   tabswarm worker --url URL   a headless Node worker (tfjs cpu backend)
  *   tabswarm zk [--ensemble N]  a local ZooKeeper for development (server/zk)
+ *   tabswarm cluster | swarm | experiment   see server/cluster-supervisor, server/swarm, server/experiment
  */
 import { parseArgs } from 'node:util';
 import { networkInterfaces } from 'node:os';
@@ -21,6 +22,9 @@ Usage:
   tabswarm worker --url URL       run a headless Node worker against a PS
   tabswarm node --zk HOST:PORT     start one PS node of a chain-replicated cluster
   tabswarm zk [options]           run a local ZooKeeper (standalone or an ensemble) for development
+  tabswarm cluster [options]      PS node(s) under a local supervisor, with the cluster's admin console
+  tabswarm swarm --url URL        headless Chromium worker tabs against a PS (docs/console.md)
+  tabswarm experiment [options]   the failure-schedule experiment harness (docs/experiments.md)
   tabswarm help
 
 start options:
@@ -91,6 +95,28 @@ zk options (prints 'zookeeper ready: --zk host:port,...'; production points --zk
   --data-dir D        put server-1/, server-2/, ... (data, zoo.cfg, zookeeper.log) under D (default: a temp folder)
   --keep              keep the servers' data and logs at exit (default: removed)
   --tick-ms MS        ZooKeeper tickTime; sessions may be as short as 2 ticks (default 250)
+
+cluster options (every other option goes to each node, e.g. --model, --strategy, --lr):
+  --nodes N           node processes (default 1 without --replication, 3 with)
+  --replication R     sync | async | snapshot: a ZooKeeper chain of \`tabswarm node\`s (default: one \`tabswarm start\` PS)
+  --snapshot-every K, --reads strict|relaxed, --cluster NAME  passed to the chain's nodes
+  --zk HOST:PORT,...  an existing ZooKeeper (default: a local one is started)
+  --port N            the console's port (default 8090); --base-port N: node i listens on N+i-1
+  --admin-token T     one token for the console and every node (default env, else random, printed)
+  --secret S          shared HMAC secret of the nodes (default env TABSWARM_SECRET, else random)
+  --log-dir D         each node's output in D/node-i.log (--log-level goes to the nodes;
+                      --console-log-level is the supervisor's own, default warn)
+
+swarm options:
+  --url URL           the PS (or any node) to join
+  --workers N         headless Chromium worker tabs (default 2)
+  --browsers M        spread over M browser processes (default 1)
+  --backend B         auto | webgpu | webgl | wasm | cpu (default auto)
+  --duration S        stop after S seconds (default: until Ctrl-C)
+  --churn R           close and reopen R random tabs per minute (default 0)
+  --json              print one JSON status line per second instead of the live line
+
+experiment options: see docs/experiments.md (\`tabswarm experiment --help\`)
 `;
 
 function int(name: string, value: string | undefined): number | undefined {
@@ -327,6 +353,12 @@ export async function main(argv: string[]): Promise<void> {
         return await node(rest);
       case 'zk':
         return await (await import('./zk/cli.ts')).zkCommand(rest);
+      case 'cluster':
+        return await (await import('./cluster-supervisor/cli.ts')).clusterCommand(rest);
+      case 'swarm':
+        return await (await import('./swarm/cli.ts')).swarmCommand(rest);
+      case 'experiment':
+        return await (await import('./experiment/cli.ts')).experimentCommand(rest);
       case 'help':
       case '--help':
       case '-h':

@@ -60,6 +60,9 @@ export const ERRORS = {
   ADMIN_UNAUTHORIZED: { message: 'Admin call refused: {reason}', http: 401, wsClose: 4440, retryable: false },
   ADMIN_NO_SHARD: { message: 'PS shard {shard} does not exist (this PS has {shards} shards)', http: 404, wsClose: 4441, retryable: false },
   ADMIN_UNSUPPORTED: { message: 'Strategy {strategy} cannot {action}: {hint}', http: 409, wsClose: 4442, retryable: false },
+  ADMIN_NO_SUPERVISOR: { message: 'This PS cannot {action}: {hint}', http: 409, wsClose: 4446, retryable: false },
+  ADMIN_NO_NODE: { message: 'Node {node} is not in this cluster (nodes: {nodes})', http: 404, wsClose: 4447, retryable: false },
+  ADMIN_NO_WORKER: { message: 'Worker {worker} has no session on this PS', http: 404, wsClose: 4448, retryable: false },
   // Checkpoints (server/strategies/checkpoint).
   CHECKPOINT_CORRUPT: { message: 'Checkpoint {file} is rejected: {detail}', http: 500, wsClose: 4450, retryable: false },
   CHECKPOINT_MISSING: { message: 'No checkpoint of PS shard {shard} verifies in {where}: {detail}', http: 409, wsClose: 4451, retryable: false },

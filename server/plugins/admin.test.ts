@@ -6,6 +6,8 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { buildServer, type Built } from '../app.ts';
 import { loadDataset } from '../data.ts';
+import { until } from '../../test/helpers.ts';
+import { getRule } from '../ps/rules.ts';
 import { resolveAdminToken } from './admin.ts';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
@@ -88,6 +90,72 @@ describe('admin API', () => {
     } finally {
       await other.app.close();
     }
+  });
+
+  test('every console call without the token is refused with 401 and logged', async () => {
+    const calls = [
+      ['GET', '/api/admin/console'], ['GET', '/api/admin/series.json'], ['GET', '/api/admin/series.csv'], ['POST', '/api/admin/run'],
+      ['POST', '/api/admin/nodes/ps/kill'], ['POST', '/api/admin/nodes/ps/restart'], ['POST', '/api/admin/nodes/ps/expire'],
+      ['POST', '/api/admin/nodes/ps/shards/0/drop'], ['POST', '/api/admin/workers/1/disconnect'],
+    ] as const;
+    const before = logLines.filter((l) => l.includes('admin call refused')).length;
+    for (const [method, url] of calls) {
+      const res = await built.app.inject({ method, url, headers: { authorization: 'Bearer not-the-token' }, ...(method === 'POST' ? { payload: { lr: 1 } } : {}) });
+      assert.equal(res.statusCode, 401, `${method} ${url}`);
+      assert.equal(res.json().code, 'ADMIN_UNAUTHORIZED');
+    }
+    assert.equal(logLines.filter((l) => l.includes('admin call refused')).length - before, calls.length);
+    assert.equal(built.ps.store.optimizer.lr, built.options.lr, 'nothing changed');
+    // The page itself is public: it holds no data and asks for the token.
+    const page = await built.app.inject({ url: '/admin' });
+    assert.equal(page.statusCode, 200);
+    assert.match(page.body, /tabswarm admin console/);
+  });
+
+  test('console: the single embedded PS, run changes, node controls refused, CSV and JSON', async () => {
+    await built.app.ready();
+    const state = await until(async () => {
+      const s = (await built.app.inject({ url: '/api/admin/console', headers: auth })).json();
+      return s.snapshot ? s : undefined;
+    }, 'a first console sample', 10000);
+    assert.equal(state.snapshot.mode, 'single');
+    assert.deepEqual(state.snapshot.nodes.map((n: { name: string; role: string; health: string }) => [n.name, n.role, n.health]), [['ps', 'single', 'up']]);
+    assert.equal(state.capabilities.killNode, false);
+    assert.equal(state.capabilities.dropShard, true);
+    assert.equal(state.run.strategy, 'checkpoint');
+
+    const run = await built.app.inject({ method: 'POST', url: '/api/admin/run', headers: auth, payload: { lr: 0.02, rule: 'staleness' } });
+    assert.equal(run.statusCode, 200, run.body);
+    assert.equal(built.ps.store.optimizer.lr, 0.02);
+    assert.equal(built.ps.store.rule, getRule('staleness'));
+    assert.equal((await built.app.inject({ url: '/api/model' })).json().hyperparameters.rule, 'staleness');
+    for (const payload of [{ lr: -1 }, { rule: 'median' }, { lr: 'fast' }, {}, { lr: 0.1, extra: 1 }]) {
+      const bad = await built.app.inject({ method: 'POST', url: '/api/admin/run', headers: auth, payload });
+      assert.equal(bad.statusCode, 400, JSON.stringify(payload));
+    }
+    assert.equal(built.ps.store.optimizer.lr, 0.02);
+
+    for (const action of ['kill', 'restart', 'expire']) {
+      const res = await built.app.inject({ method: 'POST', url: `/api/admin/nodes/ps/${action}`, headers: auth });
+      assert.equal(res.statusCode, 409, action);
+      assert.equal(res.json().code, 'ADMIN_NO_SUPERVISOR');
+    }
+    const drop = await built.app.inject({ method: 'POST', url: '/api/admin/nodes/ps/shards/2/drop', headers: auth });
+    assert.equal(drop.statusCode, 200, drop.body);
+    assert.equal((await built.app.inject({ method: 'POST', url: '/api/admin/nodes/other/shards/0/drop', headers: auth })).json().code, 'ADMIN_NO_NODE');
+    assert.equal((await built.app.inject({ method: 'POST', url: '/api/admin/workers/77/disconnect', headers: auth })).json().code, 'ADMIN_NO_WORKER');
+
+    const session = built.ps.join('test');
+    const dis = await built.app.inject({ method: 'POST', url: `/api/admin/workers/${session.id}/disconnect`, headers: auth });
+    assert.equal(dis.statusCode, 200);
+    assert.equal(built.ps.sessions.get(session.id), undefined);
+
+    const json = (await built.app.inject({ url: '/api/admin/series.json', headers: auth })).json();
+    assert.deepEqual(json.events.map((e: { kind: string }) => e.kind), ['start', 'set-run', 'drop-shard', 'disconnect']);
+    assert.ok(json.samples.length >= 1);
+    const csv = (await built.app.inject({ url: '/api/admin/series.csv', headers: auth }));
+    assert.match(csv.headers['content-type'] as string, /text\/csv/);
+    assert.match(csv.body, /^t,at,version,updatesApplied,updatesPerSec,accuracy,loss,buffered,workers,examplesPerSec,nodesUp,events\n/);
   });
 
   test('the token comes from the option, else the environment, else is generated', () => {

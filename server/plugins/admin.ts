@@ -8,50 +8,66 @@
  *                                     loss of its shard server), then recovered as configured
  *   POST /api/admin/checkpoint        take a checkpoint now; answers when it is durable
  *   GET  /api/admin/checkpoints       every shard's checkpoint files
+ *   /api/admin/console, series, run, nodes, workers: the admin console (server/admin/console.ts)
+ *
+ * `GET /admin` is the console page itself (public/admin.html); it holds no data and asks for
+ * the token, which every call it makes then carries.
  *
  * Shards and checkpoints belong to the recovery strategy; a strategy without them answers
  * ADMIN_UNSUPPORTED.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
+import { adminTokenHook, requireAdminToken } from '../admin/auth.ts';
+import { consoleRoutes } from '../admin/console.ts';
+import { EmbeddedControl } from '../admin/control.ts';
+import { adminPageRoute } from '../admin/page.ts';
+import { probe, type FetchJson } from '../admin/probe.ts';
+import { Recorder } from '../admin/recorder.ts';
+import type { ResolvedOptions } from '../config.ts';
 import type { ParameterServer } from '../ps/service.ts';
 import { isCheckpointControl, type CheckpointControl } from '../strategies/checkpoint/strategy.ts';
+
+export { resolveAdminToken } from '../admin/auth.ts';
 
 export interface AdminPluginOptions {
   ps: ParameterServer;
   /** The bearer token every call must present. */
   token: string;
+  /** The run's options: with them the PS serves the admin console (/admin) for itself. */
+  options?: ResolvedOptions;
+  /** Console sampling period in ms. @default 1000 */
+  sampleEveryMs?: number;
 }
 
-/** The token from the option, else TABSWARM_ADMIN_TOKEN, else a fresh random one. */
-export function resolveAdminToken(option: string | undefined, env = process.env): { token: string; generated: boolean } {
-  const given = option ?? env.TABSWARM_ADMIN_TOKEN;
-  if (given) return { token: given, generated: false };
-  return { token: randomBytes(18).toString('base64url'), generated: true };
-}
+/** The console's name for the embedded PS in its node table. */
+export const EMBEDDED_NODE = 'ps';
 
-const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
-
-/** The onRequest hook that refuses (401, logged) any call without the admin token. */
+/** The onRequest hook that refuses (401, logged, counted) any call without the admin token. */
 export function adminGuard(ps: ParameterServer, token: string): (request: FastifyRequest) => Promise<void> {
-  const want = digest(token);
-  return async (request: FastifyRequest) => {
-    const header = request.headers.authorization;
-    const given = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
-    // Comparing digests keeps the comparison constant-time whatever the given length.
-    const reason = given === undefined ? 'no Authorization: Bearer token' : timingSafeEqual(digest(given), want) ? undefined : 'the token is not the admin token';
-    if (!reason) return;
-    const err = new TabswarmError('ADMIN_UNAUTHORIZED', { reason });
-    ps.rejected(err, 'http');
-    request.log.warn({ ip: request.ip, method: request.method, url: request.url, reason }, 'admin call refused');
-    throw err;
-  };
+  return adminTokenHook(token, (err) => ps.rejected(err, 'http'));
 }
 
-export async function adminPlugin(app: FastifyInstance, { ps, token }: AdminPluginOptions): Promise<void> {
-  app.addHook('onRequest', adminGuard(ps, token));
+export async function adminPlugin(app: FastifyInstance, { ps, token, options, sampleEveryMs }: AdminPluginOptions): Promise<void> {
+  await app.register(adminPageRoute);
+  await app.register(async (guarded) => {
+    requireAdminToken(guarded, token, (err) => ps.rejected(err, 'http'));
+    await checkpointRoutes(guarded, ps);
+    if (!options) return;
+    // The console looks at this PS through its own public API, as the supervisor looks at nodes.
+    const fetchJson: FetchJson = async (_url, path) => {
+      const res = await app.inject({ url: path });
+      if (res.statusCode === 404) return null;
+      return res.json();
+    };
+    const recorder = new Recorder({ look: () => probe([{ name: EMBEDDED_NODE, url: 'http://embedded/' }], fetchJson), everyMs: sampleEveryMs });
+    await guarded.register(consoleRoutes, { recorder, control: new EmbeddedControl(ps, options, EMBEDDED_NODE) });
+    app.addHook('onReady', async () => recorder.start());
+    app.addHook('onClose', async () => recorder.stop());
+  });
+}
 
+async function checkpointRoutes(app: FastifyInstance, ps: ParameterServer): Promise<void> {
   const control = (action: string): CheckpointControl => {
     if (isCheckpointControl(ps.strategy)) return ps.strategy;
     throw new TabswarmError('ADMIN_UNSUPPORTED', { strategy: ps.strategy.name, action, hint: 'start the PS with --strategy checkpoint' });

@@ -1,0 +1,2 @@
+// esbuild bundles imported CSS into public/admin/console.css.
+declare module '*.css';
