@@ -50,6 +50,14 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   assert.deepEqual(chain.nodes.map((n) => n.url), nodes.map((n) => n.url), 'chain order is registration order');
   assert.deepEqual(chain.nodes.map((n) => n.role), ['head', 'middle', 'tail']);
 
+  // A write to a node that is not the head is refused with the head's address, not dropped.
+  const misdirected = await fetch(new URL('/api/join', nodes[1]!.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  assert.equal(misdirected.status, 421);
+  const redirect = await misdirected.json() as { code: string; message: string; retryable: boolean };
+  assert.equal(redirect.code, 'CHAIN_NOT_HEAD');
+  assert.ok(redirect.message.includes(nodes[0]!.url), redirect.message);
+  assert.equal(redirect.retryable, true);
+
   // Workers start on nodes that are not the head: they are redirected (CHAIN_NOT_HEAD) to it.
   for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[1 + i]!.url, '--log-acks', '--seed', String(i + 1)]));
   tabs = await launchWorkerTabs({ url: `${nodes[2]!.url}?acks=1`, count: 1, backend: 'webgl' });
