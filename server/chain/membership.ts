@@ -62,6 +62,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private running: Promise<void> | undefined;
   private dirty = false;
   private registering = false;
+  private readonly watching = new Set<'members' | 'chain'>();
   private stopped = false;
   private readonly offSession: () => void;
 
@@ -158,19 +159,33 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.running;
   }
 
+  /**
+   * One watch per path at a time: ZooKeeper watches are one-shot, and setting a new one on every
+   * pass (a reconcile storm) would pile up listeners that only fire on the next change.
+   */
+  private watcher(path: 'members' | 'chain'): (() => void) | undefined {
+    if (this.watching.has(path)) return undefined;
+    this.watching.add(path);
+    return () => {
+      this.watching.delete(path);
+      void this.reconcile();
+    };
+  }
+
   private async pass(): Promise<void> {
-    const watch = () => void this.reconcile();
-    const members = await this.coord.members(`${this.root}/members`, watch);
+    // The registration this pass can judge: one made before its reads (a member list read
+    // before our own create cannot show it, and must not be taken as our removal).
+    const mine = this.me;
+    const members = await this.coord.members(`${this.root}/members`, this.watcher('members'));
     const chainPath = `${this.root}/chain`;
-    const stored = await this.coord.get(chainPath, watch);
+    const stored = await this.coord.get(chainPath, this.watcher('chain'));
     const chain = JSON.parse(stored.data) as ChainView;
     const live: ChainNodeInfo[] = members.map((m) => ({ name: m.name, url: (JSON.parse(m.data) as { url: string }).url }));
-    if (this.me && this.url && !live.some((n) => n.name === this.me) && this.coord.session().state === 'connected') {
+    if (mine && mine === this.me && this.url && !live.some((n) => n.name === mine) && this.coord.session().state === 'connected') {
       // Our registration is gone while our session lives: a neighbour found this node's port
       // closed and removed it (see removeDead). Act as if fenced, and enter again at the tail.
-      const gone = this.me;
       this.me = undefined;
-      this.emit('session', 'fenced', `registration ${gone} was removed from the chain`);
+      this.emit('session', 'fenced', `registration ${mine} was removed from the chain`);
       void this.reregister();
     }
     const same = live.length === chain.nodes.length && live.every((n, i) => n.name === chain.nodes[i]!.name);

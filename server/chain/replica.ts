@@ -268,7 +268,7 @@ export class ChainReplica implements RecoveryStrategy {
 
   // ---- the link to the successor ------------------------------------------------------
 
-  private connect(successor: { name: string; url: string }): void {
+  private connect(successor: { name: string; url: string }, attempt = 0): void {
     const epoch = this.view.epoch;
     const link: OutLink = new OutLink(successor, epoch, linkUrl(successor.url, this.membership.name, epoch, this.o.secret), this.maxFrameBytes(), {
       onHello: (hello) => this.synchronise(link, hello),
@@ -280,10 +280,12 @@ export class ChainReplica implements RecoveryStrategy {
         if (code === 1006) void this.probe(successor);
         if (code === 4023) void this.membership.reconcile(); // our view may be the stale one
         // Retry the same successor until the configuration changes (it may have been busy
-        // catching up on a newer epoch, or be dying, which ZooKeeper will tell us).
+        // catching up on a newer epoch, or be dying, which ZooKeeper will tell us), backing off.
+        const next = link.ready ? 0 : attempt + 1; // a link that worked starts over
+        const delay = Math.min(2000, (code === 4023 ? 50 : 250) * 2 ** Math.min(next, 6));
         setTimeout(() => {
-          if (!this.stopped && !this.out && this.view.epoch === epoch && !this.fenced) this.connect(successor);
-        }, code === 4023 ? 50 : 250).unref();
+          if (!this.stopped && !this.out && this.view.epoch === epoch && !this.fenced) this.connect(successor, next);
+        }, delay).unref();
       },
     });
     this.out = link;
@@ -376,7 +378,8 @@ export class ChainReplica implements RecoveryStrategy {
       void this.membership.reconcile();
       await this.waitForEpoch(epoch, 5000);
     }
-    if (epoch !== this.view.epoch || this.fenced) return refuse(new TabswarmError('CHAIN_STALE_EPOCH', { got: epoch, epoch: this.view.epoch }));
+    if (this.fenced) return refuse(new TabswarmError('CHAIN_FENCED', { node: this.membership.name || 'unregistered', reason: 'it is rejoining the chain' }));
+    if (epoch !== this.view.epoch) return refuse(new TabswarmError('CHAIN_STALE_EPOCH', { got: epoch, epoch: this.view.epoch }));
     if (neighbours(this.view, this.membership.name).predecessor?.name !== from) {
       return refuse(new TabswarmError('CHAIN_BAD_LINK', { from, detail: `not this node's predecessor at epoch ${epoch}` }));
     }
