@@ -34,6 +34,7 @@ export async function consoleRoutes(app: FastifyInstance, { recorder, control }:
   };
 
   app.get('/api/admin/console', async (request) => {
+    recorder.start();
     const since = Number((request.query as { since?: string }).since ?? -1);
     const { samples, events } = recorder.since(Number.isFinite(since) ? since : -1);
     return {
@@ -48,11 +49,13 @@ export async function consoleRoutes(app: FastifyInstance, { recorder, control }:
   });
 
   app.get('/api/admin/series.json', async (_request, reply) => {
+    recorder.start();
     reply.header('content-disposition', 'attachment; filename="tabswarm-series.json"');
     return { ...recorder.toJSON(), run: await control.run() };
   });
 
   app.get('/api/admin/series.csv', async (_request, reply) => {
+    recorder.start();
     return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="tabswarm-series.csv"').send(recorder.toCSV());
   });
 

@@ -62,7 +62,8 @@ export async function adminPlugin(app: FastifyInstance, { ps, token, options, sa
     };
     const recorder = new Recorder({ look: () => probe([{ name: EMBEDDED_NODE, url: 'http://embedded/' }], fetchJson), everyMs: sampleEveryMs });
     await guarded.register(consoleRoutes, { recorder, control: new EmbeddedControl(ps, options, EMBEDDED_NODE) });
-    app.addHook('onReady', async () => recorder.start());
+    // Sampling starts with the first look at the console, so a PS nobody watches (a chain node
+    // under the supervisor, whose own console samples the nodes) spends nothing on it.
     app.addHook('onClose', async () => recorder.stop());
   });
 }

@@ -43,6 +43,8 @@ export interface TabSlot {
   /** Peak and running examples/s. */
   examplesPerSecSum: number;
   examplesPerSecSamples: number;
+  /** The backend the slot's tabs last reported (a tab just reopened by churn has none yet). */
+  lastBackend: string | null;
 }
 
 export interface SwarmSummaryRow {
@@ -88,7 +90,7 @@ export class Swarm {
     const backend = this.opts.backend ?? 'auto';
     for (let b = 0; b < nBrowsers; b++) this.browsers.push(await launchChromium({ webgpu: backend === 'webgpu' }));
     for (let i = 0; i < workers; i++) {
-      const slot: TabSlot = { slot: i, browser: i % nBrowsers, page: undefined, context: undefined, openedAt: 0, status: undefined, churned: 0, failuresSeen: 0, stepsBefore: 0, examplesPerSecSum: 0, examplesPerSecSamples: 0 };
+      const slot: TabSlot = { slot: i, browser: i % nBrowsers, page: undefined, context: undefined, openedAt: 0, status: undefined, churned: 0, failuresSeen: 0, stepsBefore: 0, examplesPerSecSum: 0, examplesPerSecSamples: 0, lastBackend: null };
       this.slots.push(slot);
       await this.open(slot);
     }
@@ -148,6 +150,7 @@ export class Swarm {
         slot.examplesPerSecSamples += 1;
       }
       slot.status = s;
+      if (s.backend) slot.lastBackend = s.backend;
     }));
   }
 
@@ -185,7 +188,7 @@ export class Swarm {
       slot: s.slot,
       browser: s.browser,
       workerId: s.status?.workerId || null,
-      backend: s.status?.backend ?? null,
+      backend: s.status?.backend || s.lastBackend,
       state: s.status?.state ?? 'loading',
       examplesPerSec: s.examplesPerSecSamples ? s.examplesPerSecSum / s.examplesPerSecSamples : 0,
       steps: s.stepsBefore + (s.status?.steps ?? 0),
