@@ -59,7 +59,9 @@ for (const mode of ['sync', 'async'] as const) {
       }
       const writing = await until(async () => (await checkpointStatus(ps1)).writing, 'checkpoint 3 to be in flight', 20_000, 50);
       assert.equal(writing.storeVersion, 8);
-      assert.ok(existsSync(join(dir, 'shard-000', '.tmp-00000003.full.ckpt')), 'a half-written temporary file is on disk');
+      // 'writing' is set before the temporary file is opened (async: after the copy and encode,
+      // slow on a loaded machine): wait for the file, which the pause then holds half-written.
+      await until(() => existsSync(join(dir, 'shard-000', '.tmp-00000003.full.ckpt')), 'a half-written temporary file on disk', 20_000, 20);
       await ps1.kill('SIGKILL');
       if (mode === 'sync') assert.equal(await pushes.at(-1), 'killed', 'the update that triggered the sync checkpoint was never acked');
 
