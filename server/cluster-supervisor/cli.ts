@@ -21,12 +21,14 @@ export function splitArgs(argv: readonly string[]): { own: Partial<Record<Superv
   const nodeArgs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const name = a.startsWith('--') ? a.slice(2) : undefined;
+    // --name value, or --name=value (needed for values that start with '-', e.g. a random token).
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const name = a.startsWith('--') ? a.slice(2, eq > 0 ? eq : undefined) : undefined;
     if (name && (SUPERVISOR_OPTIONS as readonly string[]).includes(name)) {
-      const value = argv[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new TabswarmError('CONFIG_INVALID', { option: a, detail: 'needs a value' });
+      const value = eq > 0 ? a.slice(eq + 1) : argv[i + 1];
+      if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new TabswarmError('CONFIG_INVALID', { option: a, detail: 'needs a value' });
       own[name as SupervisorOption] = value;
-      i++;
+      if (eq < 0) i++;
     } else {
       nodeArgs.push(a);
     }

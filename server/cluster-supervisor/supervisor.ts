@@ -101,7 +101,7 @@ export class Supervisor {
 
   private args(n: SupervisedNode): string[] {
     const o = this.opts;
-    const common = ['--port', String(n.port), '--host', o.host ?? '127.0.0.1', '--workers', '0', '--secret', o.secret, '--admin-token', o.adminToken];
+    const common = ['--port', String(n.port), '--host', o.host ?? '127.0.0.1', '--workers', '0', `--secret=${o.secret}`, `--admin-token=${o.adminToken}`];
     const overrides = Object.entries(this.overrides).flatMap(([k, v]) => [`--${k}`, v]);
     if (this.mode === 'single') return ['start', ...common, ...o.nodeArgs, ...overrides];
     return ['node', '--zk', this.zkConnection!, '--cluster', o.cluster ?? 'tabswarm', '--replication', o.replication!,
@@ -117,7 +117,7 @@ export class Supervisor {
     n.child = child;
     let log = this.logs.get(n.name);
     if (!log && this.opts.logDir) this.logs.set(n.name, (log = createWriteStream(join(this.opts.logDir, `${n.name}.log`), { flags: 'a' })));
-    log?.write(`--- start ${n.starts} at ${new Date().toISOString()}: tabswarm ${this.args(n).map((a) => (a === this.opts.secret || a === this.opts.adminToken ? '***' : a)).join(' ')}\n`);
+    log?.write(`--- start ${n.starts} at ${new Date().toISOString()}: tabswarm ${this.args(n).map((a) => (a === this.opts.secret || a === this.opts.adminToken ? '***' : a.replace(/^(--secret|--admin-token)=.*/, '$1=***'))).join(' ')}\n`);
     let out = '';
     const ready = new Promise<void>((resolve, reject) => {
       const onData = (d: Buffer) => {

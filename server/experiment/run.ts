@@ -75,7 +75,7 @@ export async function runOnce(strategy: ExperimentStrategy, repeat: number, base
   const token = randomBytes(18).toString('base64url');
   const auth = { authorization: `Bearer ${token}` };
   const args = [
-    'cluster', '--port', '0', '--admin-token', token, '--secret', randomBytes(24).toString('base64url'), '--log-dir', join(dir, 'logs'),
+    'cluster', '--port', '0', `--admin-token=${token}`, `--secret=${randomBytes(24).toString('base64url')}`, '--log-dir', join(dir, 'logs'),
     ...strategy.clusterArgs.map((a) => a.replace('{dir}', dir)),
     '--model', setup.model, '--dataset', setup.dataset, '--eval-every', String(setup.evalEveryMs), '--eval-examples', String(setup.evalExamples),
     ...(setup.lr !== undefined ? ['--lr', String(setup.lr)] : []), ...(setup.batch !== undefined ? ['--batch', String(setup.batch)] : []),
