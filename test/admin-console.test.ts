@@ -138,9 +138,10 @@ describe('admin console on a chain of three (Playwright, real ZooKeeper)', () =>
     await page.goto(consoleUrl);
     await page.fill('#token', TOKEN);
     await page.click('#login-button');
-    await page.waitForSelector('#nodes tr[data-node="node-1"][data-role="head"][data-health="up"]', { timeout: 30000 });
-    await page.waitForSelector('#nodes tr[data-node="node-2"][data-role="middle"]');
-    await page.waitForSelector('#nodes tr[data-node="node-3"][data-role="tail"]');
+    // Three JVM-backed nodes starting on a loaded 2-core machine can take a while to form the chain.
+    await page.waitForSelector('#nodes tr[data-node="node-1"][data-role="head"][data-health="up"]', { timeout: 90000 });
+    await page.waitForSelector('#nodes tr[data-node="node-2"][data-role="middle"]', { timeout: 90000 });
+    await page.waitForSelector('#nodes tr[data-node="node-3"][data-role="tail"]', { timeout: 90000 });
     assert.match(await page.textContent('#cluster-info') ?? '', /epoch \d+, sync replication/);
 
     await page.click('#nodes tr[data-node="node-1"] button[data-action="kill"]');
