@@ -36,7 +36,7 @@ async function outageSpread(gossipEveryMs: number): Promise<{ spread: number; ro
   await until(async () => {
     const v = await Promise.all(pages.map(view));
     return v.every((t) => t.status?.state === 'connected' && t.status.steps > 10 && (t.mesh?.peers.length ?? 0) >= 2);
-  }, 'three tabs training, each with two open data channels', 90_000, 250);
+  }, 'three tabs training, each with two open data channels', 180_000, 250);
 
   await ps.kill('SIGKILL');
   const start = await Promise.all(pages.map(async (p) => (await view(p)).status!.outageSteps));
@@ -51,7 +51,7 @@ async function outageSpread(gossipEveryMs: number): Promise<{ spread: number; ro
   return { spread: spread(models), rounds, signalingDown: v.every((t) => !t.mesh!.signaling) };
 }
 
-test('gossip rounds during an outage keep the workers\' models closer than no gossip', { timeout: 240_000 }, async () => {
+test('gossip rounds during an outage keep the workers\' models closer than no gossip', { timeout: 480_000 }, async () => {
   const withGossip = await outageSpread(300);
   const without = await outageSpread(0);
   console.log(`spread after ${OUTAGE_STEPS} outage steps: with gossip ${withGossip.spread.toFixed(4)} (${withGossip.rounds} rounds), without ${without.spread.toFixed(4)}`);
