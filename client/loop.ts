@@ -453,12 +453,7 @@ export class WorkerLoop {
     const learn = (infos: ClusterInfo[]): ClusterInfo | undefined => {
       let best: ClusterInfo | undefined;
       for (const c of infos) if (c.head && (!best || c.epoch > best.epoch)) best = c;
-      if (best) {
-        known.epoch = Math.max(known.epoch, best.epoch);
-        known.reads = best.reads;
-        known.tail = best.tail;
-        for (const n of best.nodes) if (!known.nodes.includes(n.url)) known.nodes.push(n.url);
-      }
+      if (best) this.absorb(best);
       return best;
     };
     const settled = await Promise.allSettled(known.nodes.map((n) => ask(n)));
@@ -497,7 +492,7 @@ export class WorkerLoop {
     }
     const join = (await res.json()) as JoinResponse;
     this.host.checkModel?.(join.model);
-    if (!this.cluster) await this.learnCluster();
+    if (!this.cluster) await this.readCluster();
     this.ensureTrainer(join);
     if (this.trainer!.layout.hash !== join.layoutHash) throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: this.trainer!.layout.hash, want: join.layoutHash });
     if (this.info && this.info.dataKey !== join.dataKey) this.shardSet = undefined;
@@ -531,31 +526,26 @@ export class WorkerLoop {
     }
   }
 
-  /** Keeps the chain's tail (strict reads) and node list current while connected. */
-  private async refreshCluster(): Promise<void> {
+  /**
+   * Reads /api/cluster from the write node: on the first join it tells whether the PS is a node
+   * of a cluster (then failover is on; a single PS answers 404); while connected it keeps the
+   * tail (strict reads) and the node list current. Best effort, like the report.
+   */
+  private async readCluster(): Promise<void> {
     try {
       const res = await this.fetchFn(new URL('/api/cluster', this.psUrl), { signal: AbortSignal.timeout(2000) });
-      if (!res.ok || !this.cluster) return;
-      const c = (await res.json()) as ClusterInfo;
-      if (c.epoch < this.cluster.epoch) return;
-      Object.assign(this.cluster, { epoch: c.epoch, reads: c.reads, tail: c.tail });
-      for (const n of c.nodes) if (!this.cluster.nodes.includes(n.url)) this.cluster.nodes.push(n.url);
+      if (res.ok) this.absorb((await res.json()) as ClusterInfo);
     } catch {
-      // Best effort, like the report.
+      // Not known yet; read again on the next join or report.
     }
   }
 
-  /** Whether the PS is a node of a cluster (GET /api/cluster answers): then failover is on. */
-  private async learnCluster(): Promise<void> {
-    try {
-      const res = await this.fetchFn(new URL('/api/cluster', this.psUrl), { signal: AbortSignal.timeout(2000) });
-      if (!res.ok) return; // a single PS
-      const c = (await res.json()) as ClusterInfo;
-      this.cluster = { epoch: c.epoch, nodes: c.nodes.map((n) => n.url), reads: c.reads, tail: c.tail };
-      if (!this.cluster.nodes.includes(this.psUrl)) this.cluster.nodes.push(this.psUrl);
-    } catch {
-      // Not known yet; learnt on the next join.
-    }
+  /** Merges what a node said of the chain into what the worker knows; an older epoch changes nothing. */
+  private absorb(c: ClusterInfo): void {
+    const known = (this.cluster ??= { epoch: c.epoch, nodes: [this.psUrl] });
+    if (c.epoch < known.epoch) return;
+    Object.assign(known, { epoch: c.epoch, reads: c.reads, tail: c.tail });
+    for (const n of c.nodes) if (!known.nodes.includes(n.url)) known.nodes.push(n.url);
   }
 
   private ensureTrainer(info: Omit<JoinResponse, 'token'>): void {
@@ -698,7 +688,7 @@ export class WorkerLoop {
     this.lastReport = now;
     const join = this.join;
     if (!join) return;
-    if (this.cluster) void this.refreshCluster();
+    if (this.cluster) void this.readCluster();
     const s = this.status;
     const body: ReportRequest = {
       backend: this.host.backend,

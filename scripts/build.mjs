@@ -3,28 +3,13 @@
 import { build } from 'esbuild';
 
 const started = Date.now();
+const page = { bundle: true, format: 'esm', platform: 'browser', target: 'es2022', minify: true, sourcemap: true, logLevel: 'warning' };
 await build({
+  ...page,
   entryPoints: ['client/main.ts'],
   outfile: 'public/app.js',
-  bundle: true,
-  format: 'esm',
-  platform: 'browser',
-  target: 'es2022',
-  minify: true,
-  sourcemap: true,
-  logLevel: 'warning',
   // tfjs-backend-wasm references Node built-ins behind runtime checks; the page never takes those paths.
   external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
 });
-await build({
-  entryPoints: ['public/admin/src/console.ts'],
-  outfile: 'public/admin/console.js',
-  bundle: true,
-  format: 'esm',
-  platform: 'browser',
-  target: 'es2022',
-  minify: true,
-  sourcemap: true,
-  logLevel: 'warning',
-});
+await build({ ...page, entryPoints: ['public/admin/src/console.ts'], outfile: 'public/admin/console.js' });
 console.log(`built public/app.js and public/admin/console.js in ${Date.now() - started} ms`);

@@ -58,13 +58,7 @@ export async function chainPlugin(app: FastifyInstance, o: ChainPluginOptions): 
     },
   }, async (request) => {
     const q = request.query as { after?: string; waitMs?: string };
-    if (q.after !== undefined) {
-      const after = Number(q.after);
-      const deadline = Date.now() + Math.min(Number(q.waitMs ?? 5000), 10000);
-      while (replica.currentView.epoch <= after && Date.now() < deadline && !request.raw.destroyed) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
+    if (q.after !== undefined) await replica.waitForEpoch(Number(q.after) + 1, Math.min(Number(q.waitMs ?? 5000), 10000));
     return info();
   });
 

@@ -205,7 +205,6 @@ export class ChainReplica implements RecoveryStrategy {
 
   private onView(view: ChainView): void {
     if (this.stopped) return;
-    const before = this.view;
     this.view = view;
     for (const w of this.viewWaiters) w();
     const me = this.membership.name;
@@ -233,7 +232,6 @@ export class ChainReplica implements RecoveryStrategy {
     } else if (!this.fresh) {
       this.connect(successor);
     }
-    if (before.epoch !== view.epoch && this.role === 'single') this.commit(this.ps.store.version);
   }
 
   private onSession(what: 'suspect' | 'fenced' | 'clear', why: string): void {
@@ -434,7 +432,8 @@ export class ChainReplica implements RecoveryStrategy {
     }
   }
 
-  private waitForEpoch(epoch: number, ms: number): Promise<void> {
+  /** Resolves once this node's view is at `epoch` or later, or after `ms`. */
+  waitForEpoch(epoch: number, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         if (this.view.epoch < epoch) return;
@@ -476,10 +475,10 @@ export class ChainReplica implements RecoveryStrategy {
     this.remember(f.workerId, f.seq, f.version);
     const successor = neighbours(this.view, this.membership.name).successor;
     if (!successor) return this.commit(f.version);
-    // Middle: keep it until the tail acks, and pass the same bytes on.
-    const copy = Uint8Array.from(bytes);
-    this.forwarded.push({ version: f.version, bytes: copy });
-    if (this.out?.ready) this.sendForward(copy);
+    // Middle: keep it until the tail acks, and pass the same bytes on (each WebSocket message
+    // arrives in a buffer of its own, so they are ours to keep and to re-stamp).
+    this.forwarded.push({ version: f.version, bytes });
+    if (this.out?.ready) this.sendForward(bytes);
   }
 
   private applyState(s: StateFrame, bytes: Uint8Array): void {
@@ -496,9 +495,8 @@ export class ChainReplica implements RecoveryStrategy {
     const successor = neighbours(this.view, this.membership.name).successor;
     if (!successor) return this.commit(s.version);
     if (this.out?.ready) {
-      const copy = Uint8Array.from(bytes);
-      new DataView(copy.buffer).setUint32(12, this.out.epoch, true);
-      this.out.send(copy);
+      new DataView(bytes.buffer, bytes.byteOffset).setUint32(12, this.out.epoch, true);
+      this.out.send(bytes);
       this.sent += 1;
     } else if (wasFresh && !this.out) {
       this.connect(successor);
