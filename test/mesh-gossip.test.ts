@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import type { Browser, Page } from 'playwright';
+import type { Browser } from 'playwright';
 import { launchChromium } from '../server/browsers.ts';
 import { startPs, until, type PsProc } from './helpers.ts';
-import { spread, view, weightsOf } from './mesh-tools.ts';
+import { openTabs, spread, view, weightsOf } from './mesh-tools.ts';
 
 const SECRET = 'mesh-gossip-secret-0123456789abcd';
 const OUTAGE_STEPS = 40;
@@ -27,12 +27,7 @@ async function outageSpread(gossipEveryMs: number): Promise<{ spread: number; ro
   opened.push(ps);
   const browser = await launchChromium();
   browsers.push(browser);
-  const pages: Page[] = [];
-  for (let i = 0; i < 3; i++) {
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(new URL('/?backend=cpu', ps.url).toString());
-    pages.push(page);
-  }
+  const pages = await openTabs(browser, ps.url, 3);
   await until(async () => {
     const v = await Promise.all(pages.map(view));
     return v.every((t) => t.status?.state === 'connected' && t.status.steps > 10 && (t.mesh?.peers.length ?? 0) >= 2);

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import type { Browser, Page } from 'playwright';
+import type { Browser } from 'playwright';
 import { MsgType, decodeFrame } from '../shared/protocol.ts';
 import { importWeightsKey, verifyWeights } from '../shared/signing.ts';
 import { launchChromium } from '../server/browsers.ts';
 import { startPs, until, type PsProc } from './helpers.ts';
-import { view } from './mesh-tools.ts';
+import { openTabs, view } from './mesh-tools.ts';
 
 const opened: PsProc[] = [];
 const browsers: Browser[] = [];
@@ -30,12 +30,7 @@ test('a worker that took weights from a peer holds exactly the bytes the PS sign
   const key = await importWeightsKey(model.weightsKey.publicKey);
   const browser = await launchChromium();
   browsers.push(browser);
-  const pages: Page[] = [];
-  for (let i = 0; i < 3; i++) {
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(new URL('/?backend=cpu', ps.url).toString());
-    pages.push(page);
-  }
+  const pages = await openTabs(browser, ps.url, 3);
   const relayed = await until(async () => {
     for (const p of pages) {
       const v = await view(p);

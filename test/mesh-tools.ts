@@ -1,11 +1,22 @@
 /** Helpers of the mesh tests: reading a worker tab's mesh status and weights, and the spread of a set of workers. */
-import type { Page } from 'playwright';
+import type { Browser, Page } from 'playwright';
 import type { WorkerStatus } from '../client/loop.ts';
 import type { MeshStatus } from '../client/mesh/index.ts';
 
 export interface TabView {
   status?: WorkerStatus;
   mesh?: MeshStatus;
+}
+
+/** Opens `n` worker tabs on the cpu backend, each in its own browser context (its own storage and worker identity). */
+export async function openTabs(browser: Browser, url: string, n: number): Promise<Page[]> {
+  const pages: Page[] = [];
+  for (let i = 0; i < n; i++) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(new URL('/?backend=cpu', url).toString());
+    pages.push(page);
+  }
+  return pages;
 }
 
 export const view = async (page: Page): Promise<TabView> =>
