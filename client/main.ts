@@ -60,7 +60,7 @@ function render(): void {
   const meshLine = document.getElementById('mesh');
   if (meshLine) {
     const refused = Object.entries(m?.rejected ?? {}).map(([code, n]) => `${code} x${n}`).join(', ');
-    meshLine.textContent = m ? `${m.peers.length} peers${m.signaling ? '' : ' (signaling down)'}; gossip ${m.gossipStarted + m.gossipAnswered}; relayed in ${m.relayReceived}, out ${m.relayServed}${refused ? `; refused: ${refused}` : ''}` : 'off';
+    meshLine.textContent = m ? `${m.peers.length} peers${m.dialing.length ? ` (+${m.dialing.length} dialling)` : ''}${m.signaling ? '' : ' (signaling down)'}; gossip ${m.gossipStarted + m.gossipAnswered}; relayed in ${m.relayReceived}, out ${m.relayServed}${refused ? `; refused: ${refused}` : ''}` : 'off';
   }
   $('error').textContent = page.error ?? s?.lastError ?? '';
 }

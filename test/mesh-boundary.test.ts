@@ -9,11 +9,12 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import type { Browser, Page } from 'playwright';
+import WebSocket from 'ws';
 import { decodeFrame } from '../shared/protocol.ts';
 import { importWeightsKey, verifyWeights } from '../shared/signing.ts';
 import { launchChromium } from '../server/browsers.ts';
 import { startPs, until, type PsProc } from './helpers.ts';
-import { view, weightsOf } from './mesh-tools.ts';
+import { openTabs, view, weightsOf } from './mesh-tools.ts';
 
 const SECRET = 'mesh-boundary-secret-0123456789ab';
 const opened: PsProc[] = [];
@@ -137,4 +138,45 @@ test('wrong-size, non-finite, non-binary and forged messages from a peer are ref
   assert.ok(Number.isFinite(final.status!.loss));
   const w = await weightsOf(victimPage);
   assert.ok(w.every(Number.isFinite), 'the victim\'s weights stay finite');
+});
+
+test('a peer that never answers a dial does not hold the slot: the channel is given up and the worker connects to others', { timeout: 180_000 }, async () => {
+  const ps = await startPs(['--model', 'mnist-logreg', '--dataset', 'synthetic', '--eval-every', '0', '--mesh-peers', '1']);
+  opened.push(ps);
+  const mesh = await ps.get<{ port: number; path: string; key: string }>('/api/mesh');
+  // A peer registered with the signaling server over its own socket, which reads offers and never answers them.
+  const silentId = `silent-${process.pid}`;
+  const silent = new WebSocket(`ws://${new URL(ps.url).hostname}:${mesh.port}${mesh.path}/peerjs?key=${mesh.key}&id=${silentId}&token=t${process.pid}&version=1.5.5`);
+  const offers: string[] = [];
+  silent.addEventListener('message', (e) => {
+    const m = JSON.parse(String(e.data)) as { type: string; src?: string };
+    if (m.type === 'OFFER' && m.src) offers.push(m.src);
+  });
+  const heartbeat = setInterval(() => silent.readyState === WebSocket.OPEN && silent.send('{"type":"HEARTBEAT"}'), 5000);
+  try {
+    await until(() => silent.readyState === WebSocket.OPEN, 'the silent peer to register', 10_000);
+    const browser = await launchChromium();
+    browsers.push(browser);
+    const [a] = await openTabs(browser, ps.url, 1);
+    // With k = 1 and the silent peer the only other one, the tab dials it, and the dial can never open.
+    const aId = await until(async () => {
+      const m = (await view(a!)).mesh;
+      return m?.dialing.includes(silentId) ? m.peerId : undefined;
+    }, 'the tab to dial the silent peer', 60_000, 100);
+    assert.ok(offers.includes(aId), 'the silent peer got the tab\'s offer');
+    const stalled = await until(async () => {
+      const m = (await view(a!)).mesh!;
+      return m.stalled >= 1 && !m.dialing.includes(silentId) ? m : undefined;
+    }, 'the unanswered dial to be given up', 30_000, 200);
+    assert.ok(!stalled.peers.includes(silentId));
+    // The slot is free again: a second tab and the first end up with a channel between them.
+    const [b] = await openTabs(browser, ps.url, 1);
+    await until(async () => {
+      const [ma, mb] = [(await view(a!)).mesh!, (await view(b!)).mesh!];
+      return ma.peers.includes(mb.peerId) && mb.peers.includes(ma.peerId);
+    }, 'the two tabs to open a channel', 90_000, 250);
+  } finally {
+    clearInterval(heartbeat);
+    silent.close();
+  }
 });

@@ -21,6 +21,10 @@ export interface MeshStatus {
   signaling: boolean;
   /** Peers with an open data channel. */
   peers: string[];
+  /** Peers with a channel dialled or offered but not open yet. */
+  dialing: string[];
+  /** Channels given up for not opening within the open timeout (an offer or answer lost, ICE failed, the peer gone). */
+  stalled: number;
   /** Gossip exchanges completed: started here and answered here. */
   gossipStarted: number;
   gossipAnswered: number;

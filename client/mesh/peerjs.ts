@@ -23,11 +23,19 @@ export interface PeerJsMeshOptions {
   readonly relayTimeoutMs?: number;
   /** How often the peer set is checked and topped up to k. @default 1000 */
   readonly maintainEveryMs?: number;
+  /**
+   * A channel not open this long after it was dialled or offered is closed and its slot freed for
+   * another peer. PeerJS reports some failures (an unknown peer id, a lost offer) on the Peer or
+   * not at all, so without this a dead dial would hold its slot for good. @default 10000
+   */
+  readonly openTimeoutMs?: number;
 }
 
 interface Link {
   readonly conn: DataConnection;
   readonly outgoing: boolean;
+  /** When it was dialled or offered (Date.now()). */
+  readonly since: number;
   open: boolean;
   /** The version of signed weights the peer said it holds (HAVE). */
   version: number;
@@ -53,7 +61,7 @@ export async function createPeerJsMesh(opts: PeerJsMeshOptions): Promise<PeerJsM
 
 export class PeerJsMesh implements WorkerMesh {
   readonly status: MeshStatus = {
-    peerId: '', signaling: false, peers: [], gossipStarted: 0, gossipAnswered: 0, gossipMisses: 0,
+    peerId: '', signaling: false, peers: [], dialing: [], stalled: 0, gossipStarted: 0, gossipAnswered: 0, gossipMisses: 0,
     relayServed: 0, relayReceived: 0, relayMisses: 0, lastRelay: null, rejected: {}, reported: [],
   };
   readonly gossipEveryMs: number;
@@ -173,6 +181,14 @@ export class PeerJsMesh implements WorkerMesh {
     // Signaling errors (PS down, id taken, peer unavailable) are retried by maintain().
     peer.on('error', () => {});
     peer.on('connection', (conn) => {
+      // Two workers dialled each other at once: both ends keep the channel the smaller peer id
+      // dialled. (Its offer reaches the other end before that end's answer to ours, so our dial
+      // is still unopened here whenever the two crossed.)
+      const mine = this.links.get(conn.peer);
+      if (mine?.outgoing && !mine.open && this.status.peerId < conn.peer) {
+        conn.close();
+        return;
+      }
       const incoming = [...this.links.values()].filter((l) => !l.outgoing).length;
       if (this.banned.has(conn.peer) || incoming >= 2 * this.config.peers) {
         conn.on('open', () => conn.close());
@@ -185,7 +201,15 @@ export class PeerJsMesh implements WorkerMesh {
 
   private async maintain(): Promise<void> {
     if (this.closed) return;
+    const now = Date.now();
+    for (const [id, link] of this.links) {
+      if (link.open || now - link.since < (this.opts.openTimeoutMs ?? 10_000)) continue;
+      this.links.delete(id);
+      this.status.stalled += 1;
+      link.conn.close();
+    }
     this.status.peers = [...this.links.entries()].filter(([, l]) => l.open).map(([id]) => id);
+    this.status.dialing = [...this.links.entries()].filter(([, l]) => !l.open).map(([id]) => id);
     if (this.peer.destroyed) {
       this.peer = this.connectSignaling();
       return;
@@ -218,7 +242,7 @@ export class PeerJsMesh implements WorkerMesh {
   private track(conn: DataConnection, outgoing: boolean): void {
     const id = conn.peer;
     this.links.get(id)?.conn.close();
-    const link: Link = { conn, outgoing, open: false, version: 0 };
+    const link: Link = { conn, outgoing, since: Date.now(), open: false, version: 0 };
     this.links.set(id, link);
     conn.on('open', () => {
       link.open = true;
