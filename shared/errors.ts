@@ -56,6 +56,7 @@ export const ERRORS = {
   WORKER_BACKEND_UNSUPPORTED: { message: 'Backend {backend} cannot train {model}: {reason}', http: 400, wsClose: 4411, retryable: false },
   WORKER_TIMEOUT: { message: 'No answer to {what} within {ms} ms', http: 504, wsClose: 4003, retryable: true },
   WORKER_DISCONNECTED: { message: 'Connection to the parameter server closed ({code} {reason})', http: 503, wsClose: 4004, retryable: true },
+  WORKER_BAD_RESPONSE: { message: 'The answer to {what} does not match its schema: {detail}', http: 502, wsClose: 4005, retryable: true },
   // Admin API (/api/admin/*): operators and tests, never workers.
   ADMIN_UNAUTHORIZED: { message: 'Admin call refused: {reason}', http: 401, wsClose: 4440, retryable: false },
   ADMIN_NO_SHARD: { message: 'PS shard {shard} does not exist (this PS has {shards} shards)', http: 404, wsClose: 4441, retryable: false },
