@@ -4,10 +4,13 @@
  * clearly above chance. The page reports backend 'webgpu'; tensors do not leak.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright';
 import { launchChromium } from '../server/browsers.ts';
 import { latestAccuracy, startPs, until, type PsProc, type Status } from './helpers.ts';
+import { loadDataset } from '../server/data.ts';
+import { trainerSuite } from '../client/trainer-suite.ts';
+import { openTrainerPage, type TrainerPage } from './trainer-page.ts';
 
 let ps: PsProc | undefined;
 let browser: Browser | undefined;
@@ -86,5 +89,29 @@ test('the page says which backend runs and why: auto falls back without WebGPU, 
   } finally {
     await plain.close();
     await cnn.kill('SIGKILL');
+  }
+});
+
+// The Trainer suite (client/trainer-suite.ts) on the browser's backends, one test per case, as
+// client/trainer.test.ts runs it on cpu and wasm in Node (tfjs's describeWithFlags, per backend).
+describe('the Trainer suite in Chromium', () => {
+  let suiteBrowser: Browser | undefined;
+  let suite: TrainerPage | undefined;
+  before(async () => {
+    const { train } = loadDataset('mnist');
+    suiteBrowser = await launchChromium({ webgpu: true });
+    suite = await openTrainerPage(suiteBrowser, { pixels: train.pixels.slice(0, 64 * 784), labels: train.labels.slice(0, 64) });
+  });
+  after(async () => {
+    await suite?.close();
+    await suiteBrowser?.close();
+  });
+  for (const backend of ['webgl', 'webgpu']) {
+    for (const c of trainerSuite(backend)) {
+      test(`${backend}: ${c.name}`, { timeout: 120_000 }, async (t) => {
+        assert.ok(suite, 'the suite page opened');
+        t.diagnostic(await suite.run(backend, c.name));
+      });
+    }
   }
 });
