@@ -24,14 +24,20 @@ import { deriveLayout } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
 import { MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
 import { machineLine, printTable } from './sys.ts';
 
 const BIN = fileURLToPath(new URL('../bin/tabswarm.mjs', import.meta.url));
 const SECRET = 'bench-chain-secret-0123456789';
-const arg = (name: string, fallback: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
-};
+const OPTIONS = defineOptions({
+  part: { type: 'choice', values: ['all', 'throughput', 'failover'], default: 'all', help: 'which half to run' },
+  seconds: { type: 'number', min: 0, exclusive: 'min', arg: 'S', default: 10, help: 'throughput: seconds per cell' },
+  clients: { type: 'int', min: 1, default: 4, help: 'throughput: load clients, one push in flight each' },
+  kills: { type: 'int', min: 1, default: 20, help: 'failover: SIGKILLs of the head' },
+  zkSessionMs: { type: 'int', min: 1, arg: 'MS', default: 1500, help: 'failover: the nodes\' --zk-session-ms' },
+  fastDetect: { type: 'list', of: 'string', arg: 'on,off', default: ['on', 'off'], help: 'failover: the --fast-detect settings to measure' },
+});
+const opts = parseCommandLine(OPTIONS, 'npm run bench:chain -- [options]: chain replication throughput and failover (docs/benchmarks.md)');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const children = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
@@ -146,8 +152,7 @@ class LoadClient {
 }
 
 async function throughput(zk: ZooKeeperCluster): Promise<void> {
-  const seconds = Number(arg('seconds', '10'));
-  const clients = Number(arg('clients', '4'));
+  const { seconds, clients } = opts;
   const rows: string[][] = [['chain', 'mode', 'updates/s', 'p50 ack ms', 'p99 ack ms', 'client reconnects', 'acked at the kill', 'new head holds', 'acked updates lost']];
   for (const length of [1, 2, 3]) {
     for (const mode of ['sync', 'async'] as const) {
@@ -193,25 +198,27 @@ async function throughput(zk: ZooKeeperCluster): Promise<void> {
 // ---- 2. failover ----------------------------------------------------------------------
 
 async function failover(zk: ZooKeeperCluster, fastDetect: 'on' | 'off'): Promise<void> {
-  const kills = Number(arg('kills', '20'));
-  const session = arg('zk-session-ms', '1500');
+  const kills = opts.kills;
+  const session = String(opts.zkSessionMs);
   const name = `bench-failover-${fastDetect}-${Date.now()}`;
   const args = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--zk-session-ms', session, '--fast-detect', fastDetect, '--mesh-peers', '0'];
   const nodes: Node[] = [];
   for (let i = 0; i < 3; i++) nodes.push(await startNode(zk.connectionString, name, args));
   await settled(nodes, 3);
   const { createNodeWorker } = await import('../client/node.ts');
-  // Ack times as the worker sees them: status.acks grows inside the loop; stamped per step.
+  // Ack times as the worker sees them: the ledger's acks grow inside the loop; stamped per step.
   const ackTimes: { at: number; psUrl: string }[] = [];
   let seen = 0;
+  let acks: readonly unknown[] = [];
   const loop = await createNodeWorker({
     url: nodes[1]!.url,
     logAcks: true,
     onStatus: (s) => {
       const now = performance.now();
-      for (; seen < s.acks.length; seen++) ackTimes.push({ at: now, psUrl: s.psUrl });
+      for (; seen < acks.length; seen++) ackTimes.push({ at: now, psUrl: s.psUrl });
     },
   });
+  acks = loop.ledger.acks;
   const running = loop.run().catch((err: Error) => console.error('worker failed:', err.message));
   const times: number[] = [];
   for (let k = 0; k < kills; k++) {
@@ -240,9 +247,9 @@ async function main(): Promise<void> {
   console.log(machineLine());
   const zk = await startZooKeeper({ servers: 1 });
   try {
-    if (arg('part', 'all') !== 'failover') await throughput(zk);
-    if (arg('part', 'all') !== 'throughput') {
-      for (const fd of arg('fast-detect', 'on,off').split(',')) await failover(zk, fd as 'on' | 'off');
+    if (opts.part !== 'failover') await throughput(zk);
+    if (opts.part !== 'throughput') {
+      for (const fd of opts.fastDetect) await failover(zk, fd as 'on' | 'off');
     }
   } finally {
     for (const c of children) c.kill('SIGKILL');

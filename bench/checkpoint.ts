@@ -27,6 +27,7 @@ import { deriveLayout, initWeights } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
 import { MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
 import { ParameterStore } from '../server/ps/store.ts';
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
 import { Checkpointer } from '../server/strategies/checkpoint/checkpointer.ts';
 import { ShardMap } from '../server/strategies/checkpoint/shards.ts';
 import { FileStorage } from '../server/strategies/checkpoint/storage.ts';
@@ -37,10 +38,13 @@ const LAYOUT = deriveLayout(getModel(MODEL));
 const MODES = ['none', 'sync', 'async'] as const;
 type Mode = (typeof MODES)[number];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const arg = (name: string, fallback: string): string => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
-};
+const OPTIONS = defineOptions({
+  seconds: { type: 'number', min: 0, exclusive: 'min', arg: 'S', default: 10, help: 'measured window per cell' },
+  warmup: { type: 'number', min: 0, arg: 'S', default: 2, help: 'warm-up before each window' },
+  rounds: { type: 'int', min: 1, default: 3, help: 'interleaved rounds' },
+  clients: { type: 'int', min: 1, default: 4, help: 'load clients, one push in flight each' },
+  every: { type: 'int', min: 1, default: 50, help: 'checkpoint every N updates' },
+});
 
 // ---- Server (child process) ----
 
@@ -116,11 +120,8 @@ const children: ChildProcess[] = [];
 const killChildren = (): void => children.filter((c) => c.exitCode === null && c.signalCode === null).forEach((c) => c.kill('SIGKILL'));
 
 async function main(): Promise<void> {
-  const seconds = Number(arg('seconds', '10'));
-  const warmupMs = Number(arg('warmup', '2')) * 1000;
-  const rounds = Number(arg('rounds', '3'));
-  const clients = Number(arg('clients', '4'));
-  const every = Number(arg('every', '50'));
+  const { seconds, rounds, clients, every, warmup } = parseCommandLine(OPTIONS, 'npm run bench:checkpoint -- [options]: checkpoint write time and PS throughput (docs/benchmarks.md)');
+  const warmupMs = warmup * 1000;
   const root = await mkdtemp(join(tmpdir(), 'tabswarm-bench-ckpt-'));
   try {
     console.log(`${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; temp dir ${tmpdir()}`);

@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
 import { deriveLayout } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
 import { HEADER_BYTES, MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
 import { cpuMeter, machineLine, ownCpuMs, pct, printTable, pushWindow, treeCpuMs } from './sys.ts';
 
@@ -186,17 +187,16 @@ function wsMasking(): string {
   }
 }
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
-}
+const OPTIONS = defineOptions({
+  seconds: { type: 'number', min: 0, exclusive: 'min', arg: 'S', default: 5, help: 'measured window per cell' },
+  warmup: { type: 'number', min: 0, arg: 'S', default: 1, help: 'warm-up before each window' },
+  rounds: { type: 'int', min: 1, default: 3, help: 'rounds, the best kept' },
+  clients: { type: 'list', of: 'int', min: 1, arg: 'N,...', default: [1, 4, 16], help: 'client counts to measure' },
+});
 
 async function main(): Promise<void> {
-  const seconds = Number(arg('seconds', '5'));
-  const warmupMs = Number(arg('warmup', '1')) * 1000;
-  const rounds = Number(arg('rounds', '3'));
-  const concurrencies = arg('clients', '1,4,16').split(',').map(Number);
-  if (!(seconds > 0) || !(rounds >= 1) || concurrencies.some((c) => !(c >= 1))) throw new Error('usage: bench/ps.ts [--seconds S] [--warmup S] [--rounds R] [--clients 1,4,16]');
+  const { seconds, rounds, warmup, clients: concurrencies } = parseCommandLine(OPTIONS, 'npm run bench:ps -- [options]: PS gradient ingest (docs/benchmarks.md)');
+  const warmupMs = warmup * 1000;
 
   console.log(machineLine());
   console.log(`model ${MODEL}: ${LAYOUT.size} float32 = ${GRAD_MB.toFixed(2)} MB per gradient; ws masking: ${wsMasking()}`);

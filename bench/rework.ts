@@ -22,12 +22,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { Trainer } from '../client/trainer.ts';
 import { crossEntropy, forward, normalisePixels } from '../shared/forward.ts';
 import { deriveLayout, initWeights, mulberry32, type Layout } from '../shared/layout.ts';
 import { getModel, type ModelSpec } from '../shared/models.ts';
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
 import { loadDataset, type Split } from '../server/data.ts';
 import { ParameterStore } from '../server/ps/store.ts';
 import { Checkpointer } from '../server/strategies/checkpoint/checkpointer.ts';
@@ -227,14 +227,26 @@ export function table(r: ReworkResult): string {
   return lines.join('\n');
 }
 
+/** Each overrides the preset's value (PRESETS). */
+const OPTIONS = defineOptions({
+  model: { type: 'choice', values: Object.keys(PRESETS), default: 'mnist-logreg', help: 'the preset' },
+  quick: { type: 'flag', help: 'two failures only (a smoke run)' },
+  failures: { type: 'int', min: 1, defaultText: "the preset's", help: 'failure points' },
+  lr: { type: 'number', min: 0, exclusive: 'min', arg: 'X', defaultText: "the preset's", help: 'SGD learning rate' },
+  batch: { type: 'int', min: 1, defaultText: "the preset's", help: 'batch size' },
+  blockSize: { flag: 'block', type: 'int', min: 1, defaultText: "the preset's", help: 'values per checkpoint block' },
+  fullEvery: { type: 'int', min: 1, defaultText: "the preset's", help: 'full checkpoint every K updates' },
+  priorityEvery: { type: 'int', min: 1, defaultText: "the preset's", help: 'prioritized checkpoint every E updates' },
+  psShards: { type: 'int', min: 1, defaultText: "the preset's", help: 'PS shards' },
+  maxRework: { type: 'int', min: 1, defaultText: "the preset's", help: 'rework cap per trial' },
+  evalExamples: { type: 'int', min: 1, defaultText: "the preset's", help: 'examples of the loss probe' },
+  seed: { type: 'int', min: 0, defaultText: "the preset's", help: 'seed' },
+});
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const numeric = ['failures', 'lr', 'batch', 'block', 'full-every', 'priority-every', 'ps-shards', 'max-rework', 'eval-examples', 'seed'] as const;
-  const { values } = parseArgs({ options: { model: { type: 'string', default: 'mnist-logreg' }, quick: { type: 'boolean', default: false }, ...Object.fromEntries(numeric.map((n) => [n, { type: 'string' }])) } });
-  const preset = PRESETS[values.model as string];
-  if (!preset) throw new Error(`--model: one of ${Object.keys(PRESETS).join(', ')}`);
-  const raw = values as Record<string, string | boolean | undefined>;
-  const v = (n: (typeof numeric)[number]) => (raw[n] === undefined ? undefined : Number(raw[n]));
-  const over = { failures: v('failures') ?? (values.quick ? 2 : undefined), lr: v('lr'), batch: v('batch'), blockSize: v('block'), fullEvery: v('full-every'), priorityEvery: v('priority-every'), psShards: v('ps-shards'), maxRework: v('max-rework'), evalExamples: v('eval-examples'), seed: v('seed') };
+  const { model, quick, ...values } = parseCommandLine(OPTIONS, 'npm run bench:rework -- [options]: rework cost of a partial failure (docs/benchmarks.md)');
+  const preset = PRESETS[model]!;
+  const over = { ...values, failures: values.failures ?? (quick ? 2 : undefined) };
   const cfg: ReworkConfig = { ...preset, ...Object.fromEntries(Object.entries(over).filter(([, x]) => x !== undefined)) };
   const result = await runRework(cfg, (l) => console.log(l));
   console.log(`\n${table(result)}`);

@@ -10,22 +10,28 @@
  * worker (tab) JS heap before, during and after. Options: --duration 100 --kill-at 30 --down 20
  * --workers 2 --backend webgl --rule mean --buffer-mode frozen --dataset fashion-mnist
  */
-import { parseArgs } from 'node:util';
 import type { Browser, CDPSession, Page } from 'playwright';
 import type { WorkerStatus } from '../client/loop.ts';
 import { launchChromium } from '../server/browsers.ts';
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
+import { BACKENDS, PS_OPTIONS } from '../server/options/server.ts';
 import { startPs, until, type FlushRecord, type PsProc, type Status } from '../test/helpers.ts';
 
-const { values: a } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '100' }, 'kill-at': { type: 'string', default: '30' }, down: { type: 'string', default: '20' },
-    workers: { type: 'string', default: '2' }, backend: { type: 'string', default: 'webgl' }, rule: { type: 'string', default: 'mean' },
-    'buffer-mode': { type: 'string', default: 'frozen' }, dataset: { type: 'string', default: 'fashion-mnist' }, model: { type: 'string', default: 'fashion-cnn' },
-  },
+const OPTIONS = defineOptions({
+  duration: { type: 'number', min: 1, arg: 'S', default: 100, help: 'seconds of each run' },
+  killAt: { type: 'number', min: 0, arg: 'S', default: 30, help: 'SIGKILL the PS at S seconds' },
+  down: { type: 'number', min: 0, arg: 'S', default: 20, help: 'restart it S seconds later' },
+  workers: { type: 'int', min: 1, default: 2, help: 'worker tabs' },
+  backend: { type: 'choice', values: BACKENDS, default: 'webgl', help: 'the tabs\' backend' },
+  rule: { ...PS_OPTIONS.rule, default: 'mean' },
+  bufferMode: { ...PS_OPTIONS.bufferMode, default: 'frozen' },
+  dataset: { ...PS_OPTIONS.dataset, default: 'fashion-mnist' },
+  model: { ...PS_OPTIONS.model, default: 'fashion-cnn' },
 });
-const duration = Number(a.duration) * 1000;
-const killAt = Number(a['kill-at']) * 1000;
-const down = Number(a.down) * 1000;
+const a = parseCommandLine(OPTIONS, 'npm run bench:stateless -- [options]: accuracy and heap through a stateless PS failure (docs/benchmarks.md)');
+const duration = a.duration * 1000;
+const killAt = a.killAt * 1000;
+const down = a.down * 1000;
 const SECRET = 'bench-stateless-secret-0123456789';
 
 interface Point { t: number; version: number; accuracy: number }
@@ -42,8 +48,8 @@ interface Result {
   updates: number;
 }
 
-const psArgs = (port?: number) => ['--strategy', 'stateless', '--secret', SECRET, '--model', a.model!, '--dataset', a.dataset!, '--rule', a.rule!,
-  '--buffer-mode', a['buffer-mode']!, '--eval-every', '2000', '--eval-examples', '10000', '--log-level', 'warn', ...(port ? ['--port', String(port)] : [])];
+const psArgs = (port?: number) => ['--strategy', 'stateless', '--secret', SECRET, '--model', a.model, '--dataset', a.dataset, '--rule', a.rule,
+  '--buffer-mode', a.bufferMode, '--eval-every', '2000', '--eval-examples', '10000', '--log-level', 'warn', ...(port ? ['--port', String(port)] : [])];
 
 async function series(ps: PsProc, offsetMs: number, t0: number): Promise<Point[]> {
   const { points } = await ps.get<{ points: { t: number; version: number; accuracy: number }[] }>('/api/series');
@@ -58,7 +64,7 @@ async function run(withFailure: boolean): Promise<Result> {
   const pages: Page[] = [];
   const cdps: CDPSession[] = [];
   try {
-    for (let i = 0; i < Number(a.workers); i++) {
+    for (let i = 0; i < a.workers; i++) {
       const page = await (await browser.newContext()).newPage();
       await page.goto(new URL(`/?backend=${a.backend}`, ps.url).toString());
       pages.push(page);
@@ -123,7 +129,7 @@ async function run(withFailure: boolean): Promise<Result> {
 }
 
 const f = (x: number | undefined, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
-console.log(`bench:stateless ${a.model} on ${a.dataset}, ${a.workers} ${a.backend} tabs, rule ${a.rule}, buffer ${a['buffer-mode']}, ${duration / 1000} s`);
+console.log(`bench:stateless ${a.model} on ${a.dataset}, ${a.workers} ${a.backend} tabs, rule ${a.rule}, buffer ${a.bufferMode}, ${duration / 1000} s`);
 const noFailure = await run(false);
 const failure = await run(true);
 console.log('\n| run | restart -> first flush | acc before kill | acc after recovery | acc at end | outage gradients | flushed | heap MB before / during / after | updates |');

@@ -29,6 +29,7 @@ import { build } from 'esbuild';
 import type { Browser, BrowserContext } from 'playwright';
 import { buildServer } from '../server/app.ts';
 import { CHROMIUM_PATH, launchChromium } from '../server/browsers.ts';
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
 import { getModel, hasConvolutions, type ModelSpec } from '../shared/models.ts';
 import type { FitArgs, FitResult, StepArgs } from './fit-page.ts';
 import { cpuMeter, machineLine, pct, printTable, treeCpuMs } from './sys.ts';
@@ -45,10 +46,15 @@ interface Timed {
 }
 type Outcome = Timed | { readonly na: string };
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
-}
+const OPTIONS = defineOptions({
+  seconds: { type: 'number', min: 0, exclusive: 'min', arg: 'S', default: 10, help: 'seconds per cell' },
+  warmup: { type: 'int', min: 0, default: 2, help: 'warm-up steps per cell' },
+  rounds: { type: 'int', min: 1, default: 2, help: 'rounds, the best kept' },
+  backends: { type: 'list', of: 'string', arg: 'B,...', default: [...BACKENDS], help: 'backends to measure' },
+  models: { type: 'list', of: 'string', arg: 'M,...', default: ['fashion-cnn', 'mnist-mlp'], help: 'models to measure' },
+  batch: { type: 'int', min: 1, defaultText: "the model's", help: 'batch size' },
+  breakdown: { type: 'flag', help: 'add the step and upload+step columns (twice as long)' },
+});
 
 /** Bundles bench/fit-page.ts in memory (same settings as scripts/build.mjs). */
 async function bundleFitPage(): Promise<string> {
@@ -133,13 +139,9 @@ async function cell(browser: Browser, what: string, run: (c: BrowserContext) => 
 type Side = 'tabswarm' | 'step' | 'upload+step' | 'model.fit';
 
 async function main(): Promise<void> {
-  const seconds = Number(arg('seconds', '10'));
-  const warmup = Number(arg('warmup', '2'));
-  const rounds = Number(arg('rounds', '2'));
-  const backends = arg('backends', BACKENDS.join(',')).split(',');
-  const models = arg('models', 'fashion-cnn,mnist-mlp').split(',').map(getModel);
-  const batchArg = process.argv.includes('--batch') ? Number(arg('batch', '')) : undefined;
-  const breakdown = process.argv.includes('--breakdown');
+  const opts = parseCommandLine(OPTIONS, 'npm run bench:worker -- [options]: worker training speed per backend vs model.fit (docs/benchmarks.md)');
+  const { seconds, warmup, rounds, backends, breakdown, batch: batchArg } = opts;
+  const models = opts.models.map(getModel);
   if (!existsSync(join(ROOT, 'public', 'app.js'))) throw new Error('public/app.js is missing: run `npm run build` first');
 
   console.log(machineLine());

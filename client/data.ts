@@ -57,7 +57,8 @@ export class ShardSet {
       }
     }
     const url = new URL(shardPath(this.dataKey, index), typeof this.baseUrl === 'function' ? this.baseUrl() : this.baseUrl);
-    const res = await this.fetchFn(url);
+    // A shard is a few MB at most: a minute without it is an outage, not a slow link.
+    const res = await this.fetchFn(url, { signal: AbortSignal.timeout(60_000) });
     if (!res.ok) throw new Error(`ShardSet.load: GET ${url} answered ${res.status}: ${await res.text()}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const shard = decodeShard(bytes);

@@ -56,15 +56,16 @@ test('a dropped socket: the worker buffers, reconnects with backoff, flushes onc
   const seen = states.join(' > ');
   assert.match(seen, /connected > connecting > buffering > flushing > connected/, seen);
   assert.equal(states.filter((s) => s === 'joining').length, 1, 'the session survived: no rejoin');
-  assert.equal(final.flushes.length, 1);
-  const flush = final.flushes[0]!;
+  assert.equal(loop.ledger.flushes.length, 1);
+  const flush = loop.ledger.flushes[0]!;
   assert.ok(flush.count >= 1 && !flush.duplicate, `flush of ${flush.count}`);
   assert.equal(final.outageSteps, flush.count, 'every gradient computed while disconnected was flushed');
   // The PS applied each step once: steps outside the outage one by one, the outage as one flush.
   assert.equal(built.ps.store.version, final.steps - flush.count + 1);
   assert.deepEqual(built.ps.flushLog.map((f) => [f.workerId, f.seq, f.count, f.duplicate]), [[final.workerId, flush.seq, flush.count, false]]);
-  assert.ok(loop.backoff(1) >= 100 && loop.backoff(1) <= 300, 'first delay is min +- 50%');
-  assert.ok(loop.backoff(20) <= 6000, 'delays are capped');
+  const policy = loop.connection.policy;
+  assert.ok(policy.delay(1) >= 100 && policy.delay(1) <= 300, 'first delay is min +- 50%');
+  assert.ok(policy.delay(20) <= 6000, 'delays are capped');
 });
 
 test("'local' buffer mode steps the worker's own copy during the outage; 'frozen' does not", { timeout: 60_000 }, async () => {

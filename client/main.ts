@@ -3,10 +3,14 @@
  * steps, server version and connection state; `window.tabswarm` exposes the same for tests.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ModelInfoSchema, type ModelInfo } from '../shared/api.ts';
+import { Backoff, sleep } from '../shared/backoff.ts';
 import { TabswarmError } from '../shared/errors.ts';
+import { parseAs } from '../shared/validate.ts';
 import { chooseBackend, cannotTrain } from './backend.ts';
 import { IdbCache, IdbState } from './idb.ts';
 import { WorkerLoop, type WorkerStatus } from './loop.ts';
+import type { WorkerLedger } from './status.ts';
 import type { MeshStatus } from './mesh/index.ts';
 import { createPeerJsMesh, type PeerJsMesh } from './mesh/peerjs.ts';
 import { meshTools } from './mesh/tools.ts';
@@ -14,6 +18,8 @@ import type { SocketLike } from './transport.ts';
 
 interface PageState {
   status?: WorkerStatus;
+  /** Acknowledged flushes, and with `?acks=1` every acknowledged push (tests compare them with the PS's records). */
+  ledger?: Pick<WorkerLedger, 'acks' | 'flushes'>;
   backend?: string;
   backendNotes?: readonly string[];
   error?: string;
@@ -104,6 +110,7 @@ async function main(): Promise<void> {
     },
     { maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
   );
+  page.ledger = { acks: loop.ledger.acks, flushes: loop.ledger.flushes };
   page.weights = () => {
     const w = loop.currentWeights();
     return w && base64(new Uint8Array(w.buffer, w.byteOffset, w.byteLength));
@@ -139,18 +146,19 @@ function base64(bytes: Uint8Array): string {
   return btoa(s);
 }
 
-/** GET /api/model, retried with capped exponential backoff while the PS is unreachable. */
-async function fetchModel(): Promise<{ model: { name: string } }> {
-  for (let attempt = 0; ; attempt++) {
+/** GET /api/model, checked against its schema, retried with shared/backoff.ts while the PS is unreachable. */
+async function fetchModel(): Promise<ModelInfo> {
+  const backoff = new Backoff({ minMs: 250, maxMs: 10000 });
+  for (;;) {
     try {
-      const res = await fetch('/api/model');
-      if (res.ok) return (await res.json()) as { model: { name: string } };
+      const res = await fetch('/api/model', { signal: AbortSignal.timeout(10000) });
+      if (res.ok) return parseAs(ModelInfoSchema, await res.json(), 'GET /api/model');
       page.error = `GET /api/model answered ${res.status}; retrying`;
     } catch (err) {
-      page.error = `parameter server unreachable (${(err as Error).message}); retrying`;
+      page.error = err instanceof TabswarmError ? `${err.message}; retrying` : `parameter server unreachable (${(err as Error).message}); retrying`;
     }
     render();
-    await new Promise((r) => setTimeout(r, Math.min(10000, 250 * 2 ** attempt) * (0.5 + Math.random())));
+    await sleep(backoff.fail());
   }
 }
 

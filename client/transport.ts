@@ -3,9 +3,11 @@
  * (pulls in order, pushes by sequence number), a timeout on every request. Works with the
  * browser's WebSocket and with the `ws` package in Node (passed in as `WebSocketImpl`).
  */
-import type { ControlMessage } from '../shared/api.ts';
+import { ControlMessageSchema, type ControlMessage } from '../shared/api.ts';
 import { TabswarmError, codeForClose } from '../shared/errors.ts';
 import { Flag, MsgType, decodeFrame, encodeFrame } from '../shared/protocol.ts';
+import { parseAs } from '../shared/validate.ts';
+import type { Outgoing } from './state.ts';
 
 /** The subset of the WebSocket API used here, met by the DOM's and by `ws`. */
 export interface SocketLike {
@@ -108,6 +110,11 @@ export class WsTransport {
     return this.request((p) => this.pushes.set(seq, p), frame, `${flush ? 'flush' : 'push'} ${seq}`);
   }
 
+  /** Sends an update that must reach the PS exactly once, under its own sequence number. */
+  deliver(out: Outgoing): Promise<AckResult> {
+    return this.push(out.grad, out.seq, out.baseVersion, out.count, out.flush);
+  }
+
   /** Offers a tagged copy of the weights (an OFFER frame); answered by an ACK with seq 0. */
   offer(frame: Uint8Array): Promise<AckResult> {
     return this.request((p) => this.pushes.set(0, p), frame, 'offer');
@@ -141,9 +148,13 @@ export class WsTransport {
     if (typeof data === 'string') {
       let msg: ControlMessage;
       try {
-        msg = JSON.parse(data) as ControlMessage;
-      } catch {
-        return; // Control messages are advisory; a bad one is ignored.
+        msg = parseAs(ControlMessageSchema, JSON.parse(data), 'a control message');
+      } catch (err) {
+        // A PS that sends what it cannot mean is broken: reconnect (with backoff) rather than guess.
+        const e = err instanceof TabswarmError ? err : new TabswarmError('WORKER_BAD_RESPONSE', { what: 'a control message', detail: 'not JSON' });
+        this.fail(e);
+        this.socket?.close(e.spec.wsClose, e.closeReason());
+        return;
       }
       if (msg.type === 'hello') this.markHello(msg);
       else this.opts.onControl?.(msg);

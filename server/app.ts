@@ -22,6 +22,7 @@ import { ParameterServer } from './ps/service.ts';
 import { Sessions } from './ps/sessions.ts';
 import { Signer } from './ps/signer.ts';
 import { ParameterStore } from './ps/store.ts';
+import { configureRobustness } from './ps/aggregate/configure.ts';
 import { getRule } from './ps/rules.ts';
 import type { RecoveryStrategy } from './ps/strategy.ts';
 import { createStrategy } from './strategies/index.ts';
@@ -29,11 +30,14 @@ import { createStrategy } from './strategies/index.ts';
 export interface BuildOptions extends Partial<ServerOptions> {
   /** Fastify's logger option. @default false */
   logger?: FastifyServerOptions['logger'];
-  /** A ready-made recovery strategy, overriding `strategy` (the name). */
+  /** A ready-made recovery strategy, overriding `strategy` (the name); a chain node passes `chain(inner)`. */
   strategyInstance?: RecoveryStrategy;
   /** A preloaded data set (tests share one across servers). */
   data?: Dataset;
-  /** Makes this PS a node of a chain-replicated cluster (server/chain/node.ts builds it). */
+  /**
+   * Serves a chain node's routes (server/chain/node.ts builds it, and passes the chain strategy
+   * wrapping the replica as `strategyInstance`).
+   */
   chain?: Omit<ChainPluginOptions, 'ps' | 'adminToken'>;
 }
 
@@ -62,7 +66,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   if (signer.ephemeral) {
     app.log.warn('no --secret or TABSWARM_SECRET: tags on worker ids and weight copies die with this process, so a restarted PS cannot trust them');
   }
-  const strategy = opts.chain?.replica ?? opts.strategyInstance ?? createStrategy(options.strategy, options);
+  const strategy = opts.strategyInstance ?? createStrategy(options.strategy, options);
   const ps = new ParameterServer({
     layout,
     store: new ParameterStore(layout, initWeights(layout, options.seed), { lr: options.lr, momentum: options.momentum }),
@@ -75,17 +79,17 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   });
 
   ps.store.rule = getRule(options.rule);
-  opts.chain?.replica.attach(ps);
+  configureRobustness(ps, options);
 
+  // The one place an HTTP refusal is answered and counted (tabswarm_frames_rejected_total, by
+  // code): a TabswarmError thrown by a route or hook (auth, admin token, a refused frame), or
+  // Fastify's own 4xx (schema mismatch, oversize body) mapped to its catalogue code. Routes and
+  // hooks only throw; the WebSocket side counts in ws.ts `refuse`.
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
-    if (err instanceof TabswarmError) return reply.code(err.spec.http).send(err.toJSON());
-    const status = (err as { statusCode?: number }).statusCode;
-    if (status && status >= 400 && status < 500) {
-      const mapped = status === 413
-        ? new TabswarmError('PROTO_OVERSIZE', { bytes: request.headers['content-length'] ?? '?', limit: ps.maxFrameBytes })
-        : new TabswarmError('PS_BAD_REQUEST', { detail: err.message });
-      ps.rejected(mapped, 'http');
-      return reply.code(mapped.spec.http).send(mapped.toJSON());
+    const refusal = asRefusal(err, request.headers['content-length'], ps.maxFrameBytes);
+    if (refusal) {
+      ps.rejected(refusal, 'http');
+      return reply.code(refusal.spec.http).send(refusal.toJSON());
     }
     request.log.error({ err: err as Error }, 'unhandled error');
     return reply.code(500).send({ code: 'INTERNAL', message: 'internal error; see the server log', retryable: true });
@@ -104,7 +108,7 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
       .code(204)
       .send());
   }
-  await strategy.start({ store: ps.store, log: app.log, signer });
+  await strategy.start({ store: ps.store, log: app.log, signer, ps, reportDurable: () => {} });
   // One WebSocket server for the worker socket and the chain's node-to-node link. Frames up to
   // twice a legal worker frame reach the decoder (counted as PROTO_OVERSIZE); a chain STATE
   // holds weights, velocity and history; beyond the limit ws closes the socket with 1009.
@@ -123,4 +127,14 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
     await strategy.stop();
   });
   return { app, ps, options, dataset, admin };
+}
+
+/** The catalogued refusal an error stands for; undefined for a server fault (answered 500). */
+function asRefusal(err: Error & { statusCode?: number }, contentLength: string | undefined, maxFrameBytes: number): TabswarmError | undefined {
+  if (err instanceof TabswarmError) return err;
+  const status = err.statusCode;
+  if (!status || status < 400 || status >= 500) return undefined;
+  return status === 413
+    ? new TabswarmError('PROTO_OVERSIZE', { bytes: contentLength ?? '?', limit: maxFrameBytes })
+    : new TabswarmError('PS_BAD_REQUEST', { detail: err.message });
 }

@@ -1,12 +1,12 @@
 /**
- * Every knob of the embedded parameter server, with its default and the check that refuses a
- * bad value with a CONFIG_INVALID error naming the option.
+ * Every knob of the embedded parameter server as a typed interface. Its defaults and the check
+ * that refuses a bad value with a CONFIG_INVALID error naming the option come from the one
+ * declaration in server/options/server.ts, which the CLI's parsing and --help read too.
  */
-import { TabswarmError } from '../shared/errors.ts';
 import { getModel, type ModelSpec } from '../shared/models.ts';
-import { DATASET_NAMES } from './data.ts';
-import { getRule } from './ps/rules.ts';
-import { CHECKPOINT_DEFAULTS, validateCheckpointOptions, type CheckpointOptions } from './strategies/checkpoint/options.ts';
+import { checkValues, defaultsOf } from './options/schema.ts';
+import { PS_OPTIONS } from './options/server.ts';
+import type { CheckpointOptions } from './strategies/checkpoint/options.ts';
 
 /** The checkpoint strategy's options live in strategies/checkpoint/options.ts, with their defaults. */
 export interface ServerOptions extends CheckpointOptions {
@@ -36,6 +36,24 @@ export interface ServerOptions extends CheckpointOptions {
   strategy: string;
   /** Stale-update rule: 'sum' | 'mean' | 'staleness' (server/ps/rules.ts). @default 'mean' */
   rule: string;
+  /** Robust aggregation (server/ps/aggregate): 'none' | 'clip' | 'centered-clip' | 'trimmed-mean'. @default 'clip' */
+  aggregator: string;
+  /** clip, centered-clip: radius = clipFactor x the median norm of the last clipWindow pushes. @default 2 */
+  clipFactor: number;
+  /** @default 32 */
+  clipWindow: number;
+  /** clip, centered-clip: absolute radius until clipWindow pushes were seen. @default 5 */
+  clipWarmup: number;
+  /** trimmed-mean: pushes per bucket. @default 2 */
+  bucketSize: number;
+  /** trimmed-mean: buckets per window. @default 8 */
+  buckets: number;
+  /** trimmed-mean: bucket means dropped at each end. @default 2 */
+  trim: number;
+  /** Output guard: refuse a version whose weight norm passes this many times the current one; 0 = off. @default 2 */
+  maxNormJump: number;
+  /** Most gradients one push or flush may claim. @default 100000 */
+  maxCount: number;
   /**
    * Secret for the HMAC tags on worker ids and weight copies, shared by every PS process of a
    * deployment so a restarted PS trusts what its predecessor issued. @default TABSWARM_SECRET,
@@ -70,28 +88,8 @@ export interface ServerOptions extends CheckpointOptions {
   idleMs: number;
 }
 
-export const DEFAULTS: ServerOptions = {
-  ...CHECKPOINT_DEFAULTS,
-  model: 'fashion-cnn',
-  dataset: 'mnist',
-  shards: 16,
-  momentum: 0,
-  pullEvery: 1,
-  seed: 1,
-  evalEveryMs: 5000,
-  evalExamples: 10000,
-  strategy: 'none',
-  rule: 'mean',
-  adoptWindowMs: 3500,
-  bufferMode: 'frozen',
-  maxWorkers: 1024,
-  idleMs: 30000,
-  meshPeers: 3,
-  meshPort: 0,
-  gossipEveryMs: 2000,
-  relay: 'off',
-  relayMaxLag: 8,
-};
+/** The defaults, read from the one declaration of the options (server/options/server.ts). */
+export const DEFAULTS: ServerOptions = defaultsOf(PS_OPTIONS);
 
 export interface ResolvedOptions extends ServerOptions {
   lr: number;
@@ -99,27 +97,20 @@ export interface ResolvedOptions extends ServerOptions {
   modelSpec: ModelSpec;
 }
 
+/**
+ * Fills in the defaults and checks every value against its declaration (range, allowed values),
+ * so options given in code (`buildServer({ shards: 0 })`) are refused as the command line's are:
+ * CONFIG_INVALID naming the option. The strategy name is checked where it is built
+ * (createStrategy), since a chain node or a ready-made strategy instance replaces it.
+ */
 export function resolveOptions(partial: Partial<ServerOptions>): ResolvedOptions {
   const o = { ...DEFAULTS, ...stripUndefined(partial) };
+  checkValues(PS_OPTIONS, o, { skip: ['strategy'] });
   const modelSpec = getModel(o.model);
-  const bad = (option: string, detail: string) => new TabswarmError('CONFIG_INVALID', { option, detail });
-  if (!(DATASET_NAMES as readonly string[]).includes(o.dataset)) throw bad('dataset', `unknown data set '${o.dataset}'; known: ${DATASET_NAMES.join(', ')}`);
-  getRule(o.rule);
-  validateCheckpointOptions(o);
-  if (o.adminToken !== undefined && o.adminToken.length < 16) throw bad('adminToken', 'must be at least 16 characters');
-  if (o.bufferMode !== 'frozen' && o.bufferMode !== 'local') throw bad('bufferMode', `must be 'frozen' or 'local', got '${o.bufferMode}'`);
-  if (o.relay !== 'on' && o.relay !== 'off') throw bad('relay', `must be 'on' or 'off', got '${o.relay}'`);
-  if (o.secret !== undefined && o.secret.length < 16) throw bad('secret', 'must be at least 16 characters');
+  // The model's defaults are the only ones the declaration cannot hold.
   const lr = o.lr ?? modelSpec.defaults.lr;
   const batch = o.batch ?? modelSpec.defaults.batch;
-  if (!(lr > 0 && Number.isFinite(lr))) throw bad('lr', `must be a positive number, got ${lr}`);
-  if (!(o.momentum >= 0 && o.momentum < 1)) throw bad('momentum', `must be in [0, 1), got ${o.momentum}`);
-  const ints: [string, number, number][] = [
-    ['batch', batch, 1], ['shards', o.shards, 1], ['pullEvery', o.pullEvery, 1], ['seed', o.seed, 0],
-    ['evalEveryMs', o.evalEveryMs, 0], ['evalExamples', o.evalExamples, 1], ['maxWorkers', o.maxWorkers, 1], ['idleMs', o.idleMs, 100], ['adoptWindowMs', o.adoptWindowMs, 0],
-    ['meshPeers', o.meshPeers, 0], ['meshPort', o.meshPort, 0], ['gossipEveryMs', o.gossipEveryMs, 0], ['relayMaxLag', o.relayMaxLag, 0],
-  ];
-  for (const [name, value, min] of ints) if (!Number.isInteger(value) || value < min) throw bad(name, `must be an integer >= ${min}, got ${value}`);
+  checkValues(PS_OPTIONS, { lr, batch });
   return { ...o, lr, batch, modelSpec };
 }
 

@@ -20,6 +20,8 @@ export function createMetrics() {
     duplicates: new Counter({ name: 'tabswarm_updates_duplicate_total', help: 'Pushes recognised as already applied and acknowledged again', registers: [registry] }),
     gradientBytes: new Counter({ name: 'tabswarm_gradient_bytes_total', help: 'Bytes of gradient frames received', registers: [registry] }),
     weightsBytesSent: new Counter({ name: 'tabswarm_weights_bytes_sent_total', help: 'Bytes of WEIGHTS frames sent to workers over the WebSocket (PS egress of weights)', registers: [registry] }),
+    pushesClipped: new Counter({ name: 'tabswarm_pushes_clipped_total', help: 'Pushes whose size the robust aggregator cut (--aggregator clip, centered-clip)', registers: [registry] }),
+    versionsRefused: new Counter({ name: 'tabswarm_versions_refused_total', help: 'New versions the output guard refused (non-finite, or a norm jump past --max-norm-jump); the last good weights stayed', registers: [registry] }),
     pulls: new Counter({ name: 'tabswarm_pulls_total', help: 'Weight pulls served', registers: [registry] }),
     modelVersion: new Gauge({ name: 'tabswarm_model_version', help: 'Current model version', registers: [registry] }),
     workers: new Gauge({ name: 'tabswarm_workers', help: 'Joined workers, by state', labelNames: ['state'] as const, registers: [registry] }),

@@ -103,7 +103,17 @@ describe('formatMessage and TabswarmError', () => {
     assert.equal(e.message, 'PS_FULL: The server already serves 8 workers');
     assert.deepEqual(e.details, { max: 8 });
     assert.equal(e.spec, ERRORS.PS_FULL);
-    assert.deepEqual(JSON.parse(JSON.stringify(e)), { code: 'PS_FULL', message: 'The server already serves 8 workers', retryable: true });
+    assert.deepEqual(JSON.parse(JSON.stringify(e)), { code: 'PS_FULL', message: 'The server already serves 8 workers', retryable: true, details: { max: 8 } });
+  });
+
+  test('fromJSON rebuilds a catalogued error from its HTTP body, details included, and refuses the rest', () => {
+    const sent = new TabswarmError('CHAIN_NOT_HEAD', { node: 'b', epoch: 3, head: 'http://127.0.0.1:9001/' });
+    const back = TabswarmError.fromJSON(JSON.parse(JSON.stringify(sent)))!;
+    assert.equal(back.code, 'CHAIN_NOT_HEAD');
+    assert.deepEqual(back.details, sent.details);
+    assert.equal(back.message, sent.message);
+    assert.deepEqual(TabswarmError.fromJSON({ code: 'PS_FULL', message: 'full', details: { max: 2, bad: { nested: 1 } } })!.details, { max: 2 });
+    for (const body of [null, 'PS_FULL', {}, { code: 'INTERNAL', message: 'x' }, { code: 'toString' }]) assert.equal(TabswarmError.fromJSON(body), undefined);
   });
 
   test('closeReason is the whole text when it fits in 123 bytes', () => {

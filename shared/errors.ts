@@ -42,6 +42,8 @@ export const ERRORS = {
   PS_REPLACED: { message: 'Worker {worker} opened a newer connection; this one is closed', http: 409, wsClose: 4423, retryable: false },
   PS_FORGED_WEIGHTS: { message: 'Offered weights at version {version} were refused: {detail}', http: 403, wsClose: 4424, retryable: false },
   PS_BAD_RESUME: { message: 'Cannot resume worker {worker}: its id tag does not verify with this deployment\'s secret', http: 403, wsClose: 4425, retryable: false },
+  PS_CLAIM_AHEAD: { message: 'Push of worker {worker} claims base version {claimed}, but this PS sent it no version past {sent}', http: 422, wsClose: 4426, retryable: false },
+  PS_COUNT_TOO_LARGE: { message: 'Push of worker {worker} claims {count} gradients; at most {max} are accepted in one push or flush', http: 422, wsClose: 4427, retryable: false },
   PS_FULL: { message: 'The server already serves {max} workers', http: 503, wsClose: 4001, retryable: true },
   PS_SHUTTING_DOWN: { message: 'The parameter server is shutting down', http: 503, wsClose: 4000, retryable: true },
   PS_BAD_REQUEST: { message: 'Invalid request: {detail}', http: 400, wsClose: 4411, retryable: false },
@@ -99,6 +101,14 @@ export type ErrorCode = keyof typeof ERRORS;
 
 export type ErrorDetails = Record<string, string | number | boolean | undefined>;
 
+/** What the HTTP endpoints send for an error (see docs/errors.md). */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  retryable: boolean;
+  details: ErrorDetails;
+}
+
 export function formatMessage(code: ErrorCode, details: ErrorDetails): string {
   return ERRORS[code].message.replace(/\{(\w+)\}/g, (_, key: string) => String(details[key] ?? `{${key}}`));
 }
@@ -115,9 +125,30 @@ export class TabswarmError extends Error {
   get spec(): ErrorSpec {
     return ERRORS[this.code];
   }
-  /** The JSON body the HTTP endpoints send. */
-  toJSON(): { code: ErrorCode; message: string; retryable: boolean } {
-    return { code: this.code, message: formatMessage(this.code, this.details), retryable: this.spec.retryable };
+  /**
+   * The JSON body the HTTP endpoints send. `details` travel with it, so a client rebuilds the
+   * whole error with `TabswarmError.fromJSON` (e.g. CHAIN_NOT_HEAD's `head` URL) and never
+   * parses the message.
+   */
+  toJSON(): ErrorBody {
+    return { code: this.code, message: formatMessage(this.code, this.details), retryable: this.spec.retryable, details: this.details };
+  }
+  /**
+   * Rebuilds the error an HTTP endpoint sent (`toJSON`'s body), or undefined when the body does
+   * not name a catalogued code. The body is outside input: only primitive detail values are
+   * kept, at most 32 of them; the sender's message is kept as it came.
+   */
+  static fromJSON(body: unknown): TabswarmError | undefined {
+    if (typeof body !== 'object' || body === null) return undefined;
+    const { code, message, details } = body as { code?: unknown; message?: unknown; details?: unknown };
+    if (!isErrorCode(code)) return undefined;
+    const kept: ErrorDetails = {};
+    if (typeof details === 'object' && details !== null) {
+      for (const [k, v] of Object.entries(details).slice(0, 32)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') kept[k] = v;
+    }
+    const err = new TabswarmError(code, kept);
+    if (typeof message === 'string' && message) err.message = `${code}: ${message.slice(0, 1000)}`;
+    return err;
   }
   /** A WebSocket close reason: at most 123 bytes of UTF-8, starting with the code. */
   closeReason(): string {

@@ -24,8 +24,9 @@ let tabs: WorkerTabs | undefined;
 
 type TabAcks = { workerId: number; acks: [number, number, number][]; failovers: number; state: string };
 const tabStatus = (page: Page) => page.evaluate(() => {
-  const s = (window as unknown as { tabswarm: { status?: { workerId: number; acks: [number, number, number][]; failovers: number; state: string } } }).tabswarm.status;
-  return s ? { workerId: s.workerId, acks: s.acks, failovers: s.failovers, state: s.state } : undefined;
+  const t = (window as unknown as { tabswarm: { status?: { workerId: number; failovers: number; state: string }; ledger?: { acks: [number, number, number][] } } }).tabswarm;
+  const s = t.status;
+  return s ? { workerId: s.workerId, acks: t.ledger?.acks ?? [], failovers: s.failovers, state: s.state } : undefined;
 }) as Promise<TabAcks | undefined>;
 
 before(async () => {
@@ -53,10 +54,11 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   // A write to a node that is not the head is refused with the head's address, not dropped.
   const misdirected = await fetch(new URL('/api/join', nodes[1]!.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   assert.equal(misdirected.status, 421);
-  const redirect = await misdirected.json() as { code: string; message: string; retryable: boolean };
+  const redirect = await misdirected.json() as { code: string; message: string; retryable: boolean; details: { head?: string } };
   assert.equal(redirect.code, 'CHAIN_NOT_HEAD');
   assert.ok(redirect.message.includes(nodes[0]!.url), redirect.message);
   assert.equal(redirect.retryable, true);
+  assert.equal(redirect.details.head, nodes[0]!.url, 'the head travels in details: the worker never parses the message');
 
   // Workers start on nodes that are not the head: they are redirected (CHAIN_NOT_HEAD) to it.
   for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[1 + i]!.url, '--log-acks', '--seed', String(i + 1)]));

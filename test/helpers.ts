@@ -1,10 +1,12 @@
 /**
- * Cross-process test tools: real PS and worker processes started through the CLI, reaped by PID,
- * and `until(check, description)` instead of sleeps.
+ * Cross-process test tools: real PS and worker processes started through the CLI, each the
+ * leader of its own process group and tied to the test process (server/spawn.ts), killed by
+ * group, and `until(check, description)` instead of sleeps.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '../server/spawn.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = fileURLToPath(new URL('../bin/tabswarm.mjs', import.meta.url));
@@ -29,23 +31,61 @@ export interface Proc {
   readonly child: ChildProcess;
   /** Everything the process printed so far. */
   output(): string;
-  /** Sends a signal and waits for the exit. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Signals the process's whole group and waits for the leader to exit; after `timeoutMs` the
+   * group is SIGKILLed, and a leader that survives even that fails the call. Members still
+   * alive when the leader exits (however it ends) are SIGKILLed.
+   */
+  kill(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
 }
 
+/** Signals every process of the group `pgid`; false when none is left. */
+export function killGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is gone
+  }
+}
+
+/** Resolves true once `child` has exited, false after `ms`. */
+export async function exitWithin(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([once(child, 'exit').then(() => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs `tabswarm ARGS` in a process group of its own (its children join it), SIGKILLed by the
+ * kernel if the test process dies first, so a crashed test file leaves nothing computing.
+ */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Proc {
-  const child = spawn(process.execPath, [...nodeFlags, BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTied(process.execPath, [...nodeFlags, BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const pgid = child.pid!;
+  // Whatever is left in the group once its leader is gone is an orphan: kill it then, while
+  // the group's id cannot have been reused (later, a new group could own that number).
+  child.once('exit', () => killGroup(pgid, 'SIGKILL'));
   return {
     child,
     output: () => out,
-    async kill(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill(signal);
-      await exited;
+    async kill(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30000) {
+      const running = child.exitCode === null && child.signalCode === null;
+      if (running) {
+        killGroup(pgid, signal);
+        if (!(await exitWithin(child, timeoutMs))) {
+          killGroup(pgid, 'SIGKILL');
+          if (!(await exitWithin(child, 10000))) throw new Error(`tabswarm ${args[0]} (pid ${pgid}) did not exit within ${timeoutMs} ms of ${signal}, nor 10 s after SIGKILL`);
+        }
+      }
     },
   };
 }

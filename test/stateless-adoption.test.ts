@@ -18,10 +18,29 @@ after(async () => {
   for (const p of opened.reverse()) await p.kill('SIGKILL');
 });
 
-async function ps(secret = SECRET): Promise<PsProc> {
-  const p = await startPs(['--strategy', 'stateless', '--secret', secret, '--model', 'mnist-logreg', '--dataset', 'synthetic', '--eval-every', '0', '--adopt-window-ms', '700']);
+/**
+ * The adoption window opens when the first worker connects and closes on a timer, so what must
+ * happen inside it is bounded by ADOPT_WINDOW_MS, not by how fast a loaded machine is: a PS
+ * whose offers a test checks gets a window far longer than those few round trips take (and the
+ * test asserts that the window was still open when they were made); a PS that only has to start
+ * fresh gets a short one, since no offer is expected in it.
+ */
+const ADOPT_WINDOW_MS = 10_000;
+const FRESH_WINDOW_MS = 300;
+
+async function ps(secret = SECRET, windowMs = ADOPT_WINDOW_MS): Promise<PsProc> {
+  const p = await startPs(['--strategy', 'stateless', '--secret', secret, '--model', 'mnist-logreg', '--dataset', 'synthetic', '--eval-every', '0', '--adopt-window-ms', String(windowMs)]);
   opened.push(p);
   return p;
+}
+
+/** A PS that no worker offers a copy to: it only has to reach serving, fresh. */
+const freshPs = (secret = SECRET) => ps(secret, FRESH_WINDOW_MS);
+
+/** Fails with the reason, rather than a confusing later assertion, if the window closed too soon. */
+async function stillAdopting(p: PsProc, what: string): Promise<void> {
+  const s = await p.get<Status>('/api/status');
+  assert.equal(s.strategy.phase, 'adopting', `${what}: the ${ADOPT_WINDOW_MS} ms adoption window is still open (offers so far: ${JSON.stringify(s.strategy.offers)})`);
 }
 
 async function join(p: PsProc, resume?: { workerId: number; idTag: string }): Promise<JoinResponse> {
@@ -71,11 +90,11 @@ async function serving(p: PsProc): Promise<Status> {
   return until(async () => {
     const s = await p.get<Status>('/api/status');
     return s.strategy.phase === 'serving' ? s : undefined;
-  }, 'the PS to finish adopting', 20_000, 50);
+  }, 'the PS to finish adopting', ADOPT_WINDOW_MS + 30_000, 50);
 }
 
 test('a copy carries its applied record: the adopting PS acks a replayed flush as a duplicate and applies nothing', async () => {
-  const a = await ps();
+  const a = await freshPs();
   const w = await join(a);
   const ca = await connect(a, w);
   assert.deepEqual(ca.hello, { type: 'hello', version: 0, wantsWeights: true });
@@ -93,6 +112,7 @@ test('a copy carries its applied record: the adopting PS acks a replayed flush a
   assert.equal(w2.workerId, w.workerId);
   const cb = await connect(b, w2);
   assert.equal((cb.hello as { wantsWeights: boolean }).wantsWeights, true);
+  await stillAdopting(b, 'before the offer');
   const offered = await cb.send(retypeFrame(copy.bytes, MsgType.OFFER, w2.workerId));
   assert.equal(offered.flags & Flag.ADOPTED, Flag.ADOPTED);
   const status = await serving(b);
@@ -122,14 +142,14 @@ test('a copy carries its applied record: the adopting PS acks a replayed flush a
 
 test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, counted, and change nothing', async () => {
   // A genuine copy at version 2 from PS A, and one from a PS with another secret.
-  const a = await ps();
+  const a = await freshPs();
   const wa = await join(a);
   const ca = await connect(a, wa);
   await serving(a);
   await ca.send(flush(wa, 1, 1, 0.1));
   await ca.send(flush(wa, 2, 1, 0.1));
   const genuine = await pullRaw(ca, wa);
-  const other = await ps('another-secret-0123456789abcdef');
+  const other = await freshPs('another-secret-0123456789abcdef');
   const wo = await join(other);
   const co = await connect(other, wo);
   await serving(other);
@@ -160,6 +180,7 @@ test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, coun
   // The genuine copy is taken, and it alone decides the adopted state.
   const w = await join(b);
   const c = await connect(b, w);
+  await stillAdopting(b, 'after the four refused offers');
   const ok = await c.send(retypeFrame(genuine.bytes, MsgType.OFFER, w.workerId));
   assert.equal(ok.flags & Flag.ADOPTED, Flag.ADOPTED);
   const status = await serving(b);
@@ -172,7 +193,7 @@ test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, coun
 });
 
 test("a forged id tag cannot take over another worker's id", async () => {
-  const a = await ps();
+  const a = await freshPs();
   const w = await join(a);
   const res = await fetch(new URL('/api/join', a.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ resume: { workerId: w.workerId, idTag: 'ab'.repeat(32) } }) });
   assert.equal(res.status, 403);

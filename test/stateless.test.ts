@@ -26,9 +26,9 @@ interface TabStatus {
   serverVersion: number;
   outageSteps: number;
   buffered: number;
-  flushes: { workerId: number; seq: number; count: number; duplicate: boolean; version: number }[];
 }
-const tab = (page: Page) => page.evaluate(() => (window as unknown as { tabswarm: { status?: TabStatus; backend?: string; error?: string } }).tabswarm);
+type TabLedger = { flushes: { workerId: number; seq: number; count: number; duplicate: boolean; version: number }[] };
+const tab = (page: Page) => page.evaluate(() => (window as unknown as { tabswarm: { status?: TabStatus; ledger?: TabLedger; backend?: string; error?: string } }).tabswarm);
 
 function psArgs(port?: number): string[] {
   return ['--strategy', 'stateless', '--secret', SECRET, '--model', 'mnist-mlp', '--dataset', 'mnist', '--lr', '0.1', '--rule', 'staleness',
@@ -90,8 +90,8 @@ test('SIGKILL the stateless PS: workers buffer through the outage, a new PS adop
 
   // Every worker flushed its buffer once, and the PS applied each flush exactly once.
   const flushedTabs = await Promise.all(pages.map((p, i) => until(async () => {
-    const t = (await tab(p)).status!;
-    return t.flushes.length > 0 && t.state === 'connected' ? t : undefined;
+    const t = await tab(p);
+    return t.ledger!.flushes.length > 0 && t.status!.state === 'connected' ? t.ledger! : undefined;
   }, `tab ${i} to flush`, 60_000, 200)));
   const nodeFlush = await until(() => workerLines(node).find((l) => (l.lastFlush as object | undefined) !== undefined && l.state === 'connected')?.lastFlush as FlushRecord | undefined, 'the Node worker to flush', 60_000, 200);
   const workerFlushes: FlushRecord[] = [...flushedTabs.flatMap((t) => t.flushes as FlushRecord[]), nodeFlush];

@@ -7,10 +7,11 @@
  * peer that sends anything invalid is disconnected, counted and never dialled again.
  */
 import { Peer, type DataConnection } from 'peerjs';
-import type { MeshConfig } from '../../shared/api.ts';
+import { MeshConfigSchema, ModelInfoSchema, type MeshConfig } from '../../shared/api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
 import { MeshKind, asBytes, decodeMesh, encodeMesh, type MeshMessage } from '../../shared/mesh.ts';
 import { importWeightsKey, verifyWeights } from '../../shared/signing.ts';
+import { parseAs } from '../../shared/validate.ts';
 import type { PullResult } from '../transport.ts';
 import type { GossipHandler, MeshStatus, WorkerMesh } from './index.ts';
 
@@ -52,10 +53,11 @@ const ROUND_BASE = 0x80000000;
 /** Reads GET /api/mesh and /api/model and joins the mesh; undefined when the PS runs without one. */
 export async function createPeerJsMesh(opts: PeerJsMeshOptions): Promise<PeerJsMesh | undefined> {
   const get = opts.fetch ?? ((...a) => fetch(...a));
-  const config = (await (await get(new URL('/api/mesh', opts.baseUrl))).json()) as MeshConfig;
+  const signal = () => AbortSignal.timeout(10000);
+  const config = parseAs(MeshConfigSchema, await (await get(new URL('/api/mesh', opts.baseUrl), { signal: signal() })).json(), 'GET /api/mesh');
   if (!config.enabled || config.peers <= 0) return undefined;
-  const model = (await (await get(new URL('/api/model', opts.baseUrl))).json()) as { layout: { hash: number; size: number }; weightsKey?: { publicKey: string } };
-  const key = model.weightsKey ? await importWeightsKey(model.weightsKey.publicKey).catch(() => undefined) : undefined;
+  const model = parseAs(ModelInfoSchema, await (await get(new URL('/api/model', opts.baseUrl), { signal: signal() })).json(), 'GET /api/model');
+  const key = await importWeightsKey(model.weightsKey.publicKey).catch(() => undefined);
   return new PeerJsMesh(opts, config, model.layout, key);
 }
 
@@ -217,7 +219,9 @@ export class PeerJsMesh implements WorkerMesh {
     if (this.peer.disconnected) {
       // The PS (and its signaling server) may have come back, possibly on another port.
       const get = this.opts.fetch ?? ((...a) => fetch(...a));
-      const config = (await get(new URL('/api/mesh', this.opts.baseUrl)).then((r) => r.json()).catch(() => undefined)) as MeshConfig | undefined;
+      const config = await get(new URL('/api/mesh', this.opts.baseUrl), { signal: AbortSignal.timeout(5000) })
+        .then(async (r) => parseAs(MeshConfigSchema, await r.json(), 'GET /api/mesh'))
+        .catch(() => undefined); // unreachable or malformed: try again at the next round
       if (!config?.enabled) return;
       if (config.port !== this.config.port) {
         this.config = config;
@@ -229,7 +233,7 @@ export class PeerJsMesh implements WorkerMesh {
     const outgoing = [...this.links.values()].filter((l) => l.outgoing).length;
     if (!this.status.signaling || this.links.size >= this.config.peers || outgoing >= this.config.peers) return;
     const url = `${new URL(this.opts.baseUrl).protocol}//${this.host}:${this.config.port}${this.config.path}/${this.config.key}/peers`;
-    const ids = (await fetch(url).then((r) => r.json()).catch(() => [])) as unknown;
+    const ids = (await fetch(url, { signal: AbortSignal.timeout(5000) }).then((r) => r.json()).catch(() => [])) as unknown;
     if (!Array.isArray(ids)) return;
     const candidates = ids.filter((id): id is string => typeof id === 'string' && id !== this.status.peerId && !this.links.has(id) && !this.banned.has(id));
     for (let i = candidates.length - 1; i > 0; i--) {

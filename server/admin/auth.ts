@@ -17,7 +17,7 @@ export function resolveAdminToken(option: string | undefined, env = process.env)
 }
 
 /** The onRequest hook: refuses (ADMIN_UNAUTHORIZED, logged) a request without the token. */
-export function adminTokenHook(token: string, onRefused?: (err: TabswarmError) => void): (request: FastifyRequest) => Promise<void> {
+export function adminTokenHook(token: string): (request: FastifyRequest) => Promise<void> {
   const want = digest(token);
   return async (request: FastifyRequest) => {
     const header = request.headers.authorization;
@@ -26,7 +26,6 @@ export function adminTokenHook(token: string, onRefused?: (err: TabswarmError) =
     const reason = given === undefined ? 'no Authorization: Bearer token' : timingSafeEqual(digest(given), want) ? undefined : 'the token is not the admin token';
     if (!reason) return;
     const err = new TabswarmError('ADMIN_UNAUTHORIZED', { reason });
-    onRefused?.(err);
     request.log.warn({ ip: request.ip, method: request.method, url: request.url, reason }, 'admin call refused');
     throw err;
   };
@@ -34,8 +33,8 @@ export function adminTokenHook(token: string, onRefused?: (err: TabswarmError) =
 
 /**
  * Adds the token check to `app`'s scope (an encapsulated plugin: only its routes are guarded).
- * `onRefused` lets the PS count the refusal in its metrics.
+ * The thrown refusal reaches the server's error handler, which counts it (on a PS).
  */
-export function requireAdminToken(app: FastifyInstance, token: string, onRefused?: (err: TabswarmError) => void): void {
-  app.addHook('onRequest', adminTokenHook(token, onRefused));
+export function requireAdminToken(app: FastifyInstance, token: string): void {
+  app.addHook('onRequest', adminTokenHook(token));
 }

@@ -15,9 +15,12 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
-import type { ConsoleControl, RunChange } from './control.ts';
+import type { ConsoleControl } from './control.ts';
 import type { Recorder } from './recorder.ts';
-import type { EventKind } from './types.ts';
+import type { Static } from '@sinclair/typebox';
+import {
+  ConsoleQuerySchema, NodeParamsSchema, NodeShardParamsSchema, RunChangeSchema, WorkerParamsSchema, type ConsoleState, type EventKind, type RunChange,
+} from '../../shared/admin-api.ts';
 
 export interface ConsoleRoutesOptions {
   recorder: Recorder;
@@ -33,9 +36,9 @@ export async function consoleRoutes(app: FastifyInstance, { recorder, control }:
     log.warn({ action: kind, node, detail }, 'admin console action');
   };
 
-  app.get('/api/admin/console', async (request) => {
+  app.get('/api/admin/console', { schema: { querystring: ConsoleQuerySchema } }, async (request): Promise<ConsoleState> => {
     recorder.start();
-    const since = Number((request.query as { since?: string }).since ?? -1);
+    const since = Number((request.query as Static<typeof ConsoleQuerySchema>).since ?? -1);
     const { samples, events } = recorder.since(Number.isFinite(since) ? since : -1);
     return {
       now: recorder.now(),
@@ -59,9 +62,7 @@ export async function consoleRoutes(app: FastifyInstance, { recorder, control }:
     return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="tabswarm-series.csv"').send(recorder.toCSV());
   });
 
-  app.post('/api/admin/run', {
-    schema: { body: { type: 'object', additionalProperties: false, minProperties: 1, properties: { lr: { type: 'number' }, rule: { type: 'string', maxLength: 32 } } } },
-  }, async (request) => {
+  app.post('/api/admin/run', { schema: { body: RunChangeSchema } }, async (request) => {
     const change = request.body as RunChange;
     const run = await control.setRun(change);
     act(request.log, 'set-run', `${change.lr !== undefined ? `lr ${change.lr}` : ''}${change.lr !== undefined && change.rule ? ', ' : ''}${change.rule ? `rule ${change.rule}` : ''}`);
@@ -69,43 +70,43 @@ export async function consoleRoutes(app: FastifyInstance, { recorder, control }:
   });
 
   const nodeName = (params: unknown): string => {
-    const { name } = params as { name: string };
+    const { name } = params as Static<typeof NodeParamsSchema>;
     if (!NAME.test(name)) throw new TabswarmError('ADMIN_NO_NODE', { node: name, nodes: '(see the console)' });
     return name;
   };
 
-  app.post('/api/admin/nodes/:name/kill', async (request) => {
+  app.post('/api/admin/nodes/:name/kill', { schema: { params: NodeParamsSchema } }, async (request) => {
     const name = nodeName(request.params);
     const result = await control.killNode(name);
     act(request.log, 'kill', `${name} killed (SIGKILL)`, name);
     return result;
   });
 
-  app.post('/api/admin/nodes/:name/restart', async (request) => {
+  app.post('/api/admin/nodes/:name/restart', { schema: { params: NodeParamsSchema } }, async (request) => {
     const name = nodeName(request.params);
     const result = await control.restartNode(name);
     act(request.log, 'restart', `${name} restarted`, name);
     return result;
   });
 
-  app.post('/api/admin/nodes/:name/expire', async (request) => {
+  app.post('/api/admin/nodes/:name/expire', { schema: { params: NodeParamsSchema } }, async (request) => {
     const name = nodeName(request.params);
     const result = await control.expireNode(name);
     act(request.log, 'expire', `${name}'s ZooKeeper session expired`, name);
     return result;
   });
 
-  app.post('/api/admin/nodes/:name/shards/:k/drop', async (request) => {
+  app.post('/api/admin/nodes/:name/shards/:k/drop', { schema: { params: NodeShardParamsSchema } }, async (request) => {
     const name = nodeName(request.params);
-    const { k } = request.params as { k: string };
+    const { k } = request.params as Static<typeof NodeShardParamsSchema>;
     if (!/^\d{1,6}$/.test(k)) throw new TabswarmError('ADMIN_NO_SHARD', { shard: k, shards: '?' });
     const result = await control.dropShard(name, Number(k));
     act(request.log, 'drop-shard', `${name} lost PS shard ${k}`, name);
     return result;
   });
 
-  app.post('/api/admin/workers/:id/disconnect', async (request) => {
-    const { id } = request.params as { id: string };
+  app.post('/api/admin/workers/:id/disconnect', { schema: { params: WorkerParamsSchema } }, async (request) => {
+    const { id } = request.params as Static<typeof WorkerParamsSchema>;
     if (!/^\d{1,10}$/.test(id)) throw new TabswarmError('ADMIN_NO_WORKER', { worker: id });
     const result = await control.disconnectWorker(Number(id));
     act(request.log, 'disconnect', `worker ${id} disconnected`);

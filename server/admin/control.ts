@@ -9,12 +9,10 @@ import type { ResolvedOptions } from '../config.ts';
 import { getRule, RULE_NAMES } from '../ps/rules.ts';
 import type { ParameterServer } from '../ps/service.ts';
 import { isCheckpointControl } from '../strategies/checkpoint/strategy.ts';
-import type { Capabilities, RunSettings } from './types.ts';
+import type { Capabilities, RunChange, RunSettings } from '../../shared/admin-api.ts';
 
-export interface RunChange {
-  lr?: number;
-  rule?: string;
-}
+/** POST /api/admin/run's body; declared (with its route schema) in shared/admin-api.ts. */
+export type { RunChange } from '../../shared/admin-api.ts';
 
 export interface ConsoleControl {
   capabilities(): Capabilities;

@@ -5,7 +5,8 @@
  * A node that does not answer within the timeout is `down`; a PS without /api/cluster (404)
  * is the single embedded PS.
  */
-import type { ClusterInfo, EvalView, NodeHealth, NodeRole, NodeView, Snapshot, WorkerView } from './types.ts';
+import type { ClusterView, EvalView, NodeHealth, NodeView, Snapshot, WorkerView } from '../../shared/admin-api.ts';
+import type { ClusterInfo, SeriesResponse, StatusResponse } from '../../shared/api.ts';
 
 /** GET `path` on the node at `url`: the JSON body, null on 404, throws when unreachable. */
 export type FetchJson = (url: string, path: string) => Promise<unknown>;
@@ -17,19 +18,6 @@ export interface ProbeTarget {
   /** What the supervisor knows without asking: a node it has not started is down. */
   readonly health?: NodeHealth;
 }
-
-interface StatusBody {
-  version: number;
-  updatesApplied: number;
-  updatesPerSec: number;
-  workers: { id: number; state: string; lastStaleness: number; lastSeenMsAgo: number; backend?: string; examplesPerSec?: number; buffered?: number; steps?: number }[];
-}
-interface ClusterBody {
-  cluster: string; epoch: number; replication: string; reads: string; self: string;
-  nodes: { name: string; url: string; role: NodeRole; version: number }[];
-  head: string | null; tail: string | null;
-}
-interface SeriesBody { points: { t: number; version: number; accuracy: number; loss: number }[] }
 
 export function httpFetchJson(timeoutMs = 1500): FetchJson {
   return async (url, path) => {
@@ -53,9 +41,9 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
     if (target.health === 'down') return { target };
     try {
       const [status, cluster, series] = await Promise.all([
-        fetchJson(target.url, '/api/status') as Promise<StatusBody>,
-        fetchJson(target.url, '/api/cluster') as Promise<ClusterBody | null>,
-        fetchJson(target.url, '/api/series') as Promise<SeriesBody>,
+        fetchJson(target.url, '/api/status') as Promise<StatusResponse>,
+        fetchJson(target.url, '/api/cluster') as Promise<ClusterInfo | null>,
+        fetchJson(target.url, '/api/series') as Promise<SeriesResponse>,
       ]);
       return { target, status, cluster, series };
     } catch {
@@ -64,7 +52,7 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
   }));
 
   // The freshest cluster document (highest epoch) names the roles of every node.
-  let cluster: ClusterBody | null = null;
+  let cluster: ClusterInfo | null = null;
   for (const l of looks) if (l.cluster && (!cluster || l.cluster.epoch > cluster.epoch)) cluster = l.cluster;
   const single = looks.every((l) => !l.cluster) && targets.length === 1;
 
@@ -103,7 +91,7 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
     if (p && (!evalView || p.version > evalView.version)) evalView = { accuracy: p.accuracy, loss: p.loss, version: p.version, node: l.target.name, t: p.t };
   }
 
-  const info: ClusterInfo | null = cluster
+  const info: ClusterView | null = cluster
     ? { name: cluster.cluster, epoch: cluster.epoch, replication: cluster.replication, reads: cluster.reads, head: cluster.head, tail: cluster.tail }
     : null;
   return { mode: single ? 'single' : 'cluster', cluster: info, nodes, workers: [...workers.values()].sort((a, b) => a.id - b.id), eval: evalView };

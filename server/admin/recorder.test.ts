@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { analyseRun } from '../experiment/analysis.ts';
 import type { RunRecord } from '../experiment/run.ts';
 import { Recorder, samplesToCSV } from './recorder.ts';
-import type { NodeView, Snapshot } from './types.ts';
+import type { NodeView, Snapshot } from '../../shared/admin-api.ts';
 
 /** A clock that moves 500 ms each time it is read: samples and events get distinct times. */
 const ticking = () => {

@@ -4,7 +4,7 @@
  * changes are detected here from consecutive snapshots, so a node that dies without telling
  * anyone (SIGKILL) still gets its `node-down` marker.
  */
-import type { RunEvent, EventKind, Sample, Snapshot } from './types.ts';
+import type { RunEvent, EventKind, Sample, Snapshot } from '../../shared/admin-api.ts';
 
 export interface RecorderOptions {
   /** One look at the system. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TabswarmError } from '../../shared/errors.ts';
 import { ChainMsg } from '../../shared/protocol.ts';
-import { CHAIN_HEADER_BYTES, decodeChainFrame, encodeAck, encodeForward, encodeState } from './frames.ts';
+import { CHAIN_HEADER_BYTES, decodeChainFrame, encodeAck, encodeForward, encodeState, frameEpoch, restampEpoch } from './frames.ts';
 
 const opts = { layoutHash: 0xabcdef01, layoutSize: 5 };
 const grad = Float32Array.from([0.5, -1, 2.25, 0, 1e-7]);
@@ -56,5 +56,24 @@ describe('chain frames', () => {
     refused(Uint8Array.from([...state, 0, 0, 0, 0]), /stray bytes/);
     refused(Uint8Array.from([...encodeAck(opts.layoutHash, 1, 1), 0]), /no payload/);
     assert.equal(CHAIN_HEADER_BYTES, 40);
+  });
+
+  test('restampEpoch rewrites the epoch of a FORWARD and a STATE in place and nothing else', () => {
+    const fwd = encodeForward(opts.layoutHash, { epoch: 1, version: 9, workerId: 2, seq: 3, count: 1, baseVersion: 8, flags: 0, grad });
+    const before = Uint8Array.from(fwd);
+    restampEpoch(fwd, 0xfffffff0);
+    assert.equal(frameEpoch(fwd), 0xfffffff0);
+    const f = decodeChainFrame(fwd, opts);
+    assert.equal(f.epoch, 0xfffffff0);
+    assert.deepEqual([...fwd.subarray(0, 12), ...fwd.subarray(16)], [...before.subarray(0, 12), ...before.subarray(16)], 'only the epoch bytes change');
+    // A frame inside a larger buffer (a received WebSocket message): the offset is the view's.
+    const state = encodeState(opts.layoutHash, { epoch: 4, version: 1, weights: grad, velocity: grad, record: [], historyStart: 1, history: [] });
+    const host = new Uint8Array(state.byteLength + 8);
+    host.set(state, 8);
+    const view = host.subarray(8);
+    restampEpoch(view, 5);
+    assert.equal(decodeChainFrame(view, opts).epoch, 5);
+    assert.deepEqual([...host.subarray(0, 8)], [0, 0, 0, 0, 0, 0, 0, 0], 'nothing before the view is touched');
+    assert.throws(() => restampEpoch(new Uint8Array(10), 1), RangeError);
   });
 });

@@ -28,6 +28,24 @@ import { TabswarmError } from '../../shared/errors.ts';
 import { ChainMsg, Dtype, MAGIC, PROTOCOL_VERSION, firstNonFinite, readFloat32, type AppliedRecordEntry } from '../../shared/protocol.ts';
 
 export const CHAIN_HEADER_BYTES = 40;
+/** Byte offset of the epoch field in the header. */
+const EPOCH_OFFSET = 12;
+
+/**
+ * Rewrites the epoch of an encoded FORWARD or STATE in place: a frame kept for a resend, or
+ * passed on down the chain, travels on a link of another epoch than the one it was encoded for,
+ * and the receiver refuses frames of any epoch but its link's. The bytes must be the sender's
+ * own copy (each WebSocket message arrives in a buffer of its own, so a received frame is).
+ */
+export function restampEpoch(bytes: Uint8Array, epoch: number): void {
+  if (bytes.byteLength < CHAIN_HEADER_BYTES) throw new RangeError(`restampEpoch: ${bytes.byteLength} bytes is shorter than a chain header (${CHAIN_HEADER_BYTES})`);
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(EPOCH_OFFSET, epoch >>> 0, true);
+}
+
+/** The epoch of an encoded chain frame (header only; the frame is not otherwise checked). */
+export function frameEpoch(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(EPOCH_OFFSET, true);
+}
 
 export interface ForwardFrame {
   readonly type: typeof ChainMsg.FORWARD;
@@ -74,7 +92,7 @@ function header(bytes: Uint8Array, type: number, layoutHash: number, epoch: numb
   v.setUint8(5, type);
   v.setUint8(6, Dtype.FLOAT32);
   v.setUint32(8, layoutHash >>> 0, true);
-  v.setUint32(12, epoch >>> 0, true);
+  v.setUint32(EPOCH_OFFSET, epoch >>> 0, true);
   v.setUint32(16, version >>> 0, true);
   v.setUint32(36, n >>> 0, true);
   return v;
@@ -150,7 +168,7 @@ export function decodeChainFrame(bytes: Uint8Array, opts: ChainDecodeOptions): C
   const type = v.getUint8(5);
   if (v.getUint8(6) !== Dtype.FLOAT32) throw bad(`dtype ${v.getUint8(6)}`);
   if (v.getUint32(8, true) !== opts.layoutHash >>> 0) throw bad(`layout hash ${v.getUint32(8, true)} is not ${opts.layoutHash >>> 0}`);
-  const epoch = v.getUint32(12, true);
+  const epoch = v.getUint32(EPOCH_OFFSET, true);
   const version = v.getUint32(16, true);
   const n = v.getUint32(36, true);
   switch (type) {

@@ -7,6 +7,18 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import WebSocket from 'ws';
+import { TabswarmError } from '../../shared/errors.ts';
+
+/** WebSocket's own close codes (RFC 6455); tabswarm's come from the error catalogue. */
+export const WS_NORMAL = 1000;
+export const WS_GOING_AWAY = 1001;
+/** Reported locally when a socket closed without a close frame (the peer's process died). */
+export const WS_ABNORMAL = 1006;
+
+/** Closes `socket` with the catalogue's close code and reason for `err`. */
+export function closeWithError(socket: { close(code: number, reason: string): void }, err: TabswarmError): void {
+  socket.close(err.spec.wsClose, err.closeReason());
+}
 
 /** The successor's answer on a new link: where to resume. `version` is -1 when it has no state. */
 export interface LinkHello {
@@ -56,7 +68,7 @@ export class OutLink {
         try {
           hello = JSON.parse(data.toString('utf8')) as LinkHello;
         } catch {
-          return this.close(4491, 'CHAIN_BAD_FRAME: bad hello');
+          return this.closeWith(new TabswarmError('CHAIN_BAD_FRAME', { detail: 'the successor\'s hello is not JSON' }));
         }
         return h.onHello(hello);
       }
@@ -79,7 +91,11 @@ export class OutLink {
     return this.socket.bufferedAmount;
   }
 
-  close(code = 1000, reason = 'chain reconfigured'): void {
+  closeWith(err: TabswarmError): void {
+    this.close(err.spec.wsClose, err.closeReason());
+  }
+
+  close(code = WS_NORMAL, reason = 'chain reconfigured'): void {
     if (this.closed) return;
     this.closed = true;
     try {

@@ -8,6 +8,19 @@
  * compare-and-set (a lost race re-reads and agrees), so every reconfiguration bumps the epoch
  * exactly once and every node acts on the same numbered configuration.
  *
+ * Restart after every node died (docs/chain.md, "Cold start"): each node registers with the
+ * version its store holds (a restored checkpoint), and every node publishes the newest version
+ * it made durable in `<root>/durable` (a maximum, by compare-and-set). The configuration
+ * records whether the chain is `warm` (its head holds the chain's state). While it is warm a
+ * new configuration keeps the survivors in their order and appends newcomers; once no member
+ * of a warm configuration is left (cold), the live members are ordered by their version,
+ * highest first, and the chain is warm again only when (1) that head's version reaches the
+ * published durable version, and (2) as many nodes (distinct URLs) as the last warm
+ * configuration had are back, or `coldWaitMs` has passed since the chain went cold. (1) means
+ * a node with an older checkpoint never heads over a newer one some node published; (2) covers
+ * a checkpoint written just before a crash and not yet published. Until then the nodes wait,
+ * refusing reads and writes.
+ *
  * Session handling, the fencing half of split-brain safety: 'disconnected' (ZooKeeper silent
  * for 2/3 of the session timeout) makes the node suspect itself at once, 'expired' fences it
  * (its znode is gone, so another node may be head); a new session re-registers the node as a
@@ -23,11 +36,39 @@ export interface ChainNodeInfo {
   readonly name: string;
   /** Base URL of the node's HTTP server (workers, /api/cluster, the /chain link). */
   readonly url: string;
+  /** The store version the node held when it registered (a restored checkpoint after a restart). */
+  readonly version: number;
 }
 
 export interface ChainView {
   readonly epoch: number;
   readonly nodes: readonly ChainNodeInfo[];
+  /** The head holds the chain's state; false while a cold start waits for the newest checkpoint. */
+  readonly warm: boolean;
+  /** While cold: since when (ms since 1970, the clock of the node that noticed), and how many nodes it waits for. */
+  readonly cold?: { readonly since: number; readonly expect: number };
+}
+
+/** How long a cold chain waits for the nodes of its last warm configuration. @default 30000 */
+export const COLD_WAIT_MS = 30000;
+
+/**
+ * The next configuration from the one in force and the live members (registration order): see
+ * the header. Pure, so the ordering rule is unit-tested on its own.
+ */
+export function nextOrder(chain: ChainView, live: readonly ChainNodeInfo[], durable: number, now: number, coldWaitMs = COLD_WAIT_MS): Omit<ChainView, 'epoch'> {
+  const byName = new Map(live.map((n) => [n.name, n]));
+  const survivors = chain.nodes.map((n) => byName.get(n.name)).filter((n): n is ChainNodeInfo => n !== undefined);
+  if (chain.warm && survivors.length > 0) {
+    const kept = new Set(survivors.map((n) => n.name));
+    return { nodes: [...survivors, ...live.filter((n) => !kept.has(n.name))], warm: true };
+  }
+  // Cold: the highest version first (sort is stable: ties keep registration order).
+  const nodes = [...live].sort((a, b) => b.version - a.version);
+  const urls = (list: readonly ChainNodeInfo[]) => new Set(list.map((n) => n.url)).size;
+  const cold = chain.cold ?? { since: now, expect: chain.warm ? urls(chain.nodes) : 0 };
+  const warm = nodes.length > 0 && nodes[0]!.version >= durable && (urls(nodes) >= cold.expect || now - cold.since >= coldWaitMs);
+  return warm ? { nodes, warm } : { nodes, warm, cold };
 }
 
 export type Role = 'head' | 'middle' | 'tail' | 'single';
@@ -56,7 +97,14 @@ export interface MembershipEvents {
 
 export class Membership extends EventEmitter<MembershipEvents> {
   readonly root: string;
-  private current: ChainView = { epoch: 0, nodes: [] };
+  private current: ChainView = { epoch: 0, nodes: [], warm: false };
+  /** The version this node's store holds, published with each registration. */
+  versionOf: () => number = () => 0;
+  private publishing: Promise<void> = Promise.resolve();
+  private coldTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How long a cold chain waits for the nodes of its last warm configuration. */
+  coldWaitMs = COLD_WAIT_MS;
+  private published = -1;
   private me: string | undefined;
   private url = '';
   private running: Promise<void> | undefined;
@@ -90,16 +138,62 @@ export class Membership extends EventEmitter<MembershipEvents> {
    * if it failed: only once it succeeded does an expiry re-register by itself.
    */
   async join(url: string): Promise<void> {
-    await this.coord.ensure(`${this.root}/chain`, JSON.stringify({ epoch: 0, nodes: [] } satisfies ChainView));
+    await this.coord.ensure(`${this.root}/chain`, JSON.stringify({ epoch: 0, nodes: [], warm: false } satisfies ChainView));
+    await this.publishing; // the cold-start rule must see our durable version before our registration
     await this.register(url);
     this.url = url;
   }
 
   private async register(url: string): Promise<void> {
-    this.me = await this.coord.register(`${this.root}/members`, JSON.stringify({ url }), 'node');
-    this.log.info({ member: this.me }, 'registered in the chain');
+    const version = this.versionOf();
+    this.me = await this.coord.register(`${this.root}/members`, JSON.stringify({ url, version }), 'node');
+    this.log.info({ member: this.me, version }, 'registered in the chain');
     this.emit('registered', this.me);
     await this.reconcile();
+  }
+
+  /**
+   * Records that `version` is durable on this node (restorable after a crash): `<root>/durable`
+   * keeps the highest any node reported. Serialised and retried on a lost compare-and-set race;
+   * a failure is logged, and the next report tries again.
+   */
+  publishDurable(version: number): Promise<void> {
+    if (version <= this.published) return this.publishing;
+    this.published = version;
+    this.publishing = this.publishing.then(() => this.raiseDurable(version)).catch((err: unknown) => {
+      this.published = -1;
+      this.log.warn({ err: (err as Error).message, version }, 'could not publish the durable version');
+    });
+    return this.publishing;
+  }
+
+  private async raiseDurable(version: number): Promise<void> {
+    const path = `${this.root}/durable`;
+    await this.coord.ensure(this.root);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      if (!(await this.coord.exists(path))) {
+        try {
+          await this.coord.ensure(path, JSON.stringify({ version }));
+        } catch {
+          // Created meanwhile by another node: compare below.
+        }
+      }
+      const stored = await this.coord.get(path);
+      if ((JSON.parse(stored.data) as { version: number }).version >= version) return;
+      try {
+        await this.coord.set(path, JSON.stringify({ version }), stored.version);
+        return;
+      } catch (err) {
+        if (!(err instanceof TabswarmError && err.code === 'COORD_VERSION_CONFLICT')) throw err;
+      }
+    }
+  }
+
+  /** The highest version any node of the cluster made durable (0 when none reported). */
+  private async durable(): Promise<number> {
+    const path = `${this.root}/durable`;
+    if (!(await this.coord.exists(path))) return 0;
+    return (JSON.parse((await this.coord.get(path)).data) as { version: number }).version;
   }
 
   /**
@@ -180,7 +274,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const chainPath = `${this.root}/chain`;
     const stored = await this.coord.get(chainPath, this.watcher('chain'));
     const chain = JSON.parse(stored.data) as ChainView;
-    const live: ChainNodeInfo[] = members.map((m) => ({ name: m.name, url: (JSON.parse(m.data) as { url: string }).url }));
+    const live: ChainNodeInfo[] = members.map((m) => {
+      const data = JSON.parse(m.data) as { url: string; version?: number };
+      return { name: m.name, url: data.url, version: data.version ?? 0 };
+    });
     if (mine && mine === this.me && this.url && !live.some((n) => n.name === mine) && this.coord.session().state === 'connected') {
       // Our registration is gone while our session lives: a neighbour found this node's port
       // closed and removed it (see removeDead). Act as if fenced, and enter again at the tail.
@@ -188,12 +285,21 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.emit('session', 'fenced', `registration ${mine} was removed from the chain`);
       void this.reregister();
     }
-    const same = live.length === chain.nodes.length && live.every((n, i) => n.name === chain.nodes[i]!.name);
+    const order = nextOrder(chain, live, await this.durable(), Date.now(), this.coldWaitMs);
+    if (order.cold && !this.coldTimer) {
+      // Nothing in ZooKeeper changes when the wait runs out: look again then.
+      this.coldTimer = setTimeout(() => {
+        this.coldTimer = undefined;
+        void this.reconcile();
+      }, Math.max(50, order.cold.since + this.coldWaitMs - Date.now() + 50));
+      this.coldTimer.unref();
+    }
+    const same = order.warm === chain.warm && order.nodes.length === chain.nodes.length && order.nodes.every((n, i) => n.name === chain.nodes[i]!.name);
     if (!same) {
-      const next: ChainView = { epoch: chain.epoch + 1, nodes: live };
+      const next: ChainView = { epoch: chain.epoch + 1, ...order };
       try {
         await this.coord.set(chainPath, JSON.stringify(next), stored.version);
-        this.log.info({ epoch: next.epoch, nodes: live.map((n) => n.name) }, 'chain reconfigured');
+        this.log.info({ epoch: next.epoch, nodes: next.nodes.map((n) => n.name), warm: next.warm }, 'chain reconfigured');
       } catch (err) {
         if (!(err instanceof TabswarmError && err.code === 'COORD_VERSION_CONFLICT')) throw err;
       }
@@ -224,6 +330,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.coldTimer) clearTimeout(this.coldTimer);
     this.offSession();
     await this.running?.catch(() => {});
   }

@@ -3,7 +3,10 @@
  * membership and order; every node of a cluster runs the same model on the same data with the
  * same secret, which the first node records in ZooKeeper and every later node must match.
  *
- *   const node = await startChainNode({ zk: '127.0.0.1:2181', cluster: 'demo', replication: 'sync', secret, server: { model: 'mnist-mlp' } });
+ * The node's recovery strategy is `chain(inner)` (strategy.ts): `server.strategy` names the inner
+ * one (`none`, or `checkpoint` so that every node also checkpoints).
+ *
+ *   const node = await startChainNode({ zk: '127.0.0.1:2181', cluster: 'demo', replication: 'sync', secret, server: { model: 'mnist-mlp', strategy: 'checkpoint' } });
  *   node.url;          // where workers (and the other nodes) reach it
  *   await node.close();
  */
@@ -13,8 +16,10 @@ import { deriveLayout } from '../../shared/layout.ts';
 import { buildServer, type BuildOptions, type Built } from '../app.ts';
 import { resolveOptions } from '../config.ts';
 import { zookeeperCoordination, type CoordinationClient } from '../coord/index.ts';
+import { createStrategy } from '../strategies/index.ts';
 import { Membership } from './membership.ts';
 import { ChainReplica, REPLICA_DEFAULTS, REPLICATION_MODES, type ReplicationMode } from './replica.ts';
+import { chain } from './strategy.ts';
 
 export interface ChainNodeOptions {
   /** ZooKeeper connection string, 'host:port,host:port[/chroot]'. */
@@ -46,7 +51,10 @@ export interface ChainNodeOptions {
   readonly host?: string;
   /** The URL other nodes and workers reach this node at, from the listen address. @default the address */
   readonly advertise?: (address: string) => string;
-  /** Options of the embedded PS (model, data set, lr, ...): must match the cluster's. */
+  /**
+   * Options of the embedded PS (model, data set, lr, ...): must match the cluster's. `strategy`
+   * is the strategy the chain wraps on this node. @default strategy 'none'
+   */
   readonly server?: Omit<BuildOptions, 'chain' | 'strategyInstance' | 'secret'>;
 }
 
@@ -96,7 +104,8 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
       secretDigest: createHash('sha256').update(`tabswarm-cluster:${o.secret}`).digest('hex'),
     }));
     const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit, fastDetect: o.fastDetect ?? REPLICA_DEFAULTS.fastDetect });
-    built = await buildServer({ ...o.server, secret: o.secret, strategy: 'chain', chain: { replica, coord, cluster: o.cluster, reads } });
+    const strategy = chain(createStrategy(options.strategy, options), replica);
+    built = await buildServer({ ...o.server, secret: o.secret, strategyInstance: strategy, chain: { replica, coord, cluster: o.cluster, reads } });
     membership.log = built.app.log;
     const address = await built.app.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1' });
     const url = new URL(o.advertise ? o.advertise(address) : address).toString();

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { ClusterInfo } from '../../shared/api.ts';
+import { ClusterQuerySchema, type ClusterInfo, type ClusterQuery } from '../../shared/api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
 import type { CoordinationClient } from '../coord/index.ts';
 import { adminGuard } from '../plugins/admin.ts';
@@ -48,16 +48,8 @@ export async function chainPlugin(app: FastifyInstance, o: ChainPluginOptions): 
     };
   };
 
-  app.get('/api/cluster', {
-    schema: {
-      querystring: {
-        type: 'object',
-        additionalProperties: false,
-        properties: { after: { type: 'string', pattern: '^\\d{1,10}$' }, waitMs: { type: 'string', pattern: '^\\d{1,5}$' } },
-      },
-    },
-  }, async (request) => {
-    const q = request.query as { after?: string; waitMs?: string };
+  app.get('/api/cluster', { schema: { querystring: ClusterQuerySchema } }, async (request): Promise<ClusterInfo> => {
+    const q = request.query as ClusterQuery;
     if (q.after !== undefined) await replica.waitForEpoch(Number(q.after) + 1, Math.min(Number(q.waitMs ?? 5000), 10000));
     return info();
   });
@@ -67,7 +59,7 @@ export async function chainPlugin(app: FastifyInstance, o: ChainPluginOptions): 
   });
 
   await app.register(async (admin) => {
-    admin.addHook('onRequest', adminGuard(ps, o.adminToken));
+    admin.addHook('onRequest', adminGuard(o.adminToken));
     admin.post('/api/admin/zk/expire', async (request) => {
       const before = o.coord.session();
       if (before.state !== 'connected') throw new TabswarmError('COORD_FAILED', { op: 'expire', path: '', detail: `the session is ${before.state}, not connected` });

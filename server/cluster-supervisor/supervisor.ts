@@ -8,12 +8,15 @@
  *   chain:  a local ZooKeeper (server/zk) and N `tabswarm node --zk ... --replication R` children.
  *
  * Children are reaped by PID; stop() kills every one of them (and ZooKeeper) whatever happened.
+ * Each node is tied to the supervisor (server/spawn.ts), so a SIGKILLed supervisor, which runs
+ * no stop(), leaves no node behind either.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '../spawn.ts';
 import { freePorts } from '../zk/config.ts';
 import type { ZooKeeperCluster } from '../zk/launcher.ts';
 import type { NodeHealth } from '../admin/types.ts';
@@ -113,7 +116,7 @@ export class Supervisor {
   private async spawnNode(n: SupervisedNode): Promise<void> {
     n.health = 'starting';
     n.starts += 1;
-    const child = spawn(process.execPath, [BIN, ...this.args(n)], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const child = spawnTied(process.execPath, [BIN, ...this.args(n)], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
     n.child = child;
     let log = this.logs.get(n.name);
     if (!log && this.opts.logDir) this.logs.set(n.name, (log = createWriteStream(join(this.opts.logDir, `${n.name}.log`), { flags: 'a' })));

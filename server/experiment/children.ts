@@ -2,11 +2,14 @@
  * The harness's child processes (`tabswarm cluster`, `tabswarm swarm`), registered so that an
  * error or Ctrl-C tears every one of them down: SIGTERM first (the supervisor then stops its
  * nodes and ZooKeeper, the swarm closes its browsers), SIGKILL after a grace period, and the
- * node PIDs the supervisor reported are SIGKILLed as a last resort.
+ * node PIDs the supervisor reported are SIGKILLed as a last resort. Each child is tied to the
+ * harness (server/spawn.ts) and stays in its process group: a SIGKILLed harness takes its
+ * children with it, and they take theirs (nodes, ZooKeeper, browsers).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { spawnTied } from '../spawn.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tabswarm.mjs', import.meta.url));
 
@@ -25,7 +28,7 @@ const live = new Set<Child>();
 export const strayPids = new Set<number>();
 
 export function spawnTabswarm(name: string, args: string[], onLine?: (line: string) => void): Child {
-  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  const proc = spawnTied(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
   let out = '';
   let partial = '';
   const onData = (d: Buffer) => {

@@ -4,15 +4,62 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
 import { buildServer, type Built } from '../app.ts';
+import { Membership } from '../chain/membership.ts';
+import { ChainReplica, REPLICA_DEFAULTS } from '../chain/replica.ts';
+import { chain } from '../chain/strategy.ts';
+import { resolveOptions } from '../config.ts';
+import { MemoryZooKeeper, memoryCoordination } from '../coord/index.ts';
 import { loadDataset } from '../data.ts';
 import { until } from '../../test/helpers.ts';
 import { getRule } from '../ps/rules.ts';
+import { createStrategy } from '../strategies/index.ts';
 import { resolveAdminToken } from './admin.ts';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
 const data = loadDataset('synthetic');
 const auth = { authorization: `Bearer ${TOKEN}` };
+
+type Method = 'GET' | 'HEAD' | 'POST';
+/** A value for each path parameter the admin routes use, so a route is reached, not 404. */
+const PARAMS: Record<string, string> = { k: '0', name: 'ps', id: '1' };
+
+/**
+ * Every (method, URL) under /api/admin/ the app registered, read from Fastify's own route tree
+ * (`printRoutes({ commonPrefix: false })`: one line per node, four columns per level, the
+ * node's path relative to its parent, then its methods), so a route added later is checked
+ * without anyone adding it to a list.
+ */
+function adminRoutes(app: FastifyInstance): [Method, string][] {
+  const stack: string[] = [];
+  const out: [Method, string][] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    if (!line.trim()) continue;
+    const m = /^((?:[│ ] {3}|[├└]── )*)(\S.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    // A line this cannot read would be a route silently left out.
+    assert.ok(m && m[1]!.length > 0 && m[1]!.length % 4 === 0, `route tree line not understood: ${JSON.stringify(line)}`);
+    const depth = [...m![1]!].length / 4 - 1;
+    stack.length = depth;
+    stack.push(m![2]!);
+    const route = stack.join('');
+    if (!m![3] || !route.startsWith('/api/admin/')) continue;
+    const path = route.replace(/:(\w+)/g, (_, p: string) => PARAMS[p] ?? assert.fail(`no test value for the route parameter :${p} of ${route}`));
+    for (const method of m![3].split(', ')) out.push([method as Method, path]);
+  }
+  return out;
+}
+
+/** Asserts that `method url` without the right token is refused with 401 ADMIN_UNAUTHORIZED. */
+async function assertRefused(app: FastifyInstance, method: Method, url: string, headers: Record<string, string>): Promise<void> {
+  const res = await app.inject({ method, url, headers, ...(method === 'POST' ? { payload: { lr: 1 } } : {}) });
+  assert.equal(res.statusCode, 401, `${method} ${url} ${JSON.stringify(headers)}`);
+  if (method === 'HEAD') return; // no body
+  const body = res.json();
+  assert.equal(body.code, 'ADMIN_UNAUTHORIZED', `${method} ${url}`);
+  assert.match(body.message, /^Admin call refused: /);
+  assert.equal(body.retryable, false);
+}
 
 describe('admin API', () => {
   let built: Built;
@@ -32,24 +79,48 @@ describe('admin API', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test('every call without the token is refused with 401 JSON and logged', async () => {
-    const calls = [
-      ['GET', '/api/admin/shards'], ['POST', '/api/admin/shards/0/drop'], ['POST', '/api/admin/checkpoint'], ['GET', '/api/admin/checkpoints'],
-    ] as const;
-    for (const [method, url] of calls) {
-      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }]) {
-        const res = await built.app.inject({ method, url, headers });
-        assert.equal(res.statusCode, 401, `${method} ${url} ${JSON.stringify(headers)}`);
-        const body = res.json();
-        assert.equal(body.code, 'ADMIN_UNAUTHORIZED');
-        assert.match(body.message, /^Admin call refused: /);
-        assert.equal(body.retryable, false);
-      }
+  test('every registered admin route, without the token, is refused with 401 JSON and logged', async () => {
+    await built.app.ready();
+    const calls = adminRoutes(built.app);
+    // The list comes from the router: it must hold the ones named here and more.
+    for (const known of ['GET /api/admin/shards', 'POST /api/admin/shards/0/drop', 'POST /api/admin/checkpoint', 'GET /api/admin/checkpoints', 'GET /api/admin/console',
+      'POST /api/admin/run', 'POST /api/admin/nodes/ps/kill', 'POST /api/admin/workers/1/disconnect']) {
+      assert.ok(calls.some(([m, u]) => `${m} ${u}` === known), `${known} in ${JSON.stringify(calls)}`);
     }
-    assert.ok(logLines.filter((l) => l.includes('admin call refused')).length >= 12);
+    for (const [method, url] of calls) {
+      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }] as Record<string, string>[]) await assertRefused(built.app, method, url, headers);
+    }
+    assert.equal(logLines.filter((l) => l.includes('admin call refused')).length, 3 * calls.length);
     assert.equal(built.ps.store.version, 0);
+    assert.equal(built.ps.store.optimizer.lr, built.options.lr, 'nothing changed');
     const metrics = await built.app.inject({ url: '/metrics' });
-    assert.match(metrics.body, /tabswarm_frames_rejected_total\{reason="ADMIN_UNAUTHORIZED",transport="http"\} 12/);
+    assert.match(metrics.body, new RegExp(`tabswarm_frames_rejected_total\\{reason="ADMIN_UNAUTHORIZED",transport="http"\\} ${3 * calls.length}\n`));
+  });
+
+  test('a chain node\'s admin routes too (ZooKeeper expiry, chain history), from the router', async () => {
+    const zk = new MemoryZooKeeper({ minSessionTimeoutMs: 500, maxSessionTimeoutMs: 60000 });
+    const coord = memoryCoordination(zk, { sessionTimeoutMs: 5000 });
+    await coord.connect();
+    const secret = 'admin-test-chain-secret-0123456789';
+    const replica = new ChainReplica(new Membership(coord, 'admin-routes'), { ...REPLICA_DEFAULTS, mode: 'sync', secret, fastDetect: false });
+    // As server/chain/node.ts builds a node, without listening or joining the chain.
+    const server = { model: 'mnist-logreg', data, dataset: 'synthetic', evalEveryMs: 0, secret, adminToken: TOKEN } as const;
+    const node = await buildServer({
+      ...server, strategyInstance: chain(createStrategy('none', resolveOptions(server)), replica), chain: { replica, coord, cluster: 'admin-routes', reads: 'relaxed' },
+    });
+    try {
+      await node.app.ready();
+      const calls = adminRoutes(node.app);
+      for (const known of ['POST /api/admin/zk/expire', 'GET /api/admin/chain/history']) assert.ok(calls.some(([m, u]) => `${m} ${u}` === known), `${known} in ${JSON.stringify(calls)}`);
+      for (const [method, url] of calls) {
+        for (const headers of [{}, { authorization: 'Bearer wrong' }] as Record<string, string>[]) await assertRefused(node.app, method, url, headers);
+      }
+      assert.equal(coord.session().state, 'connected', 'the refused expiry expired nothing');
+    } finally {
+      await node.app.close();
+      await coord.close();
+      zk.dispose();
+    }
   });
 
   test('with the token: shards, drop with recovery, checkpoint, files', async () => {

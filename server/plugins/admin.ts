@@ -1,7 +1,7 @@
 /**
  * The operator's API, `/api/admin/*`, behind a bearer token (`--admin-token`, env
  * TABSWARM_ADMIN_TOKEN, else random per process and printed at start). A call without the
- * token is refused with ADMIN_UNAUTHORIZED (401 JSON) and logged.
+ * token is refused with ADMIN_UNAUTHORIZED (401 JSON), logged, and counted by the error handler.
  *
  *   GET  /api/admin/shards            PS shards: range, version, lost
  *   POST /api/admin/shards/:k/drop    the fault: shard k's in-memory state is lost (a simulated
@@ -16,7 +16,9 @@
  * Shards and checkpoints belong to the recovery strategy; a strategy without them answers
  * ADMIN_UNSUPPORTED.
  */
+import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ShardParamsSchema } from '../../shared/admin-api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
 import { adminTokenHook, requireAdminToken } from '../admin/auth.ts';
 import { consoleRoutes } from '../admin/console.ts';
@@ -43,15 +45,18 @@ export interface AdminPluginOptions {
 /** The console's name for the embedded PS in its node table. */
 export const EMBEDDED_NODE = 'ps';
 
-/** The onRequest hook that refuses (401, logged, counted) any call without the admin token. */
-export function adminGuard(ps: ParameterServer, token: string): (request: FastifyRequest) => Promise<void> {
-  return adminTokenHook(token, (err) => ps.rejected(err, 'http'));
+/**
+ * The onRequest hook that refuses (401, logged) any call without the admin token; the error
+ * handler (server/app.ts) answers and counts the refusal.
+ */
+export function adminGuard(token: string): (request: FastifyRequest) => Promise<void> {
+  return adminTokenHook(token);
 }
 
 export async function adminPlugin(app: FastifyInstance, { ps, token, options, sampleEveryMs }: AdminPluginOptions): Promise<void> {
   await app.register(adminPageRoute);
   await app.register(async (guarded) => {
-    requireAdminToken(guarded, token, (err) => ps.rejected(err, 'http'));
+    requireAdminToken(guarded, token);
     await checkpointRoutes(guarded, ps);
     if (!options) return;
     // The console looks at this PS through its own public API, as the supervisor looks at nodes.
@@ -76,8 +81,8 @@ async function checkpointRoutes(app: FastifyInstance, ps: ParameterServer): Prom
 
   app.get('/api/admin/shards', async () => ({ version: ps.store.version, shards: control('list PS shards').shardStates() }));
 
-  app.post('/api/admin/shards/:k/drop', async (request) => {
-    const { k } = request.params as { k: string };
+  app.post('/api/admin/shards/:k/drop', { schema: { params: ShardParamsSchema } }, async (request) => {
+    const { k } = request.params as Static<typeof ShardParamsSchema>;
     const c = control('drop a PS shard');
     if (!/^\d{1,6}$/.test(k)) throw new TabswarmError('ADMIN_NO_SHARD', { shard: k, shards: c.shardStates().length });
     const report = await c.dropShard(Number(k));

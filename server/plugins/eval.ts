@@ -3,6 +3,7 @@
  * series, served at /api/series.
  */
 import type { FastifyInstance } from 'fastify';
+import type { SeriesResponse } from '../../shared/api.ts';
 import type { ResolvedOptions } from '../config.ts';
 import type { Dataset } from '../data.ts';
 import { Evaluator, type SeriesPoint } from '../eval/evaluator.ts';
@@ -12,7 +13,9 @@ export async function evalPlugin(app: FastifyInstance, opts: { ps: ParameterServ
   const { ps, dataset, options } = opts;
   const series: SeriesPoint[] = [];
   const startedAt = Date.now();
-  app.get('/api/series', async () => ({ model: options.model, dataset: options.dataset, points: series }));
+  // No response schema: a diverged run's NaN loss would make the serializer throw (500), where
+  // JSON.stringify writes null.
+  app.get('/api/series', async (): Promise<SeriesResponse> => ({ model: options.model, dataset: options.dataset, points: series }));
   if (options.evalEveryMs === 0) return;
 
   const evaluator = new Evaluator({ model: options.model, test: dataset.test, pixelsPerExample: dataset.pixelsPerExample, examples: options.evalExamples });

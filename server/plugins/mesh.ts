@@ -9,7 +9,7 @@
 import type { AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
-import type { MeshConfig } from '../../shared/api.ts';
+import { MeshConfigSchema, type MeshConfig } from '../../shared/api.ts';
 import type { ResolvedOptions } from '../config.ts';
 
 export const MESH_PATH = '/peerjs';
@@ -44,7 +44,7 @@ export async function meshPlugin(app: FastifyInstance, { options }: { options: R
       app.log.info({ port, path: MESH_PATH }, 'mesh signaling (PeerJS) listening');
     });
   }
-  app.get('/api/mesh', async (): Promise<MeshConfig> => {
+  app.get('/api/mesh', { schema: { response: { 200: MeshConfigSchema } } }, async (): Promise<MeshConfig> => {
     // The PS may answer before its signaling thread listens: wait for it (not forever: a server
     // that never listens, as under app.inject, has none).
     await Promise.race([started, new Promise((r) => setTimeout(r, 5000).unref())]);

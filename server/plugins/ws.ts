@@ -4,7 +4,7 @@
  * reason naming the error; nothing of it is applied, and every other socket carries on.
  * Frames on one socket are handled in arrival order.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
 import { MsgType } from '../../shared/protocol.ts';
@@ -19,15 +19,28 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
     if (session.state === 'connected') sockets.get(session.id)?.send(JSON.stringify(msg));
   };
 
+  /**
+   * The one place a worker socket is refused: counts the refusal by code (the HTTP side counts
+   * in the error handler, server/app.ts) and closes with the catalogue's close code. A fault of
+   * the PS itself is logged and closes with 1011, uncounted.
+   */
+  const refuse = (socket: WebSocket, err: unknown, log: FastifyBaseLogger, worker?: number): void => {
+    if (err instanceof TabswarmError) {
+      ps.rejected(err, 'ws');
+      socket.close(err.spec.wsClose, err.closeReason());
+    } else {
+      log.error({ err, worker }, 'frame handling failed');
+      socket.close(1011, 'internal error');
+    }
+  };
+
   app.get('/ws', { websocket: true }, (socket, request) => {
     const token = (request.query as { token?: string }).token;
     let session: WorkerSession;
     try {
       session = ps.sessions.authenticate(token);
     } catch (err) {
-      const e = err instanceof TabswarmError ? err : new TabswarmError('PS_NO_SESSION');
-      ps.rejected(e, 'ws');
-      socket.close(e.spec.wsClose, e.closeReason());
+      refuse(socket, err instanceof TabswarmError ? err : new TabswarmError('PS_NO_SESSION'), request.log);
       return;
     }
     const previous = sockets.get(session.id);
@@ -45,20 +58,9 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
     ps.strategy.workerConnected?.(session.id);
 
     let queue = Promise.resolve();
-    const fail = (err: unknown): void => {
-      if (err instanceof TabswarmError) {
-        socket.close(err.spec.wsClose, err.closeReason());
-      } else {
-        request.log.error({ err, worker: session.id }, 'frame handling failed');
-        socket.close(1011, 'internal error');
-      }
-    };
+    const fail = (err: unknown): void => refuse(socket, err, request.log, session.id);
     socket.on('message', (data: RawData, isBinary: boolean) => {
-      if (!isBinary) {
-        const err = new TabswarmError('PROTO_NOT_BINARY');
-        ps.rejected(err, 'ws');
-        return fail(err);
-      }
+      if (!isBinary) return fail(new TabswarmError('PROTO_NOT_BINARY'));
       const bytes = toBytes(data);
       // Apply in arrival order; replies may wait on the strategy (e.g. replication).
       queue = queue.then(async () => {

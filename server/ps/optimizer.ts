@@ -46,4 +46,35 @@ export class Sgd {
       weights[i]! -= lr * vi;
     }
   }
+
+  /**
+   * `apply`, guarded: the new weights are computed twice, once to check and once to write, so a
+   * refused update leaves weights and velocity untouched (no copy of either is kept). Returns
+   * the new weights' squared L2 norm; or, changing nothing, -1 when a new value (or velocity)
+   * would not be finite and -2 when the squared norm would exceed `maxNormSq`.
+   */
+  tryApply(weights: Float32Array, grad: Float32Array, scale: number, lr: number, maxNormSq: number): number {
+    const n = weights.length;
+    if (grad.length !== n) throw new RangeError(`Sgd.tryApply: gradient has ${grad.length} values, weights ${n}`);
+    const v = this.velocity;
+    const mu = this.momentum;
+    const step = lr * scale;
+    let sq = 0;
+    for (let i = 0; i < n; i++) {
+      // The same expressions as `apply`, rounded to float32 as the write will round them.
+      let w: number;
+      if (mu === 0) w = Math.fround(weights[i]! - step * grad[i]!);
+      else {
+        const vi = mu * v[i]! + scale * grad[i]!;
+        if (!Number.isFinite(Math.fround(vi))) return -1; // a velocity gone infinite poisons every later update
+        w = Math.fround(weights[i]! - lr * vi);
+      }
+      if (!Number.isFinite(w)) return -1;
+      sq += w * w;
+    }
+    if (!Number.isFinite(sq)) return -1;
+    if (!(sq <= maxNormSq)) return -2;
+    this.apply(weights, grad, scale, lr);
+    return sq;
+  }
 }

@@ -8,6 +8,8 @@ import { TabswarmError } from '../../shared/errors.ts';
 import type { Layout } from '../../shared/layout.ts';
 import { Flag, HEADER_BYTES, MAX_RECORD_ENTRIES, MsgType, TAG_BYTES, decodeFrame, encodeFrame, type Frame } from '../../shared/protocol.ts';
 import type { Metrics } from '../metrics.ts';
+import { ClaimCheck } from './aggregate/claims.ts';
+import { decisionOf, forwardOf } from './aggregate/decision.ts';
 import type { ShardAssignment } from './assignment.ts';
 import type { WorkerSession, Sessions } from './sessions.ts';
 import type { Signer } from './signer.ts';
@@ -64,6 +66,8 @@ export class ParameterServer {
   /** Updates applied by this process (unlike the version, never reset by a restore). */
   appliedCount = 0;
   private weightsCache: { key: string; bytes: Uint8Array } | undefined;
+  /** What pushes may claim about their base version and count (aggregate/claims.ts). */
+  readonly claims = new ClaimCheck({ maxCount: 100000, sessionBound: true });
   /** Sends an assignment change to a worker's socket, if connected (set by the WS transport). */
   notify: (session: WorkerSession, msg: AssignMessage) => void = () => {};
 
@@ -82,10 +86,11 @@ export class ParameterServer {
 
   /** Joins a worker; with `resume`, under its old id once the id tag verifies. */
   join(userAgent: string, resume?: { workerId: number; idTag: string }): WorkerSession {
-    this.strategy.admitWrite?.();
+    this.strategy.admitWrite();
     if (resume && !this.signer.verifyIdTag(resume.workerId, resume.idTag)) throw new TabswarmError('PS_BAD_RESUME', { worker: resume.workerId });
     if (resume && this.sessions.get(resume.workerId)) this.leave(resume.workerId, 'resumed in a new session');
     const session = this.sessions.join(userAgent, Date.now(), resume?.workerId);
+    this.claims.joined(session, this.store.version, resume !== undefined);
     this.reassign(this.assignment.join(session.id));
     this.log.info({ worker: session.id, shards: session.shards }, 'worker joined');
     this.updateWorkerGauge();
@@ -118,42 +123,39 @@ export class ParameterServer {
 
   /**
    * Handles one binary frame from an authenticated worker and returns the reply frame.
-   * Throws TabswarmError for anything refused; the store is then unchanged.
+   * Throws TabswarmError for anything refused; the store is then unchanged. The transport that
+   * carried the frame answers and counts the refusal (app.ts error handler, ws.ts `refuse`).
    */
-  async handle(session: WorkerSession, bytes: Uint8Array, transport: Transport): Promise<Uint8Array> {
+  async handle(session: WorkerSession, bytes: Uint8Array, _transport: Transport): Promise<Uint8Array> {
     const started = performance.now();
-    try {
-      const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES });
-      if (frame.workerId !== session.id) throw new TabswarmError('PS_WRONG_WORKER', { claimed: frame.workerId, owner: session.id });
-      session.lastSeen = Date.now();
-      switch (frame.type) {
-        case MsgType.PULL:
-          if (this.strategy.ready) await this.strategy.ready();
-          this.strategy.admitRead?.();
-          this.metrics.pulls.inc();
-          return this.weightsFrame();
-        case MsgType.PUSH:
-          if (this.strategy.ready) await this.strategy.ready();
-          return await this.push(session, frame, bytes.byteLength, started);
-        case MsgType.OFFER: {
-          this.strategy.admitWrite?.();
-          const adopted = this.strategy.offer?.({
-            workerId: frame.workerId,
-            version: frame.modelVersion,
-            weights: frame.payload,
-            weightBytes: frame.payloadBytes,
-            record: frame.meta!.record,
-            tag: frame.meta!.tag,
-          }) ?? false;
-          return this.ack(session, 0, 0, this.store.version, adopted ? Flag.ADOPTED : 0);
-        }
-        default:
-          // WEIGHTS and ACK decode fine but only ever travel from the PS to a worker.
-          throw new TabswarmError('PROTO_UNKNOWN_TYPE', { type: frame.type.toString(16).padStart(2, '0') });
+    const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES });
+    if (frame.workerId !== session.id) throw new TabswarmError('PS_WRONG_WORKER', { claimed: frame.workerId, owner: session.id });
+    session.lastSeen = Date.now();
+    switch (frame.type) {
+      case MsgType.PULL:
+        await this.strategy.ready();
+        this.strategy.admitRead();
+        this.metrics.pulls.inc();
+        this.claims.served(session, this.store.version, true);
+        return this.weightsFrame();
+      case MsgType.PUSH:
+        await this.strategy.ready();
+        return await this.push(session, frame, bytes.byteLength, started);
+      case MsgType.OFFER: {
+        this.strategy.admitWrite();
+        const adopted = this.strategy.offer({
+          workerId: frame.workerId,
+          version: frame.modelVersion,
+          weights: frame.payload,
+          weightBytes: frame.payloadBytes,
+          record: frame.meta!.record,
+          tag: frame.meta!.tag,
+        });
+        return this.ack(session, 0, 0, this.store.version, adopted ? Flag.ADOPTED : 0);
       }
-    } catch (err) {
-      if (err instanceof TabswarmError) this.rejected(err, transport);
-      throw err;
+      default:
+        // WEIGHTS and ACK decode fine but only ever travel from the PS to a worker.
+        throw new TabswarmError('PROTO_UNKNOWN_TYPE', { type: frame.type.toString(16).padStart(2, '0') });
     }
   }
 
@@ -163,13 +165,18 @@ export class ParameterServer {
     // A strategy may hold applies (a sync checkpoint write, a restore). The check and the apply
     // run in one synchronous step, so no update slips in once a hold is taken.
     while (this.store.held) await this.store.held;
-    this.strategy.admitWrite?.();
+    this.strategy.admitWrite();
+    if (!this.store.appliedMark(update.workerId) || update.seq > this.store.appliedMark(update.workerId)!.seq) {
+      this.claims.check(session, update.workerId, update.baseVersion, update.count, this.store.version); // a retry is acked again, never re-checked
+    }
+    const guardRefused = this.store.guardRefused;
     const result = this.store.apply(update);
+    this.aggregated(guardRefused);
     const isFlush = (frame.flags & Flag.FLUSH) !== 0;
     if (!result.applied) {
       this.metrics.duplicates.inc();
       if (isFlush) this.logFlush(update, result.version, 0, true);
-      await this.strategy.durable?.(result.version);
+      await this.strategy.durable(result.version);
       return this.ack(session, frame.seq, frame.count, result.version, Flag.DUPLICATE);
     }
     this.metrics.applySeconds.observe((performance.now() - started) / 1000);
@@ -177,7 +184,9 @@ export class ParameterServer {
     session.pushes += 1;
     session.lastStaleness = result.staleness;
     if (isFlush) this.logFlush(update, result.version, result.staleness, false);
-    await this.strategy.afterApply({ ...update, version: result.version, flags: frame.flags & Flag.FLUSH });
+    // Replicas apply what this head decided (aggregate/decision.ts), not the worker's gradient.
+    const fwd = forwardOf(this.store.lastDecision, this.layout.size);
+    await this.strategy.afterApply({ ...update, grad: fwd.grad, version: result.version, flags: (frame.flags & Flag.FLUSH) | fwd.flags });
     return this.ack(session, frame.seq, frame.count, result.version, 0);
   }
 
@@ -187,7 +196,7 @@ export class ParameterServer {
    * hook and no ack (the chain acknowledges along itself).
    */
   applyReplicated(update: Update, flags: number): ApplyResult {
-    const result = this.store.apply(update);
+    const result = this.store.applyDecided(update, decisionOf(flags, update.grad));
     if (!result.applied) return result;
     this.counted(result.version, result.staleness);
     if (flags & Flag.FLUSH) this.logFlush(update, result.version, result.staleness, false);
@@ -208,12 +217,28 @@ export class ParameterServer {
     this.log.info({ worker: u.workerId, seq: u.seq, count: u.count, baseVersion: u.baseVersion, version, staleness, duplicate }, duplicate ? 'flush already applied; acknowledged again' : 'flush applied');
   }
 
-  /** Counts a refusal at the boundary: in `handle`, or before a frame reached it (auth, text frames). */
+  /**
+   * Counts a refusal at the boundary. Called from two places only: the HTTP error handler
+   * (server/app.ts) and the WebSocket's `refuse` (server/plugins/ws.ts).
+   */
   rejected(err: TabswarmError, transport: Transport): void {
     this.metrics.framesRejected.inc({ reason: err.code, transport });
   }
 
+  private clippedSeen = 0;
+
+  /** Counts what the aggregator cut, and says so when the output guard kept the last good version. */
+  private aggregated(guardRefusedBefore: number): void {
+    const { clipped } = this.store.aggregator.stats();
+    if (clipped > this.clippedSeen) this.metrics.pushesClipped.inc(clipped - this.clippedSeen);
+    this.clippedSeen = clipped;
+    if (this.store.guardRefused === guardRefusedBefore) return;
+    this.metrics.versionsRefused.inc();
+    this.log.warn({ ...this.store.lastGuardRefusal }, 'new version refused by the output guard; the last good weights stay');
+  }
+
   private ack(session: WorkerSession, seq: number, count: number, version: number, flags: number): Uint8Array {
+    this.claims.served(session, version, false);
     return encodeFrame({ type: MsgType.ACK, layoutHash: this.layout.hash, modelVersion: version, workerId: session.id, seq, count, flags });
   }
 

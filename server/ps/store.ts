@@ -5,6 +5,7 @@
  */
 import type { Layout } from '../../shared/layout.ts';
 import type { AppliedRecordEntry } from '../../shared/protocol.ts';
+import { AGGREGATOR_DEFAULTS, createAggregator, type Aggregator } from './aggregate/index.ts';
 import { Sgd, type SgdOptions } from './optimizer.ts';
 import { RULES, type StaleRule } from './rules.ts';
 
@@ -32,6 +33,26 @@ export interface Update {
   readonly grad: Float32Array;
 }
 
+/**
+ * What the last apply did to the weights, as a chain replica must repeat it: `grad` applied with
+ * the rule's scale (decided false: what `none` hands through), or with scale 1 (decided true: an
+ * aggregator's step), or nothing (grad null: a window still collecting, or the output guard
+ * refused the new version).
+ */
+export interface Decision {
+  readonly grad: Float32Array | null;
+  readonly decided: boolean;
+}
+
+/** A version the output guard refused to make (never applied, served, checkpointed or forwarded). */
+export interface GuardRefusal {
+  /** Version whose update was dropped (the version still advances, with the weights unchanged). */
+  readonly version: number;
+  readonly workerId: number;
+  readonly seq: number;
+  readonly reason: string;
+}
+
 export type ApplyResult =
   | { readonly applied: true; readonly version: number; readonly staleness: number }
   | { readonly applied: false; readonly duplicate: true; readonly version: number };
@@ -46,6 +67,20 @@ export class ParameterStore {
   private readonly applied = new Map<number, AppliedMark>();
   /** How a (possibly stale, possibly summed) update is applied. @default RULES.mean */
   rule: StaleRule = RULES.mean;
+  /** Robust aggregation in front of the optimizer (aggregate/). @default none */
+  aggregator: Aggregator = createAggregator('none', AGGREGATOR_DEFAULTS, 0);
+  /**
+   * Output guard: a new version whose weights' L2 norm exceeds this many times the current one
+   * (floor 1) is refused, as is one with a non-finite value. 0 turns the norm check off (the
+   * non-finite check stays). @default 0 here; the PS sets --max-norm-jump
+   */
+  maxNormJump = 0;
+  /** Versions the output guard refused (tabswarm_versions_refused_total). */
+  guardRefused = 0;
+  lastGuardRefusal: GuardRefusal | undefined;
+  /** What the last apply did to the weights, for the chain to forward. */
+  lastDecision: Decision = { grad: null, decided: true };
+  private normSq: number;
   /** Pending while a strategy holds applies (see hold); undefined otherwise. */
   private holding: { promise: Promise<void>; release: () => void; count: number } | undefined;
 
@@ -54,6 +89,7 @@ export class ParameterStore {
     this.layout = layout;
     this.weights = Float32Array.from(initial);
     this.optimizer = new Sgd(layout.size, opts);
+    this.normSq = sumSq(this.weights);
   }
 
   get version(): number {
@@ -68,20 +104,65 @@ export class ParameterStore {
   /**
    * Applies one update in place, exactly once per (worker, seq): a seq at or below the
    * worker's high-water mark is a duplicate and changes nothing. The gradient is the sum of
-   * `count` gradients; the store's stale-update rule (rules.ts) decides its scale and step.
+   * `count` gradients; the store's stale-update rule (rules.ts) decides its scale and step, the
+   * aggregator what is left of it, and the output guard whether the new version may exist.
+   * A push the aggregator holds back or the guard refuses still takes a version (the weights
+   * unchanged), so it is acknowledged and recorded exactly like an applied one.
    */
   apply(update: Update): ApplyResult {
-    const mark = this.applied.get(update.workerId);
-    if (mark && update.seq <= mark.seq) {
-      // The same ack as the first time when it is the latest push; otherwise the current version.
-      return { applied: false, duplicate: true, version: update.seq === mark.seq ? mark.version : this.versionValue };
-    }
+    const dup = this.duplicate(update);
+    if (dup) return dup;
     const staleness = Math.max(0, this.versionValue - update.baseVersion);
     const { scale, lr } = this.rule({ count: update.count, staleness, lr: this.optimizer.lr });
-    this.optimizer.apply(this.weights, update.grad, scale, lr);
+    const agg = this.aggregator;
+    let grad = agg.admit(update.grad, scale);
+    const applyScale = agg.scales ? 1 : scale;
+    if (grad) {
+      const limit = this.maxNormJump > 0 ? (this.maxNormJump * Math.max(Math.sqrt(this.normSq), 1)) ** 2 : Infinity;
+      const sq = this.optimizer.tryApply(this.weights, grad, applyScale, lr, limit);
+      if (sq < 0) {
+        this.refuseVersion(update, sq === -1);
+        grad = null;
+      } else this.normSq = sq;
+    }
+    this.lastDecision = { grad, decided: agg.scales };
+    return this.advance(update, staleness);
+  }
+
+  /**
+   * Applies what a chain head decided for an update (its Decision), without asking this node's
+   * aggregator or guard: the replica must end bit for bit where the head did.
+   */
+  applyDecided(update: Update, decision: Decision): ApplyResult {
+    const dup = this.duplicate(update);
+    if (dup) return dup;
+    const staleness = Math.max(0, this.versionValue - update.baseVersion);
+    const { scale, lr } = this.rule({ count: update.count, staleness, lr: this.optimizer.lr });
+    if (decision.grad) {
+      this.optimizer.apply(this.weights, decision.grad, decision.decided ? 1 : scale, lr);
+      this.normSq = sumSq(this.weights);
+    }
+    this.lastDecision = decision;
+    return this.advance(update, staleness);
+  }
+
+  private duplicate(update: Update): ApplyResult | undefined {
+    const mark = this.applied.get(update.workerId);
+    if (!mark || update.seq > mark.seq) return undefined;
+    // The same ack as the first time when it is the latest push; otherwise the current version.
+    return { applied: false, duplicate: true, version: update.seq === mark.seq ? mark.version : this.versionValue };
+  }
+
+  private advance(update: Update, staleness: number): ApplyResult {
     this.versionValue += 1;
     this.applied.set(update.workerId, { seq: update.seq, version: this.versionValue });
     return { applied: true, version: this.versionValue, staleness };
+  }
+
+  private refuseVersion(update: Update, nonFinite: boolean): void {
+    this.guardRefused += 1;
+    const reason = nonFinite ? 'a weight would not be finite' : `the weights' norm would pass ${this.maxNormJump} times ${Math.sqrt(this.normSq).toPrecision(4)}`;
+    this.lastGuardRefusal = { version: this.versionValue + 1, workerId: update.workerId, seq: update.seq, reason };
   }
 
   /**
@@ -137,7 +218,16 @@ export class ParameterStore {
     else this.optimizer.velocity.fill(0);
     this.versionValue = s.version;
     this.generation += 1;
+    this.normSq = sumSq(this.weights);
+    // The aggregator's history belongs to the weights it was built on; it starts over (warm-up).
+    this.aggregator.reset();
     this.applied.clear();
     for (const [w, m] of s.applied) this.applied.set(w, m);
   }
+}
+
+function sumSq(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  return s;
 }

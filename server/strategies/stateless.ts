@@ -10,7 +10,7 @@
  * -> serving. Offers after the window are counted as late and ignored.
  */
 import { TabswarmError } from '../../shared/errors.ts';
-import type { RecoveryStrategy, StrategyContext, WeightsOffer } from '../ps/strategy.ts';
+import { compose, type RecoveryStrategy, type StrategyContext, type WeightsOffer } from '../ps/strategy.ts';
 
 export interface StatelessOptions {
   /** How long after the first worker connects to collect copies before adopting. @default 3000 */
@@ -46,11 +46,20 @@ export function stateless(opts: StatelessOptions): RecoveryStrategy {
     markReady();
   };
 
-  return {
-    name: 'stateless',
-    async start(c) {
+  // Durability: nothing is kept (the workers keep it); the context is what adoption restores into.
+  const durability = {
+    async start(c: StrategyContext) {
       ctx = c;
     },
+    afterApply() {},
+    durable() {},
+    status: () => ({ durable: false, phase, adoptWindowMs: opts.adoptWindowMs, adopted: adopted ?? null, fresh, offers }),
+    async stop() {
+      if (timer) clearTimeout(timer);
+      markReady();
+    },
+  };
+  const bootstrap = {
     ready: () => ready,
     wantsWeights: () => phase !== 'serving',
     workerConnected() {
@@ -59,7 +68,7 @@ export function stateless(opts: StatelessOptions): RecoveryStrategy {
       timer = setTimeout(closeWindow, opts.adoptWindowMs);
       timer.unref?.();
     },
-    offer(o) {
+    offer(o: WeightsOffer) {
       if (!ctx) throw new Error('stateless.offer: strategy not started');
       const { store, signer } = ctx;
       if (phase === 'serving') {
@@ -74,11 +83,6 @@ export function stateless(opts: StatelessOptions): RecoveryStrategy {
       if (!best || o.version > best.version) best = { version: o.version, weights: Float32Array.from(o.weights), record: [...o.record], from: o.workerId };
       return true;
     },
-    afterApply() {},
-    status: () => ({ durable: false, phase, adoptWindowMs: opts.adoptWindowMs, adopted: adopted ?? null, fresh, offers }),
-    async stop() {
-      if (timer) clearTimeout(timer);
-      markReady();
-    },
   };
+  return compose('stateless', { durability, bootstrap });
 }

@@ -6,7 +6,11 @@
  */
 import type { Browser, BrowserContext, Page } from 'playwright';
 import type { WorkerStatus } from '../../client/loop.ts';
+import { Backoff, sleep } from '../../shared/backoff.ts';
 import { launchChromium } from '../browsers.ts';
+
+/** A tab's reloads while its PS is down: 0.5 s, doubling up to 5 s. */
+const RELOAD_BACKOFF = { minMs: 500, maxMs: 5000 } as const;
 
 export interface SwarmOptions {
   /** The PS (or any node) the tabs open. */
@@ -88,6 +92,8 @@ export class Swarm {
     const workers = this.opts.workers ?? 2;
     const nBrowsers = Math.max(1, Math.min(this.opts.browsers ?? 1, workers));
     const backend = this.opts.backend ?? 'auto';
+    // Playwright puts each browser in a process group of its own and drives it over a pipe:
+    // should this process be SIGKILLed, the pipe closes and Chromium exits (test/cleanup.test.ts).
     for (let b = 0; b < nBrowsers; b++) this.browsers.push(await launchChromium({ webgpu: backend === 'webgpu' }));
     for (let i = 0; i < workers; i++) {
       const slot: TabSlot = { slot: i, browser: i % nBrowsers, page: undefined, context: undefined, openedAt: 0, status: undefined, churned: 0, failuresSeen: 0, stepsBefore: 0, examplesPerSecSum: 0, examplesPerSecSamples: 0, lastBackend: null };
@@ -110,10 +116,12 @@ export class Swarm {
     slot.status = undefined;
     // A tab opened while the PS is down (churn during an outage) gets an error page: retry
     // the load until the PS answers, as a volunteer would reload.
-    for (let attempt = 0; !this.stopped && !page.isClosed(); attempt++) {
+    // Jittered (shared/backoff.ts), so tabs reopened together do not reload in step.
+    const backoff = new Backoff(RELOAD_BACKOFF);
+    while (!this.stopped && !page.isClosed()) {
       const ok = await page.goto(url.toString(), { waitUntil: 'commit', timeout: 30000 }).then(() => true, () => false);
       if (ok) return;
-      await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
+      await sleep(backoff.fail());
     }
   }
 

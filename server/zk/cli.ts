@@ -1,40 +1,24 @@
 /**
  * `tabswarm zk`: a local ZooKeeper for development, in the foreground until SIGINT or SIGTERM.
  * Prints one line to parse: `tabswarm: zookeeper ready: --zk <connection string> ...`.
- * Options: see HELP in server/cli.ts.
+ * Options: ZK_OPTIONS in server/options/tools.ts (`tabswarm zk --help`).
  */
-import { parseArgs } from 'node:util';
 import { TabswarmError } from '../../shared/errors.ts';
+import { parseOptions } from '../options/schema.ts';
+import { ZK_OPTIONS } from '../options/tools.ts';
 import { startZooKeeper } from './launcher.ts';
 
-function positiveInt(option: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new TabswarmError('CONFIG_INVALID', { option, detail: `'${value}' is not a positive integer` });
-  return n;
-}
-
 export async function zkCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      ensemble: { type: 'string', default: '1' },
-      port: { type: 'string' },
-      'data-dir': { type: 'string' },
-      keep: { type: 'boolean', default: false },
-      'tick-ms': { type: 'string' },
-    },
-  });
-  const servers = positiveInt('--ensemble', values.ensemble)!;
-  const port = positiveInt('--port', values.port);
+  const values = parseOptions(ZK_OPTIONS, argv);
+  const servers = values.ensemble;
+  const port = values.port;
   if (port !== undefined && port + servers - 1 > 65535) throw new TabswarmError('CONFIG_INVALID', { option: '--port', detail: `${port} leaves no room for ${servers} client ports` });
   const zk = await startZooKeeper({
     servers,
     ...(port !== undefined ? { port } : {}),
-    ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
+    ...(values.dataDir !== undefined ? { dataDir: values.dataDir } : {}),
     keep: values.keep,
-    ...(values['tick-ms'] !== undefined ? { tickTimeMs: positiveInt('--tick-ms', values['tick-ms'])! } : {}),
+    ...(values.tickMs !== undefined ? { tickTimeMs: values.tickMs } : {}),
   });
   const shape = servers === 1 ? 'standalone' : `ensemble of ${servers}`;
   console.log(`tabswarm: zookeeper ready: --zk ${zk.connectionString} (${shape}; data in ${zk.dataDir}${values.keep ? ', kept' : ', removed at exit'})`);

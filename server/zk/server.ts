@@ -4,12 +4,13 @@
  * reports a mode (standalone, leader or follower: it serves clients), stopped with SIGTERM and
  * then SIGKILL after a grace period.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { TabswarmError } from '../../shared/errors.ts';
 import type { ServerPorts } from './config.ts';
+import { spawnTied } from '../spawn.ts';
 import { isOk, serverMode } from './four-letter.ts';
 import type { ZooKeeperInstall } from './install.ts';
 
@@ -64,7 +65,8 @@ export class ZooKeeperServerProcess {
     const log = openSync(this.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(install.java, [...jvmArgs, '-cp', [dir, ...install.classpath].join(':'), 'org.apache.zookeeper.server.quorum.QuorumPeerMain', join(dir, 'zoo.cfg')], {
+      // Tied to this process: a SIGKILLed supervisor or test must not leave a JVM serving.
+      child = spawnTied(install.java, [...jvmArgs, '-cp', [dir, ...install.classpath].join(':'), 'org.apache.zookeeper.server.quorum.QuorumPeerMain', join(dir, 'zoo.cfg')], {
         cwd: dir,
         stdio: ['ignore', log, log],
       });

@@ -5,7 +5,7 @@
  */
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import type { RunEvent, Sample } from '../../../server/admin/types.ts';
+import type { RunEvent, Sample } from '../../../shared/admin-api.ts';
 
 const FAILURE = new Set(['kill', 'node-down', 'expire', 'drop-shard']);
 const RECOVERY = new Set(['restart', 'node-up', 'recovered', 'epoch']);

@@ -3,17 +3,8 @@
  * /api/admin/console every second and renders the cluster, the workers, the charts and the
  * events; the buttons call the console's POST routes. The token lives in sessionStorage only.
  */
-import type { Capabilities, NodeView, RunEvent, RunSettings, Sample, Snapshot, WorkerView } from '../../../server/admin/types.ts';
+import type { Capabilities, ConsoleState, NodeView, RunEvent, RunSettings, Sample, Snapshot, WorkerView } from '../../../shared/admin-api.ts';
 import { Charts } from './charts.ts';
-
-interface ConsoleState {
-  now: number;
-  capabilities: Capabilities;
-  run: RunSettings;
-  snapshot: Snapshot | null;
-  samples: Sample[];
-  events: RunEvent[];
-}
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
 const samples: Sample[] = [];

@@ -25,7 +25,7 @@ class SlowStorage extends MemoryStorage {
 
 async function started(over: Partial<CheckpointOptions>, storage = new MemoryStorage(), store = smallStore(), lines: LogLine[] = []) {
   const strategy = new CheckpointStrategy(options(over), { storage });
-  await strategy.start({ store, log: recordingLogger(lines) });
+  await strategy.start({ store, log: recordingLogger(lines), reportDurable: () => {} });
   return { strategy, store, storage, lines };
 }
 

@@ -17,7 +17,7 @@ import { resolve } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { TabswarmError } from '../../../shared/errors.ts';
 import type { ParameterStore } from '../../ps/store.ts';
-import type { AppliedUpdate, RecoveryStrategy, StrategyContext } from '../../ps/strategy.ts';
+import { compose, type AppliedUpdate, type Durability, type RecoveryStrategy, type StrategyContext } from '../../ps/strategy.ts';
 import { Checkpointer, type WriteReport } from './checkpointer.ts';
 import type { CheckpointOptions } from './options.ts';
 import { recoverFull, recoverPartial, type RecoveryReport } from './recovery.ts';
@@ -43,7 +43,7 @@ export interface ShardLossReport {
   readonly recovery: RecoveryReport;
 }
 
-export function isCheckpointControl(s: RecoveryStrategy): s is RecoveryStrategy & CheckpointControl {
+export function isCheckpointControl<T extends object>(s: T): s is T & CheckpointControl {
   return typeof (s as Partial<CheckpointControl>).dropShard === 'function' && typeof (s as Partial<CheckpointControl>).checkpointNow === 'function';
 }
 
@@ -66,7 +66,8 @@ interface Stats {
   lastError: string;
 }
 
-export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
+/** The checkpoint strategy's durability (with the admin controls); checkpointStrategy() composes it. */
+export class CheckpointStrategy implements Durability, CheckpointControl {
   readonly name = 'checkpoint';
   private store!: ParameterStore;
   private log!: FastifyBaseLogger;
@@ -81,6 +82,9 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
   private last: WriteReport | undefined;
   private restored: (RecoveryReport & { swept: string[] }) | undefined;
   private readonly recoveries: ShardLossReport[] = [];
+  /** The store's generation this strategy last saw: a change it did not make is a whole-store restore. */
+  private generation = -1;
+  private report: (version: number) => void = () => {};
   private readonly stats: Stats = { count: 0, bytes: 0, lastMs: 0, totalMs: 0, maxMs: 0, deferred: 0, captureMs: 0, maxCaptureMs: 0, failures: 0, lastError: '' };
 
   constructor(readonly opts: CheckpointOptions & { model: string }, private readonly deps: CheckpointStrategyDeps = {}) {}
@@ -89,10 +93,12 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
     return this.ck;
   }
 
-  async start(ctx: Pick<StrategyContext, 'store' | 'log'>): Promise<void> {
+  /** Standalone use (benchmarks, unit tests) may leave out `reportDurable`: nobody listens then. */
+  async start(ctx: Pick<StrategyContext, 'store' | 'log'> & Partial<Pick<StrategyContext, 'reportDurable'>>): Promise<void> {
     const o = this.opts;
     this.store = ctx.store;
     this.log = ctx.log;
+    this.report = ctx.reportDurable ?? (() => {});
     this.map = new ShardMap(ctx.store, o.psShards);
     const testPauseMs = Number(process.env.TABSWARM_TEST_CHECKPOINT_PAUSE_MS ?? 0);
     const storage = this.deps.storage ?? new FileStorage(resolve(o.checkpointDir), { testPauseMs });
@@ -108,7 +114,9 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
     this.restored = { ...report, swept };
     if (report.shards.length) {
       this.log.info({ version: report.version, shards: report.shards }, `checkpoint: restored version ${report.version} from ${storage.where}`);
+      if (!report.missing.length) this.report(report.version);
     }
+    this.generation = this.store.generation;
     if (report.missing.length) {
       if (report.shards.length) this.log.warn({ shards: report.missing }, 'checkpoint: no checkpoint of these shards verifies; they start from their initial values');
       await this.run(false); // a first checkpoint, so every shard can always be restored
@@ -138,8 +146,21 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
     written.catch(() => {});
   }
 
+  /**
+   * A duplicate push is acked with the version of its first apply; that ack waited for any sync
+   * checkpoint then, so nothing more to wait for (a crash loses what came after the last
+   * checkpoint either way).
+   */
+  durable(_version: number): void {}
+
   /** Captures now (synchronously) and writes; `copy` false holds the store until written. */
   private run(copy: boolean): Promise<WriteReport> {
+    if (this.store.generation !== this.generation) {
+      // Someone else replaced the whole store (a chain node took a state transfer): every shard
+      // is at the store's version, and a delta against the old saved copy would be wrong.
+      this.map.resetVersions([]);
+      for (let k = 0; k < this.map.count; k++) this.ck.loaded(k, undefined);
+    }
     const release = copy ? undefined : this.store.hold();
     let capture;
     const t0 = performance.now();
@@ -149,6 +170,7 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
       release?.();
       throw err;
     }
+    this.generation = this.store.generation;
     const captureMs = performance.now() - t0;
     this.stats.captureMs += captureMs;
     this.stats.maxCaptureMs = Math.max(this.stats.maxCaptureMs, captureMs);
@@ -166,6 +188,7 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
         s.maxMs = Math.max(s.maxMs, rep.ms);
         this.last = rep;
         this.log.debug({ version: rep.storeVersion, bytes: rep.bytes, ms: Math.round(rep.ms) }, 'checkpoint written');
+        this.report(rep.storeVersion);
         return rep;
       },
       (err: unknown) => {
@@ -224,6 +247,7 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
         this.log.info({ shard: k, mode: recovery.mode, version: recovery.version, shards: recovery.shards, ms: Math.round(recovery.ms) }, `checkpoint: shard ${k} recovered`);
         return report;
       } finally {
+        this.generation = this.store.generation; // its own restore, not someone else's
         release();
       }
     });
@@ -274,6 +298,18 @@ export class CheckpointStrategy implements RecoveryStrategy, CheckpointControl {
   }
 }
 
-export function checkpointStrategy(opts: CheckpointOptions & { model: string }, deps: CheckpointStrategyDeps = {}): CheckpointStrategy {
-  return new CheckpointStrategy(opts, deps);
+/** `--strategy checkpoint`: checkpoint durability, default bootstrap and admission, and the admin controls. */
+export function checkpointStrategy(opts: CheckpointOptions & { model: string }, deps: CheckpointStrategyDeps = {}): RecoveryStrategy & CheckpointControl & { readonly durability: CheckpointStrategy } {
+  const durability = new CheckpointStrategy(opts, deps);
+  return { ...compose('checkpoint', { durability }), ...controlsOf(durability), durability };
+}
+
+/** The admin controls of `c`, bound: a strategy that wraps a checkpoint strategy exposes them too. */
+export function controlsOf(c: CheckpointControl): CheckpointControl {
+  return {
+    checkpointNow: () => c.checkpointNow(),
+    dropShard: (k) => c.dropShard(k),
+    shardStates: () => c.shardStates(),
+    checkpointFiles: () => c.checkpointFiles(),
+  };
 }

@@ -1,0 +1,14 @@
+import { latestAccuracy, spawnCli, startPs, until, type Status } from '../test/helpers.ts';
+const [agg, attack, steps] = process.argv.slice(2);
+const t0 = Date.now();
+const ps = await startPs(['--model', 'mnist-logreg', '--dataset', 'mnist', '--eval-every', '500', '--eval-examples', '2000', '--shards', '8', '--aggregator', agg!, '--max-norm-jump', agg === 'none' ? '0' : '2', '--log-level', 'warn']);
+const ws = [1, 2].map((s) => spawnCli(['worker', '--url', ps.url, '--seed', String(s), '--steps', steps!]));
+if (attack !== 'clean') ws.push(spawnCli(['worker', '--url', ps.url, '--seed', '9', '--steps', steps!, '--attack', attack!]));
+await until(() => ws.every((w) => w.child.exitCode !== null), 'workers', 120000, 200);
+const st = await ps.get<Status>('/api/status');
+const p = await until(async () => { const p = await latestAccuracy(ps); return p && p.version >= st.version ? p : undefined; }, 'eval', 20000, 200);
+console.log(agg, attack, JSON.stringify(p), 'ms', Date.now() - t0, ws.map((w) => w.child.exitCode));
+const m = await (await fetch(new URL('/metrics', ps.url))).text();
+console.log(m.split('\n').filter((l) => /clipped|refused|rejected/.test(l) && !l.startsWith('#')).join('\n'));
+for (const w of ws) await w.kill('SIGKILL');
+await ps.kill('SIGKILL');

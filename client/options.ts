@@ -1,0 +1,50 @@
+/**
+ * What a host gives the worker loop (client/loop.ts) and the knobs it sets: the page
+ * (client/main.ts) and the Node worker (client/node.ts) fill these in.
+ */
+import type { Tf } from '../shared/forward.ts';
+import type { ReconnectOptions } from './connection.ts';
+import type { ShardCache } from './data.ts';
+import type { WorkerMesh } from './mesh/index.ts';
+import type { StateStore } from './state.ts';
+import type { WorkerStatus } from './status.ts';
+import type { SocketFactory } from './transport.ts';
+
+export interface WorkerHost {
+  readonly tf: Tf;
+  /** Base URL of the PS, e.g. http://127.0.0.1:8080/ */
+  readonly baseUrl: string;
+  /** Name of the tfjs backend in use, for reports. */
+  readonly backend: string;
+  readonly socket: SocketFactory;
+  readonly cache: ShardCache;
+  /** Where the worker keeps what must survive a reload. @default nothing is kept */
+  readonly state?: StateStore;
+  readonly fetch?: typeof fetch;
+  readonly userAgent?: string;
+  /** Called on every status change and after every step. */
+  readonly onStatus?: (s: Readonly<WorkerStatus>) => void;
+  /** Throws if this host cannot train the model (wasm + convolutions). */
+  readonly checkModel?: (model: string) => void;
+  /** Other workers, for gossip during outages and weight relay (client/mesh/). @default none */
+  readonly mesh?: WorkerMesh;
+}
+
+export interface LoopOptions extends ReconnectOptions {
+  /** Stop after this many steps. @default Infinity */
+  maxSteps?: number;
+  /** Seed of batch sampling. @default random */
+  seed?: number;
+  /** Request timeout on the socket and HTTP; no reply in time counts as an outage. @default 10000 */
+  requestTimeoutMs?: number;
+  /** How often to send the status report to the PS. @default 2000 */
+  reportEveryMs?: number;
+  /** How often the buffer is persisted during an outage (the most a reload can lose). @default 2000 */
+  persistEveryMs?: number;
+  /** Overrides the run's buffer mode. */
+  bufferMode?: 'frozen' | 'local';
+  /** Keep every acknowledged push (seq, version, duplicate) in `loop.ledger.acks` (tests). @default false */
+  logAcks?: boolean;
+  /** TEST ONLY: rewrites each push just before it is sent (client/attack.ts, `--attack`). @default none */
+  attack?: (out: import('./state.ts').Outgoing) => import('./state.ts').Outgoing;
+}

@@ -1,0 +1,106 @@
+/**
+ * What a worker shows of itself: the status (the page, the Node worker's log lines and the
+ * report to the PS read it) and the ledger, the record of acknowledged pushes and flushes
+ * that tests compare with the PS's own records.
+ */
+import type { ConnectionState } from './connection.ts';
+import type { Outgoing } from './state.ts';
+import type { AckResult } from './transport.ts';
+
+export interface FlushLogEntry {
+  readonly workerId: number;
+  readonly seq: number;
+  readonly count: number;
+  readonly baseVersion: number;
+  readonly version: number;
+  readonly duplicate: boolean;
+  readonly at: number;
+}
+
+export interface WorkerStatus {
+  state: ConnectionState;
+  workerId: number;
+  backend: string;
+  model: string;
+  bufferMode: string;
+  steps: number;
+  examplesPerSec: number;
+  serverVersion: number;
+  loss: number;
+  shards: number[];
+  examples: number;
+  numTensors: number;
+  /** Gradients in the buffer, and when buffering began (0 when not buffering). */
+  buffered: number;
+  bufferedSince: number;
+  /** Gradients computed while the PS was unreachable, over the worker's life. */
+  outageSteps: number;
+  /** `local` mode: L2 distance of the worker's own weights from its last pulled copy (0 when frozen). */
+  localDrift: number;
+  /** The last flush acknowledged (the report sends it to the PS). */
+  lastFlush: FlushLogEntry | undefined;
+  restored: boolean;
+  /** Gradients restored from storage when the page was reloaded during an outage. */
+  restoredBuffered: number;
+  lastError: string;
+  /** The PS node this worker writes to (the chain's head in a cluster). */
+  psUrl: string;
+  /** Times the worker moved to another node of a cluster (a new head). */
+  failovers: number;
+}
+
+export function initialStatus(backend: string, psUrl: string): WorkerStatus {
+  return {
+    state: 'joining', workerId: 0, backend, model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
+    serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, buffered: 0, bufferedSince: 0,
+    outageSteps: 0, localDrift: 0, lastFlush: undefined, restored: false, restoredBuffered: 0, lastError: '',
+    psUrl, failovers: 0,
+  };
+}
+
+/** Examples per second over windows of at least a second of steps. */
+export class Throughput {
+  private start = performance.now();
+  private steps = 0;
+  /** Counts a step of `batch` examples; returns the rate when a window closes, else undefined. */
+  step(batch: number, now = performance.now()): number | undefined {
+    this.steps += 1;
+    if (now - this.start < 1000) return undefined;
+    const rate = (this.steps * batch * 1000) / (now - this.start);
+    this.start = now;
+    this.steps = 0;
+    return rate;
+  }
+}
+
+/** One acknowledged push: [seq, version, duplicate ? 1 : 0]. */
+export type AckEntry = [number, number, number];
+
+/** Bounds of the ledger: it is for tests and operators, never unbounded per worker. */
+export const LEDGER_MAX_ACKS = 200_000;
+export const LEDGER_MAX_FLUSHES = 1000;
+
+/**
+ * Every flush acknowledged, in order (the oldest dropped past LEDGER_MAX_FLUSHES), and with
+ * `logAcks` every acknowledged push (the oldest tenth dropped past LEDGER_MAX_ACKS). A reader
+ * that drains `acks` (the Node worker's `--log-acks` lines) keeps it small.
+ */
+export class WorkerLedger {
+  readonly acks: AckEntry[] = [];
+  readonly flushes: FlushLogEntry[] = [];
+
+  constructor(readonly logAcks: boolean) {}
+
+  /** Records the ack of `out`; returns the flush entry when `out` was a flush. */
+  record(workerId: number, out: Outgoing, ack: AckResult): FlushLogEntry | undefined {
+    if (this.logAcks) {
+      if (this.acks.length >= LEDGER_MAX_ACKS) this.acks.splice(0, LEDGER_MAX_ACKS / 10);
+      this.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
+    }
+    if (!out.flush) return undefined;
+    const entry: FlushLogEntry = { workerId, seq: out.seq, count: out.count, baseVersion: out.baseVersion, version: ack.version, duplicate: ack.duplicate, at: Date.now() };
+    if (this.flushes.length >= LEDGER_MAX_FLUSHES) this.flushes.shift();
+    this.flushes.push(entry);
+    return entry;
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The link from this node's predecessor (`/chain` on this node): accept it if it proves the
+ * cluster's secret and comes from this node's predecessor at this node's epoch, answer with a
+ * hello (the version to resume from), then apply what flows down: FORWARD (one update, applied
+ * through the PS as a replicated update, then through the inner durability, so a chain node
+ * also checkpoints) and STATE (the whole state). Frames are applied one at a time, in order,
+ * and never while the store is held (a sync checkpoint writing from the live arrays).
+ */
+import type { WebSocket } from 'ws';
+import { TabswarmError } from '../../shared/errors.ts';
+import { ChainMsg } from '../../shared/protocol.ts';
+import { decodeChainFrame, encodeAck, type ForwardFrame, type StateFrame } from './frames.ts';
+import { WS_ABNORMAL, WS_NORMAL, closeWithError, verifyLinkProof, type LinkHello } from './link.ts';
+import { neighbours } from './membership.ts';
+import type { ChainReplica } from './replica.ts';
+import { hasState } from './state.ts';
+
+interface InLink {
+  readonly socket: WebSocket;
+  readonly from: string;
+  readonly epoch: number;
+}
+
+export class Predecessor {
+  private link: InLink | undefined;
+  /** Frames are applied strictly in arrival order, one after the other. */
+  private inbox: Promise<void> = Promise.resolve();
+
+  constructor(private readonly r: ChainReplica) {}
+
+  get linked(): boolean {
+    return this.link !== undefined;
+  }
+
+  /** Acknowledges up the chain: the tail has applied up to `version`. */
+  ack(version: number): void {
+    const l = this.link;
+    if (l) l.socket.send(encodeAck(this.r.ps.layout.hash, l.epoch, version));
+  }
+
+  /** A new configuration: a link of another epoch is closed (its predecessor re-links). */
+  dropStale(epoch: number): void {
+    if (!this.link || this.link.epoch === epoch) return;
+    closeWithError(this.link.socket, new TabswarmError('CHAIN_STALE_EPOCH', { got: this.link.epoch, epoch }));
+    this.link = undefined;
+  }
+
+  fence(reason: string): void {
+    if (this.link) closeWithError(this.link.socket, new TabswarmError('CHAIN_FENCED', { node: this.r.me, reason }));
+    this.link = undefined;
+  }
+
+  close(code: number, reason: string): void {
+    this.link?.socket.close(code, reason);
+    this.link = undefined;
+  }
+
+  /** Resolves once the frames already received are applied. */
+  drain(): Promise<void> {
+    return this.inbox;
+  }
+
+  /**
+   * A predecessor opened `/chain`. A link from a newer epoch waits (briefly) for this node to
+   * learn that configuration; one from an older epoch is refused.
+   */
+  async accept(socket: WebSocket, query: { from?: string; epoch?: string; proof?: string }): Promise<void> {
+    const r = this.r;
+    const from = String(query.from ?? '');
+    const epoch = Number(query.epoch);
+    const refuse = (err: TabswarmError) => closeWithError(socket, err);
+    if (!Number.isSafeInteger(epoch) || epoch < 0 || !verifyLinkProof(r.o.secret, from, epoch, String(query.proof ?? ''))) {
+      return refuse(new TabswarmError('CHAIN_BAD_LINK', { from: from || '?', detail: 'proof does not verify with this cluster\'s secret' }));
+    }
+    if (epoch > r.view.epoch) {
+      void r.membership.reconcile();
+      await r.waitForEpoch(epoch, 5000);
+    }
+    if (r.state.kind === 'fenced') return refuse(new TabswarmError('CHAIN_FENCED', { node: r.me, reason: 'it is rejoining the chain' }));
+    if (epoch !== r.view.epoch) return refuse(new TabswarmError('CHAIN_STALE_EPOCH', { got: epoch, epoch: r.view.epoch }));
+    if (neighbours(r.view, r.membership.name).predecessor?.name !== from) {
+      return refuse(new TabswarmError('CHAIN_BAD_LINK', { from, detail: `not this node's predecessor at epoch ${epoch}` }));
+    }
+    this.link?.socket.close(WS_NORMAL, 'replaced by a newer link');
+    const link: InLink = { socket, from, epoch };
+    this.link = link;
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (this.link !== link) return;
+      if (!isBinary) return this.refuseFrame(link, new TabswarmError('CHAIN_BAD_FRAME', { detail: 'text on a chain link' }));
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      this.inbox = this.inbox.then(() => this.receive(link, bytes));
+    });
+    socket.on('close', (code: number) => {
+      if (this.link !== link) return;
+      this.link = undefined;
+      const predecessor = neighbours(r.view, r.membership.name).predecessor;
+      if (code === WS_ABNORMAL && predecessor?.name === from) void r.probe(predecessor);
+    });
+    const fresh = !hasState(r.state);
+    const hello: LinkHello = { version: fresh ? -1 : r.ps.store.version, fresh, epoch };
+    socket.send(JSON.stringify(hello));
+    if (!fresh && !neighbours(r.view, r.membership.name).successor) r.commit(r.ps.store.version);
+  }
+
+  private refuseFrame(link: InLink, err: TabswarmError): void {
+    this.r.log.warn({ err: err.message, from: link.from }, 'chain frame refused');
+    if (this.link === link) this.link = undefined;
+    closeWithError(link.socket, err);
+  }
+
+  private async receive(link: InLink, bytes: Uint8Array): Promise<void> {
+    const store = this.r.ps.store;
+    while (store.held) await store.held;
+    if (this.link !== link) return;
+    try {
+      const frame = decodeChainFrame(bytes, { layoutHash: this.r.ps.layout.hash, layoutSize: this.r.ps.layout.size });
+      if (frame.epoch !== link.epoch || link.epoch !== this.r.view.epoch) throw new TabswarmError('CHAIN_STALE_EPOCH', { got: frame.epoch, epoch: this.r.view.epoch });
+      if (frame.type === ChainMsg.FORWARD) this.applyForward(frame, bytes);
+      else if (frame.type === ChainMsg.STATE) this.applyState(frame, bytes);
+      else throw new TabswarmError('CHAIN_BAD_FRAME', { detail: 'acks travel up the chain, not down' });
+    } catch (err) {
+      this.refuseFrame(link, err instanceof TabswarmError ? err : new TabswarmError('CHAIN_BAD_FRAME', { detail: (err as Error).message }));
+    }
+  }
+
+  private applyForward(f: ForwardFrame, bytes: Uint8Array): void {
+    const r = this.r;
+    const store = r.ps.store;
+    if (!hasState(r.state)) throw new TabswarmError('CHAIN_BAD_FRAME', { detail: `forward of version ${f.version} before the state transfer` });
+    const { successor } = neighbours(r.view, r.membership.name);
+    if (f.version <= store.version) {
+      // A resend of what this node already has (its predecessor changed): nothing to apply.
+      if (!successor) r.commit(store.version);
+      return;
+    }
+    if (f.version !== store.version + 1) throw new TabswarmError('CHAIN_BAD_FRAME', { detail: `forward of version ${f.version}, but this node is at ${store.version}` });
+    const update = { workerId: f.workerId, seq: f.seq, baseVersion: f.baseVersion, count: f.count, grad: f.grad };
+    const result = r.ps.applyReplicated(update, f.flags);
+    if (!result.applied || result.version !== f.version) {
+      // Diverged (this must not happen): drop the state and take a fresh one.
+      r.apply({ type: 'diverged' });
+      throw new TabswarmError('CHAIN_BAD_FRAME', { detail: `forward of version ${f.version} (worker ${f.workerId} seq ${f.seq}) did not apply as version ${f.version} here; taking a state transfer` });
+    }
+    r.history.remember(f.workerId, f.seq, f.version);
+    this.durably({ ...update, version: f.version, flags: f.flags });
+    if (!successor) return r.commit(f.version);
+    // Middle: keep it until the tail acks, and pass the same bytes on (each WebSocket message
+    // arrives in a buffer of its own, so they are ours to keep and to re-stamp).
+    r.keep(f.version, bytes);
+  }
+
+  /** The inner durability runs on every node: a replica checkpoints what it applied too. */
+  private durably(u: Parameters<ChainReplica['inner']['afterApply']>[0]): void {
+    const done = this.r.inner.afterApply(u);
+    if (done) done.catch((err: unknown) => this.r.log.error({ err, version: u.version }, 'the inner durability failed on a replicated update'));
+  }
+
+  private applyState(s: StateFrame, bytes: Uint8Array): void {
+    const r = this.r;
+    const store = r.ps.store;
+    store.restore({ layoutHash: r.ps.layout.hash, version: s.version, weights: s.weights, velocity: s.velocity, applied: new Map(s.record.map((e) => [e.workerId, { seq: e.seq, version: e.version }])) });
+    r.ps.metrics.modelVersion.set(s.version);
+    r.history.replace(s.historyStart, s.history);
+    r.transfers.received += 1;
+    const wasFresh = !hasState(r.state);
+    r.apply({ type: 'state-applied' });
+    r.clearForwarded();
+    r.log.info({ version: s.version, epoch: s.epoch, history: s.history.length }, 'state transfer applied');
+    const { successor } = neighbours(r.view, r.membership.name);
+    if (!successor) return r.commit(s.version);
+    r.passState(bytes, wasFresh, successor);
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The options of `tabswarm start` (the embedded PS), `tabswarm node` (a chain node: the same plus
+ * the chain's) and `tabswarm worker`, each declared once (server/options/schema.ts). config.ts
+ * takes its DEFAULTS and its checks from PS_OPTIONS; server/cli.ts its parsing and help.
+ * Keys are the ServerOptions fields (server/config.ts), flags their kebab-case unless named.
+ */
+import { MODEL_NAMES } from '../../shared/models.ts';
+import { DATASET_NAMES } from '../data.ts';
+import { AGGREGATOR_DEFAULTS as A, AGGREGATOR_NAMES, DEFAULT_AGGREGATOR } from '../ps/aggregate/index.ts';
+import { RULE_NAMES } from '../ps/rules.ts';
+import { CHECKPOINT_DEFAULTS, CHECKPOINT_MODES, RECOVERY_MODES } from '../strategies/checkpoint/options.ts';
+import { STRATEGY_NAMES } from '../strategies/index.ts';
+import { defineOptions } from './schema.ts';
+
+export const BACKENDS = ['auto', 'webgpu', 'webgl', 'wasm', 'cpu'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const ON_OFF = ['on', 'off'] as const;
+const C = CHECKPOINT_DEFAULTS;
+
+/** The embedded parameter server's options (ServerOptions), shared by `start` and `node`. */
+export const PS_OPTIONS = defineOptions({
+  model: { type: 'choice', values: MODEL_NAMES, default: 'fashion-cnn', help: 'model from the registry (shared/models.ts)' },
+  dataset: { type: 'choice', values: DATASET_NAMES, default: 'mnist', help: 'training and test data' },
+  shards: { type: 'int', min: 1, default: 16, help: 'disjoint training shards handed out to workers' },
+  lr: { type: 'number', min: 0, exclusive: 'min', arg: 'X', defaultText: "the model's, 0.01 for fashion-cnn", help: 'SGD learning rate', symptom: 'loss diverges (lower it) or creeps (raise it)' },
+  momentum: { type: 'number', min: 0, max: 1, exclusive: 'max', arg: 'X', default: 0, help: 'SGD momentum' },
+  batch: { type: 'int', min: 1, defaultText: "the model's, 32 for fashion-cnn", help: 'worker batch size' },
+  pullEvery: { type: 'int', min: 1, default: 1, help: 'workers pull weights every N steps', symptom: 'pull traffic dominates the PS (raise it, at the cost of staler gradients)' },
+  seed: { type: 'int', min: 0, default: 1, help: 'seed of the initial weights and the shard split' },
+  evalEveryMs: { flag: 'eval-every', type: 'int', min: 0, arg: 'MS', default: 5000, help: 'test-set evaluation period, 0 = off', symptom: 'evaluation slows a small machine (raise it or 0)' },
+  evalExamples: { type: 'int', min: 1, default: 10000, help: 'evaluate on the first N test examples' },
+  idleMs: { type: 'int', min: 100, arg: 'MS', default: 30000, help: 'drop a worker silent this long and reassign its shards', symptom: 'shards of closed tabs stay idle too long (lower it) or slow tabs lose theirs (raise it)' },
+  maxWorkers: { type: 'int', min: 1, default: 1024, help: 'most concurrent workers', symptom: 'WORKERS_FULL refuses volunteers the machine could serve' },
+  strategy: { type: 'choice', values: STRATEGY_NAMES, default: 'none', help: 'recovery strategy (server/strategies)', symptom: 'a PS crash loses training (checkpoint) or must be survived without disk (stateless)' },
+  rule: { type: 'choice', values: RULE_NAMES, default: 'mean', help: 'stale-update rule (server/ps/rules.ts)', symptom: 'accuracy drops after outages because stale buffered gradients dominate (staleness)' },
+  aggregator: { type: 'choice', values: AGGREGATOR_NAMES, default: DEFAULT_AGGREGATOR, help: 'robust aggregation of pushes before the optimizer (server/ps/aggregate; README "Threat model")', symptom: 'one hostile or broken worker ruins the model (clip); none only for trusted workers' },
+  clipFactor: { type: 'number', min: 0, exclusive: 'min', arg: 'C', default: A.clipFactor, help: 'clip, centered-clip: radius = C x the median norm of recent pushes', symptom: 'honest pushes are clipped often (raise it) or an attacker still drags accuracy (lower it)' },
+  clipWindow: { type: 'int', min: 1, arg: 'K', default: A.clipWindow, help: 'clip, centered-clip: the median is over the last K accepted pushes' },
+  clipWarmup: { type: 'number', min: 0, exclusive: 'min', arg: 'X', default: A.clipWarmup, help: 'clip, centered-clip: absolute radius until K pushes were seen', symptom: 'the first steps are too timid (raise it)' },
+  bucketSize: { type: 'int', min: 1, arg: 'S', default: A.bucketSize, help: 'trimmed-mean: pushes averaged per bucket' },
+  buckets: { type: 'int', min: 1, arg: 'B', default: A.buckets, help: 'trimmed-mean: buckets per window, one update per window' },
+  trim: { type: 'int', min: 0, default: A.trim, help: 'trimmed-mean: bucket means dropped at each end per coordinate, (B-1)/2 = median', symptom: 'more attackers than trim x bucket size (raise it)' },
+  maxNormJump: { type: 'number', min: 0, arg: 'X', default: 2, help: 'refuse a new version whose weight norm exceeds X times the current one (floor 1), 0 = off; non-finite versions are always refused' },
+  maxCount: { type: 'int', min: 1, default: 100000, help: 'most gradients one push or flush may claim (PS_COUNT_TOO_LARGE)', symptom: 'honest flushes after long outages are refused (raise it)' },
+  secret: { type: 'string', minLength: 16, arg: 'S', defaultText: 'env TABSWARM_SECRET, else random: then nothing workers hold survives a restart', help: 'HMAC secret shared by all PS processes of a deployment' },
+  adminToken: { type: 'string', minLength: 16, arg: 'T', defaultText: 'env TABSWARM_ADMIN_TOKEN, else random, printed', help: 'bearer token of /api/admin/*' },
+  adoptWindowMs: { type: 'int', min: 0, arg: 'MS', default: 3500, help: 'stateless: collect workers\' weight copies this long before adopting', symptom: 'a restarted stateless PS adopts an old copy before the freshest worker reconnects (raise it)' },
+  bufferMode: { type: 'choice', values: ['frozen', 'local'], default: 'frozen', help: 'while the PS is down workers sum gradients against their last weights (frozen) or also apply them locally (local)' },
+  meshPeers: { type: 'int', min: 0, arg: 'K', default: 3, help: 'worker mesh: data channels each worker keeps to other workers, 0 = no mesh' },
+  meshPort: { type: 'int', min: 0, max: 65535, default: 0, help: 'port of the mesh\'s PeerJS signaling server, 0 = a free one (see /api/mesh)' },
+  gossipEveryMs: { type: 'int', min: 0, arg: 'MS', default: 2000, help: 'local buffer mode: average weights with a peer every T ms during outages, 0 = off' },
+  relay: { type: 'choice', values: ON_OFF, default: 'off', help: 'while the PS is up, take signed weights from peers before pulling', symptom: 'pulls saturate the PS\'s uplink' },
+  relayMaxLag: { type: 'int', min: 0, default: 8, help: 'relay: accept a peer\'s weights at most N versions behind the last ack' },
+  checkpointMode: { type: 'choice', values: CHECKPOINT_MODES, default: C.checkpointMode, help: 'checkpoint: stop applying while writing (sync) or copy and write in the background (async)', symptom: 'applies stall while a checkpoint is written (async)' },
+  checkpointEvery: { type: 'int', min: 0, default: C.checkpointEvery, help: 'checkpoint every N applied updates, 0 = not by count', symptom: 'a crash loses too many updates (lower it) or writes slow the PS (raise it)' },
+  checkpointEveryMs: { type: 'int', min: 0, arg: 'MS', default: C.checkpointEveryMs, help: 'also once T ms have passed since the last checkpoint, 0 = off' },
+  checkpointDir: { type: 'string', minLength: 1, arg: 'DIR', default: C.checkpointDir, help: 'where the checkpoint streams live, one folder per PS shard' },
+  checkpointKeep: { type: 'int', min: 1, default: C.checkpointKeep, help: 'full checkpoints kept per PS shard' },
+  checkpointBlock: { type: 'int', min: 1, arg: 'B', default: C.checkpointBlock, help: 'values per block, the unit of prioritized checkpoints' },
+  checkpointFullEvery: { type: 'int', min: 0, arg: 'C', default: C.checkpointFullEvery, help: 'with --priority-fraction < 1, every C-th checkpoint is full, 0 = only the first', symptom: 'restores read too many partial checkpoints (lower it)' },
+  psShards: { type: 'int', min: 1, arg: 'S', default: C.psShards, help: 'key-range shards of the PS state, each with its own checkpoint stream' },
+  priorityFraction: { type: 'number', min: 0, max: 1, exclusive: 'min', arg: 'R', default: C.priorityFraction, help: 'prioritized checkpoints save the fraction R of blocks that changed most, 1 = full', symptom: 'full checkpoints take too long to write (e.g. 0.25)' },
+  recovery: { type: 'choice', values: RECOVERY_MODES, default: C.recovery, help: 'after a lost PS shard: restore that shard only (partial) or roll back all (full)' },
+});
+
+/** What `start` adds: where to listen, the launched tabs, the log. */
+export const START_OPTIONS = defineOptions({
+  port: { type: 'int', min: 0, max: 65535, default: 8080, help: 'port to listen on, 0 picks a free one' },
+  host: { type: 'string', arg: 'H', default: '127.0.0.1', help: 'address to bind; 0.0.0.0 lets other machines join' },
+  ...PS_OPTIONS,
+  workers: { type: 'int', min: 0, default: 2, help: 'headless Chromium worker tabs to launch, 0 = none' },
+  workerBackend: { type: 'choice', values: BACKENDS, default: 'auto', help: 'backend of those tabs' },
+  logLevel: { type: 'choice', values: LOG_LEVELS, default: 'info', help: 'the PS\'s log level' },
+});
+
+/** The chain's own options (server/chain/node.ts), added to START_OPTIONS by `node`. */
+export const CHAIN_OPTIONS = defineOptions({
+  zk: { type: 'string', arg: 'HOSTS', required: 'host:port,... of the ZooKeeper ensemble (for development, start one with `tabswarm zk`)', help: 'ZooKeeper ensemble, host:port,host:port[/chroot]' },
+  cluster: { type: 'string', arg: 'NAME', default: 'tabswarm', help: 'nodes with the same name form one chain' },
+  replication: { type: 'choice', values: ['sync', 'async', 'snapshot'], default: 'sync', help: 'ack once the tail applied (sync), at once within --async-window (async), or ship the whole state every --snapshot-every updates (snapshot)', symptom: 'acks wait on the chain\'s length (async, losing at most --async-window on a head failure)' },
+  reads: { type: 'choice', values: ['strict', 'relaxed'], default: 'relaxed', help: 'workers read from the tail (strict) or from their node (relaxed)' },
+  snapshotEvery: { type: 'int', min: 1, arg: 'K', default: 100, help: 'snapshot replication: updates between shipments' },
+  asyncWindow: { type: 'int', min: 1, default: 32, help: 'async: most acked updates not yet at the tail, the most a head failure loses' },
+  zkSessionMs: { type: 'int', min: 1, arg: 'MS', default: 1500, help: 'ZooKeeper session timeout: failover floor vs false suspicion', symptom: 'failover is slow (lower it) or live nodes on a loaded machine are dropped (raise it)' },
+  fastDetect: { type: 'choice', values: ON_OFF, default: 'on', help: 'drop a neighbour at once when its link breaks and its port refuses connections; off: only its session timeout' },
+});
+
+/** `tabswarm node`: every start option (--strategy too) plus the chain's; no tabs and a free port by default. */
+export const NODE_OPTIONS = defineOptions({
+  ...START_OPTIONS,
+  port: { ...START_OPTIONS.port, default: 0 },
+  workers: { ...START_OPTIONS.workers, default: 0 },
+  strategy: { ...START_OPTIONS.strategy, help: 'recovery strategy the chain wraps (server/strategies)' },
+  ...CHAIN_OPTIONS,
+});
+
+/** `tabswarm worker`: a headless Node worker (client/node.ts). */
+export const WORKER_OPTIONS = defineOptions({
+  url: { type: 'string', arg: 'URL', required: 'the PS\'s base URL, e.g. --url http://127.0.0.1:8080/', help: 'the PS\'s base URL' },
+  steps: { type: 'int', min: 0, defaultText: 'run until stopped', help: 'stop after N steps' },
+  seed: { type: 'int', min: 0, help: 'batch sampling seed' },
+  bufferMode: { type: 'choice', values: ['frozen', 'local'], defaultText: "the run's", help: 'override the run\'s buffer mode' },
+  logEveryMs: { type: 'int', min: 0, arg: 'MS', default: 2000, help: 'status line period (also printed on every state change)' },
+  attack: { type: 'string', arg: 'A', help: 'TEST ONLY: turn this worker hostile (client/attack.ts: sign-flip, scale:1e30, noise:S, zero, alie, ipm, lie-base, lie-count, replay)' },
+  logAcks: { type: 'flag', help: 'print every acknowledged push as {"worker":W,"acks":[[seq,version,duplicate],...]}' },
+});

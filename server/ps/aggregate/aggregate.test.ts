@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { TabswarmError } from '../../../shared/errors.ts';
+import { deriveLayout } from '../../../shared/layout.ts';
+import type { ModelSpec } from '../../../shared/models.ts';
+import { ParameterStore } from '../store.ts';
+import { CENTER_BETA } from './centered-clip.ts';
+import { ClaimCheck } from './claims.ts';
+import { decisionOf, forwardOf } from './decision.ts';
+import { AGGREGATOR_DEFAULTS, AGGREGATOR_NAMES, AGGREGATORS, createAggregator, type AggregatorOptions } from './index.ts';
+import { trimmedMean } from './trimmed-mean.ts';
+import { l2 } from './types.ts';
+
+const OPTS: AggregatorOptions = { ...AGGREGATOR_DEFAULTS, clipFactor: 2, clipWindow: 4, clipWarmup: 10 };
+const vec = (...v: number[]) => Float32Array.from(v);
+
+function pseudo(seed: number, n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 12.9898 + i * 78.233) * 3);
+}
+
+describe('aggregator registry', () => {
+  test('every name has an entry, and an unknown name is CONFIG_INVALID', () => {
+    assert.deepEqual(Object.keys(AGGREGATORS).sort(), [...AGGREGATOR_NAMES].sort());
+    assert.throws(() => createAggregator('krum', OPTS, 4), (e: unknown) => e instanceof TabswarmError && e.code === 'CONFIG_INVALID' && /krum/.test(e.message));
+    assert.throws(() => createAggregator('trimmed-mean', { ...OPTS, buckets: 4, trim: 2 }, 4), /--trim/);
+  });
+
+  test('none hands the gradient through untouched, and the rule scales it', () => {
+    const a = createAggregator('none', OPTS, 3);
+    const g = vec(1e30, -2, 3);
+    assert.equal(a.admit(g, 0.5), g);
+    assert.deepEqual([...g], [...vec(1e30, -2, 3)]);
+    assert.equal(a.scales, false);
+  });
+});
+
+describe('clip', () => {
+  test('warm-up: the absolute bound until K pushes, and never above c x median of what was seen', () => {
+    const a = createAggregator('clip', OPTS, 2);
+    const first = a.admit(vec(300, 400), 1)!; // norm 500 -> warm-up bound 10
+    assert.ok(Math.abs(l2(first) - 10) < 1e-4);
+    const second = a.admit(vec(0, 3), 1)!; // median 10 -> radius min(10, 20): 3 passes
+    assert.deepEqual([...second], [0, 3]);
+    assert.equal(a.stats().clipped, 1);
+  });
+
+  test('after warm-up the radius is c x the median of the last K accepted norms', () => {
+    const a = createAggregator('clip', OPTS, 2);
+    for (const n of [1, 2, 3, 4]) a.admit(vec(n, 0), 1);
+    // accepted norms 1,2,3,4: median 2.5, radius 5
+    assert.equal(a.stats().radius, 5);
+    const out = a.admit(vec(0, 1e30), 1)!;
+    assert.ok(Math.abs(l2(out) - 5) < 1e-3, `clipped to ${l2(out)}`);
+    // the huge push entered the window as 5, not 1e30: ring 5,2,3,4 -> median 3.5
+    assert.equal(a.stats().radius, 7);
+  });
+
+  test('clips the rule-scaled push: a flush summing 100 gradients is one update', () => {
+    const a = createAggregator('clip', OPTS, 1);
+    const out = a.admit(vec(1000), 1 / 100)!;
+    assert.ok(Math.abs(out[0]! - 10) < 1e-4); // scale 1/100 applied, then clipped to 10
+    assert.equal(a.scales, true);
+  });
+
+  test('an attacker alone for the whole window cannot lift the radius past the warm-up, then c^k per window', () => {
+    const a = createAggregator('clip', OPTS, 1);
+    for (let i = 0; i < 4; i++) a.admit(vec(1e30), 1);
+    assert.equal(a.stats().radius, 20); // 2 x median(10,10,10,10)
+  });
+});
+
+describe('centered-clip', () => {
+  test('the step is center + clipped deviation, and the center moves by beta', () => {
+    const a = createAggregator('centered-clip', { ...OPTS, clipWarmup: 1 }, 2);
+    const x1 = a.admit(vec(3, 4), 1)!; // center 0, deviation norm 5 > 1: step (0.6, 0.8)
+    assert.ok(Math.abs(x1[0]! - 0.6) < 1e-6 && Math.abs(x1[1]! - 0.8) < 1e-6);
+    // center = (1 - beta) * step
+    const c = [(1 - CENTER_BETA) * 0.6, (1 - CENTER_BETA) * 0.8];
+    // radius now min(1, 2 x 1) = 1; a push at the center plus (0.5, 0) passes unchanged
+    const x2 = a.admit(vec(c[0]! + 0.5, c[1]!), 1)!;
+    assert.ok(Math.abs(x2[0]! - (c[0]! + 0.5)) < 1e-6 && Math.abs(x2[1]! - c[1]!) < 1e-6);
+    // a huge push moves the step at most tau from the center
+    const center = [CENTER_BETA * c[0]! + (1 - CENTER_BETA) * x2[0]!, CENTER_BETA * c[1]! + (1 - CENTER_BETA) * x2[1]!];
+    const tau = a.stats().radius;
+    const x3 = a.admit(vec(-1e30, 1e30), 1)!;
+    assert.ok(Math.hypot(x3[0]! - center[0]!, x3[1]! - center[1]!) <= tau * (1 + 1e-6));
+  });
+});
+
+describe('trimmed-mean', () => {
+  test('trimmedMean matches a hand computation', () => {
+    const rows = [vec(1, 10), vec(2, -5), vec(100, 0), vec(3, 1), vec(-50, 2)];
+    // column 0 sorted: -50 1 2 3 100, trim 1 -> mean(1,2,3) = 2; column 1: -5 0 1 2 10 -> mean(0,1,2) = 1
+    assert.deepEqual([...trimmedMean(rows, 1, new Float32Array(2))], [2, 1]);
+    // trim 2 of 5 is the median
+    assert.deepEqual([...trimmedMean(rows, 2, new Float32Array(2))], [2, 1]);
+  });
+
+  test('collects a window of buckets, then applies once; an outlier bucket is trimmed away', () => {
+    const a = createAggregator('trimmed-mean', { ...OPTS, bucketSize: 1, buckets: 5, trim: 1 }, 1);
+    const pushes = [1, 2, 3, 4, 1e30];
+    const out = pushes.map((p) => a.admit(vec(p), 1));
+    assert.deepEqual(out.slice(0, 4), [null, null, null, null]);
+    assert.deepEqual([...out[4]!], [3]); // sorted 1 2 3 4 1e30, trim 1 -> mean(2,3,4)
+  });
+});
+
+describe('determinism', () => {
+  for (const name of AGGREGATOR_NAMES) {
+    test(`${name}: two stores fed the same pushes end bit for bit equal, and replicas applying the decisions too`, () => {
+      const spec: ModelSpec = { name: 't', description: 't', input: [1, 1, 5], classes: 3, layers: [{ kind: 'flatten' }, { kind: 'dense', units: 3, activation: 'linear' }], defaults: { lr: 0.1, batch: 1 } };
+      const layout = deriveLayout(spec);
+      const init = pseudo(0, layout.size);
+      const mk = () => {
+        const s = new ParameterStore(layout, init, { lr: 0.05, momentum: 0.5 });
+        s.aggregator = createAggregator(name, { ...OPTS, bucketSize: 2, buckets: 3, trim: 1 }, layout.size);
+        s.maxNormJump = 2;
+        return s;
+      };
+      const [a, b] = [mk(), mk()];
+      const replica = new ParameterStore(layout, init, { lr: 0.05, momentum: 0.5 });
+      for (let i = 1; i <= 40; i++) {
+        const g = pseudo(i, layout.size);
+        if (i % 7 === 0) g.fill(1e20); // hostile pushes among honest ones
+        const u = (grad: Float32Array) => ({ workerId: 1 + (i % 3), seq: i, baseVersion: Math.max(0, i - 3), count: 1 + (i % 2), grad });
+        a.apply(u(Float32Array.from(g)));
+        b.apply(u(Float32Array.from(g)));
+        const fwd = forwardOf(a.lastDecision, layout.size);
+        replica.applyDecided(u(fwd.grad), decisionOf(fwd.flags, fwd.grad));
+      }
+      assert.deepEqual(new Uint8Array(a.weights.buffer), new Uint8Array(b.weights.buffer));
+      assert.deepEqual(new Uint8Array(a.weights.buffer), new Uint8Array(replica.weights.buffer));
+      assert.deepEqual(new Uint8Array(a.optimizer.velocity.buffer), new Uint8Array(replica.optimizer.velocity.buffer));
+      assert.equal(a.version, 40);
+      assert.equal(replica.version, 40);
+      assert.ok(a.weights.every(Number.isFinite));
+    });
+  }
+});
+
+describe('output guard', () => {
+  const spec: ModelSpec = { name: 't', description: 't', input: [1, 1, 2], classes: 1, layers: [{ kind: 'flatten' }, { kind: 'dense', units: 1, activation: 'linear' }], defaults: { lr: 1, batch: 1 } };
+  const layout = deriveLayout(spec); // 3 values
+  test('a version that would be non-finite or jump past the factor is refused; the last good one stays and the version advances', () => {
+    const s = new ParameterStore(layout, vec(1, 1, 1), { lr: 1, momentum: 0 });
+    s.maxNormJump = 2;
+    s.apply({ workerId: 1, seq: 1, baseVersion: 0, count: 1, grad: vec(3e38, 3e38, 3e38) }); // 1 - 3e38*... overflows? no: finite but huge
+    assert.deepEqual([...s.weights], [1, 1, 1]);
+    assert.equal(s.guardRefused, 1);
+    assert.match(s.lastGuardRefusal!.reason, /norm/);
+    assert.equal(s.version, 1);
+    assert.equal(s.lastDecision.grad, null);
+    s.apply({ workerId: 1, seq: 2, baseVersion: 1, count: 1, grad: vec(-3e38, -3e38, -3e38) }); // 1 + 3e38 ... still finite in f32? 3e38+1 = 3e38
+    assert.equal(s.guardRefused, 2);
+    const ok = s.apply({ workerId: 1, seq: 3, baseVersion: 2, count: 1, grad: vec(0.5, 0, 0) });
+    assert.equal(ok.applied, true);
+    assert.deepEqual([...s.weights], [0.5, 1, 1]);
+    // non-finite: overflow of float32
+    s.maxNormJump = 0;
+    s.optimizer.lr = 1e10;
+    s.apply({ workerId: 1, seq: 4, baseVersion: 3, count: 1, grad: vec(3e38, 0, 0) });
+    assert.equal(s.guardRefused, 3);
+    assert.match(s.lastGuardRefusal!.reason, /finite/);
+    assert.deepEqual([...s.weights], [0.5, 1, 1]);
+  });
+});
+
+describe('claims', () => {
+  const session = {};
+  test('a base version ahead of what the session was sent is PS_CLAIM_AHEAD', () => {
+    const c = new ClaimCheck({ maxCount: 10, sessionBound: true });
+    c.joined(session, 5, false);
+    c.check(session, 1, 5, 1, 9);
+    assert.throws(() => c.check(session, 1, 6, 1, 9), (e: unknown) => e instanceof TabswarmError && e.code === 'PS_CLAIM_AHEAD');
+    c.served(session, 8, false);
+    c.check(session, 1, 8, 1, 9);
+  });
+  test('a count past the cap is PS_COUNT_TOO_LARGE', () => {
+    const c = new ClaimCheck({ maxCount: 10, sessionBound: true });
+    c.joined(session, 0, false);
+    c.check(session, 1, 0, 10, 0);
+    assert.throws(() => c.check(session, 1, 0, 11, 0), (e: unknown) => e instanceof TabswarmError && e.code === 'PS_COUNT_TOO_LARGE');
+  });
+  test('a resumed session may flush until its first pull; shared reads are bounded by the current version', () => {
+    const c = new ClaimCheck({ maxCount: 10, sessionBound: true });
+    const s = {};
+    c.joined(s, 3, true);
+    c.check(s, 1, 50, 1, 3);
+    c.served(s, 4, true);
+    assert.throws(() => c.check(s, 1, 50, 1, 4), /PS_CLAIM_AHEAD/);
+    const shared = new ClaimCheck({ maxCount: 10, sessionBound: false });
+    shared.joined(s, 3, false);
+    shared.check(s, 1, 9, 1, 9);
+    assert.throws(() => shared.check(s, 1, 10, 1, 9), /PS_CLAIM_AHEAD/);
+  });
+});

@@ -1,0 +1,36 @@
+/**
+ * `clip`: each push's (rule-scaled) L2 norm is cut to the radius of a RunningScale, c times the
+ * median accepted norm of the last K pushes. An honest push is left as it is when its norm is
+ * within c medians; a ×1e30 push moves the weights as far as an honest push of norm c·median.
+ */
+import { RunningScale } from './scale.ts';
+import { l2, type Aggregator, type AggregatorOptions } from './types.ts';
+
+export function clip(opts: AggregatorOptions): Aggregator {
+  const scale = new RunningScale(opts);
+  let clipped = 0;
+  let admitted = 0;
+  return {
+    name: 'clip',
+    scales: true,
+    admit(grad, s) {
+      admitted += 1;
+      const norm = Math.abs(s) * l2(grad);
+      const radius = scale.radius();
+      let factor = s;
+      if (norm > radius) {
+        factor = (s * radius) / norm;
+        clipped += 1;
+      }
+      scale.record(Math.min(norm, radius));
+      // In place: the frame's buffer is ours, and the step must be one materialized vector so
+      // that the head and its replicas apply the same float32 values.
+      if (factor !== 1) for (let i = 0; i < grad.length; i++) grad[i] = grad[i]! * factor;
+      return grad;
+    },
+    reset() {
+      scale.reset();
+    },
+    stats: () => ({ clipped, admitted, radius: scale.radius() }),
+  };
+}

@@ -1,0 +1,17 @@
+/**
+ * Threads the run's robustness options into a PS: the aggregator in front of the optimizer,
+ * the output guard and the limits on what pushes claim. Called once by buildServer.
+ */
+import type { ServerOptions } from '../../config.ts';
+import type { ParameterServer } from '../service.ts';
+import { createAggregator } from './index.ts';
+
+export function configureRobustness(ps: ParameterServer, o: ServerOptions): void {
+  const { clipFactor, clipWindow, clipWarmup, bucketSize, buckets, trim } = o;
+  ps.store.aggregator = createAggregator(o.aggregator, { clipFactor, clipWindow, clipWarmup, bucketSize, buckets, trim }, ps.layout.size);
+  ps.store.maxNormJump = o.maxNormJump;
+  // Relay workers take weights from peers, chain workers may read from the tail: a session's
+  // own replies do not bound their claims, the PS's current version does.
+  const sharedReads = o.relay === 'on' || ps.strategy.name.startsWith('chain');
+  ps.claims.limits = { maxCount: o.maxCount, sessionBound: !sharedReads };
+}

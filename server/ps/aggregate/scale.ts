@@ -1,0 +1,40 @@
+/**
+ * The robust running scale both clipping aggregators share: the median of the last K norms that
+ * were accepted (after clipping, so an attacker's huge norms enter as the radius, never above).
+ * Until K norms were seen the radius is also capped by an absolute warm-up bound, since a median
+ * of a handful of pushes is easy for one early attacker to steer.
+ */
+import type { AggregatorOptions } from './types.ts';
+
+export class RunningScale {
+  private readonly ring: Float64Array;
+  private seen = 0;
+
+  constructor(private readonly opts: Pick<AggregatorOptions, 'clipFactor' | 'clipWindow' | 'clipWarmup'>) {
+    this.ring = new Float64Array(opts.clipWindow);
+  }
+
+  /** The clipping radius for the next push. */
+  radius(): number {
+    const { clipFactor, clipWindow, clipWarmup } = this.opts;
+    if (this.seen === 0) return clipWarmup;
+    const r = clipFactor * this.median();
+    return this.seen < clipWindow ? Math.min(clipWarmup, r) : r;
+  }
+
+  /** Records the norm a push was accepted with. */
+  record(norm: number): void {
+    this.ring[this.seen % this.ring.length] = norm;
+    this.seen += 1;
+  }
+
+  median(): number {
+    const n = Math.min(this.seen, this.ring.length);
+    const sorted = Array.from(this.ring.subarray(0, n)).sort((a, b) => a - b);
+    return n % 2 === 1 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
+  }
+
+  reset(): void {
+    this.seen = 0;
+  }
+}

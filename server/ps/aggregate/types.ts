@@ -1,0 +1,65 @@
+/**
+ * Robust aggregation: what the PS does with a push before the optimizer sees it. One hostile or
+ * broken volunteer must not be able to move the weights further than an honest one could.
+ *
+ * An aggregator takes the rule-scaled gradient of one push (rules.ts has already turned the sum
+ * of `count` gradients into what this update should contribute) and returns the vector the
+ * optimizer applies with scale 1, or null when nothing is applied for this push (a windowed
+ * aggregator still collecting). Its state is a pure function of the sequence of pushes it was
+ * given, so a head that restarts its aggregator from the same sequence decides the same steps.
+ * Chain replicas do not run it: the head forwards what it decided (service.ts, Forwarded).
+ */
+
+export interface Aggregator {
+  readonly name: string;
+  /**
+   * Whether the step `admit` returns already includes the rule's scale (then it is applied with
+   * scale 1). Only `none` says false: it hands the gradient through untouched, so a run without
+   * aggregation applies bit for bit what it did before aggregators existed.
+   */
+  readonly scales: boolean;
+  /**
+   * One push, in arrival order. `grad` is the push's gradient, `scale` the rule's factor for it;
+   * the aggregator may overwrite `grad` (it is the frame's own buffer). Returns the step to
+   * apply (with scale 1), or null for none.
+   */
+  admit(grad: Float32Array, scale: number): Float32Array | null;
+  /** Forgets every push seen (a restore rewound the weights under it). */
+  reset(): void;
+  /** Counters for /metrics and /api/status. */
+  stats(): AggregatorStats;
+}
+
+export interface AggregatorStats {
+  /** Pushes whose size was cut (clip, centered-clip). */
+  clipped: number;
+  /** Pushes seen. */
+  admitted: number;
+  /** Current clipping radius (clip, centered-clip), 0 when none. */
+  radius: number;
+}
+
+/** The knobs of every aggregator, declared once in server/options/server.ts. */
+export interface AggregatorOptions {
+  /** clip / centered-clip: the radius is this many times the median recent norm. @default 2 */
+  clipFactor: number;
+  /** clip / centered-clip: the median is over the last K accepted pushes. @default 32 */
+  clipWindow: number;
+  /** clip / centered-clip: absolute radius until K pushes were seen (the warm-up). @default 5 */
+  clipWarmup: number;
+  /** trimmed-mean: pushes averaged per bucket. @default 2 */
+  bucketSize: number;
+  /** trimmed-mean: buckets per window; one update per window. @default 8 */
+  buckets: number;
+  /** trimmed-mean: bucket means dropped at each end per coordinate; (buckets-1)/2 is the median. @default 2 */
+  trim: number;
+}
+
+export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2 };
+
+/** L2 norm, accumulated in float64. */
+export function l2(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  return Math.sqrt(s);
+}

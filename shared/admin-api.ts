@@ -1,0 +1,158 @@
+/**
+ * The admin console's wire shapes: what `/api/admin/*` answers and accepts. The console page
+ * (public/admin/src), the PS's embedded console, the cluster supervisor and the experiment
+ * harness (which records a run with the same recorder) all read them from here, so the page
+ * imports nothing from server/.
+ *
+ * Request bodies and path parameters are TypeBox schemas (the routes' schemas); the answers,
+ * built by the server itself, are plain types.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { NodeRole } from './api.ts';
+
+export type { NodeRole } from './api.ts';
+
+/** POST /api/admin/run: change the run's learning rate and/or rule (at least one). */
+export const RunChangeSchema = Type.Object({
+  lr: Type.Optional(Type.Number()),
+  rule: Type.Optional(Type.String({ maxLength: 32 })),
+}, { additionalProperties: false, minProperties: 1 });
+export type RunChange = Static<typeof RunChangeSchema>;
+
+/*
+ * Path parameters arrive as strings; the handlers check their form and answer a malformed one
+ * with the catalogued "no such node/shard/worker" code, so these schemas only bound the length.
+ */
+export const NodeParamsSchema = Type.Object({ name: Type.String({ maxLength: 200 }) });
+export const NodeShardParamsSchema = Type.Object({ name: Type.String({ maxLength: 200 }), k: Type.String({ maxLength: 200 }) });
+export const ShardParamsSchema = Type.Object({ k: Type.String({ maxLength: 200 }) });
+export const WorkerParamsSchema = Type.Object({ id: Type.String({ maxLength: 200 }) });
+
+/** GET /api/admin/console?since=T: samples and events after t = T (all when absent). */
+export const ConsoleQuerySchema = Type.Object({ since: Type.Optional(Type.String({ maxLength: 32 })) });
+
+export type NodeHealth = 'up' | 'down' | 'starting';
+
+export interface NodeView {
+  readonly name: string;
+  readonly url: string;
+  readonly role: NodeRole | null;
+  readonly health: NodeHealth;
+  readonly epoch: number | null;
+  readonly version: number | null;
+  readonly updatesApplied: number | null;
+  readonly updatesPerSec: number;
+  /** The supervisor's child process id, when the console supervises this node. */
+  readonly pid?: number;
+}
+
+export interface WorkerView {
+  readonly id: number;
+  /** The node the worker is joined to. */
+  readonly node: string;
+  readonly backend: string | null;
+  readonly examplesPerSec: number;
+  /** The worker's own report: connected | buffering | flushing | ...; else the PS's view. */
+  readonly state: string;
+  readonly buffered: number;
+  /** Versions between the weights its last push was computed on and the version it was applied to. */
+  readonly staleness: number;
+  readonly steps: number;
+  readonly lastSeenMsAgo: number;
+}
+
+/** The cluster as the console shows it (from GET /api/cluster's ClusterInfo). */
+export interface ClusterView {
+  readonly name: string;
+  readonly epoch: number;
+  readonly replication: string;
+  readonly reads: string;
+  readonly head: string | null;
+  readonly tail: string | null;
+}
+
+export interface EvalView {
+  readonly accuracy: number;
+  readonly loss: number;
+  readonly version: number;
+  /** Which node evaluated it and when (its own clock, seconds since it started). */
+  readonly node: string;
+  readonly t: number;
+}
+
+/** One look at the whole system. */
+export interface Snapshot {
+  readonly mode: 'single' | 'cluster';
+  readonly cluster: ClusterView | null;
+  readonly nodes: NodeView[];
+  readonly workers: WorkerView[];
+  readonly eval: EvalView | null;
+}
+
+/** One row of the run's time series. */
+export interface Sample {
+  /** Seconds since the recorder started. */
+  readonly t: number;
+  /** Wall clock, ms since the epoch. */
+  readonly at: number;
+  /** Model version of the head (or the single PS); null while no node answers. */
+  readonly version: number | null;
+  /** Updates applied over the run, added up across PS restarts. */
+  readonly updatesApplied: number;
+  readonly updatesPerSec: number;
+  readonly accuracy: number | null;
+  readonly loss: number | null;
+  /** Gradients the workers hold in their outage buffers. */
+  readonly buffered: number;
+  readonly workers: number;
+  readonly examplesPerSec: number;
+  readonly nodesUp: number;
+  /** Extra measured columns (the experiment harness adds CPU, memory, gradients computed). */
+  readonly extra?: Readonly<Record<string, number | null>>;
+}
+
+export type EventKind =
+  | 'start' | 'kill' | 'restart' | 'node-down' | 'node-up' | 'epoch' | 'chain' | 'expire'
+  | 'drop-shard' | 'disconnect' | 'set-run' | 'recovered';
+
+/** A failure, a recovery or an operator action, marked on the time axis. */
+export interface RunEvent {
+  readonly t: number;
+  readonly at: number;
+  readonly kind: EventKind;
+  readonly node?: string;
+  readonly detail: string;
+}
+
+export interface RunSettings {
+  readonly lr: number;
+  readonly rule: string;
+  readonly rules: readonly string[];
+  readonly strategy: string;
+  readonly model: string;
+  readonly dataset: string;
+  readonly bufferMode: string;
+}
+
+/** Which controls the console enables. */
+export interface Capabilities {
+  readonly killNode: boolean;
+  readonly restartNode: boolean;
+  readonly expireNode: boolean;
+  readonly dropShard: boolean;
+  readonly disconnectWorker: boolean;
+  readonly setRun: boolean;
+}
+
+/** GET /api/admin/console's answer. */
+export interface ConsoleState {
+  /** The recorder's clock (seconds since it started): the next call's `since`. */
+  readonly now: number;
+  /** Wall clock when the recorder started, ms since the epoch. */
+  readonly startedAt: number;
+  readonly capabilities: Capabilities;
+  readonly run: RunSettings;
+  readonly snapshot: Snapshot | null;
+  readonly samples: Sample[];
+  readonly events: RunEvent[];
+}
