@@ -26,8 +26,9 @@ import { WsTransport, type Hello, type PullResult, type SocketFactory } from './
  *   connecting   -> connected                        back, nothing owed
  *   buffering    -> flushing -> connected            back: outbox, then the buffer, then fresh weights
  *   flushing     -> connecting / buffering           the flush failed: it is retried (same seq)
+ *   any          -> draining -> stopped              stop(), a signal or maxSteps: deliver what is owed first
+ *   draining     -> stopped                          drained, the drain timeout, or a second stop()
  *   any          -> failed                           a fatal error (wrong model, backend, layout)
- *   any          -> stopped                          stop() or maxSteps
  * A restored tab starts in `buffering` when it saved weights and gradients.
  */
 export const ConnectionState = {
@@ -39,6 +40,8 @@ export const ConnectionState = {
   Buffering: 'buffering',
   /** Back: delivering the outbox, then the buffer, before training on. */
   Flushing: 'flushing',
+  /** Stopping: delivering the outbox, then the buffer, within the drain timeout (client/loop.ts). */
+  Draining: 'draining',
   Stopped: 'stopped',
   Failed: 'failed',
 } as const;

@@ -12,6 +12,11 @@
  * PS that wants one), deliver the outbox under its original sequence number, then flush the
  * buffer as one push under a new one, saved before it is sent. The PS applies each (worker,
  * seq) at most once, so a retried flush is acknowledged again and never applied twice.
+ *
+ * Stopping (maxSteps, stop(), a signal in the Node worker) drains: the same delivery of the
+ * outbox and the buffer, reconnecting as needed, bounded by drainTimeoutMs; `status.drain`
+ * then says what was delivered and what was left, so the acks reconcile with the PS's version.
+ * A second stop ends the drain at once. A closed tab cannot drain: its journal keeps the rest.
  */
 import type { JoinResponse } from '../shared/api.ts';
 import { TabswarmError } from '../shared/errors.ts';
@@ -25,12 +30,12 @@ import { Outage } from './outage.ts';
 import { Replica } from './replica.ts';
 import { PsSession } from './session.ts';
 import type { Outgoing } from './state.ts';
-import { Throughput, WorkerLedger, initialStatus, type WorkerStatus } from './status.ts';
+import { Throughput, WorkerLedger, initialStatus, type DrainReport, type WorkerStatus } from './status.ts';
 import type { AckResult, PullResult, WsTransport } from './transport.ts';
 
 export { ConnectionState } from './connection.ts';
 export type { LoopOptions, WorkerHost } from './options.ts';
-export type { AckEntry, FlushLogEntry, WorkerStatus } from './status.ts';
+export type { AckEntry, DrainReport, FlushLogEntry, LeftPush, WorkerStatus } from './status.ts';
 
 export class WorkerLoop {
   readonly status: WorkerStatus;
@@ -43,6 +48,13 @@ export class WorkerLoop {
   private readonly journal: Journal;
   private readonly gossip: MeshGossip | undefined;
   private stopped = false;
+  /** A second stop: the drain ends at once (resolves `abort`). */
+  private aborted = false;
+  private abort!: () => void;
+  private readonly aborting = new Promise<void>((r) => (this.abort = r));
+  /** The report being filled while the drain runs; acks after the drain ended are not counted. */
+  private draining: DrainReport | undefined;
+  private finished = false;
   private lastReport = 0;
   private pendingShards: number[] | undefined;
 
@@ -79,9 +91,17 @@ export class WorkerLoop {
     }, opts.requestTimeoutMs);
   }
 
-  stop(): void {
+  /**
+   * Stops after the current step, draining first (see run). `{ drain: false }`, or a second
+   * call while draining, stops at once: what was owed is reported as left.
+   */
+  stop(opts: { drain?: boolean } = {}): void {
+    if (this.stopped || opts.drain === false) {
+      this.aborted = true;
+      this.abort();
+      this.connection.stop();
+    }
     this.stopped = true;
-    this.connection.stop();
   }
 
   /** Runs until stop() or maxSteps; rejects only on a terminal error. */
@@ -108,6 +128,7 @@ export class WorkerLoop {
         this.host.onStatus?.(this.status);
         if (this.connection.connected && now - this.lastReport >= (this.opts.reportEveryMs ?? 2000)) this.report(now);
       }
+      this.status.drain = await this.drain();
       await this.journal.persist(true);
       this.setState('stopped');
       return this.status;
@@ -116,7 +137,7 @@ export class WorkerLoop {
       this.setState('failed');
       throw err;
     } finally {
-      this.stopped = true;
+      this.stopped = this.finished = true;
       this.connection.stop();
       this.replica.dispose();
     }
@@ -152,7 +173,7 @@ export class WorkerLoop {
     try {
       // Push and pull back to back: the PS handles a socket's frames in order, so the weights
       // that come back already contain this gradient. One round trip per step.
-      const [ack, pulled] = await Promise.all([transport.deliver(out), pullNow && !mesh ? this.connection.pull(transport) : undefined]);
+      const [ack, pulled] = await Promise.all([this.send(transport, out), pullNow && !mesh ? this.connection.pull(transport) : undefined]);
       this.acked(out, ack);
       // Relay: signed weights at most relayMaxLag versions behind the ack from a peer, else from the PS.
       if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag))) ?? (await transport.pull()));
@@ -178,13 +199,13 @@ export class WorkerLoop {
   private async flush(transport: WsTransport): Promise<void> {
     this.setState('flushing');
     try {
-      if (this.outage.outbox) this.acked(this.outage.outbox, await transport.deliver(this.outage.outbox));
+      if (this.outage.outbox) this.acked(this.outage.outbox, await this.send(transport, this.outage.outbox));
       if (this.outage.buffer.count > 0) {
         const out = this.outage.takeFlush(await this.journal.nextSeq());
         await this.journal.persist(true); // the flush keeps this seq even if the tab dies now
-        this.acked(out, await transport.deliver(out));
+        this.acked(out, await this.send(transport, out));
       }
-      this.takeWeights(await this.connection.pull(transport));
+      if (!this.draining) this.takeWeights(await this.connection.pull(transport)); // stopping: nothing to train on
       this.outage.end();
       await this.journal.persist(true);
       this.connection.policy.synced();
@@ -194,10 +215,66 @@ export class WorkerLoop {
     }
   }
 
+  /** Sends `out`; once written to an open socket it counts as possibly applied. */
+  private send(transport: WsTransport, out: Outgoing): Promise<AckResult> {
+    if (transport.open && out === this.outage.outbox) this.outage.outboxSent = true;
+    return transport.deliver(out);
+  }
+
   private acked(out: Outgoing, ack: AckResult): void {
-    this.outage.outbox = undefined;
-    this.status.serverVersion = ack.version;
+    // After the drain's report was written the worker is gone as far as its ledger goes: an ack
+    // that still arrives is not recorded, so the report's `left` stays exact.
+    if (this.finished) return;
+    if (this.outage.outbox === out) this.outage.outbox = undefined;
+    this.status.serverVersion = Math.max(this.status.serverVersion, ack.version);
     this.status.lastFlush = this.ledger.record(this.session.info!.workerId, out, ack) ?? this.status.lastFlush;
+    if (this.draining) {
+      this.draining.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
+      this.draining.gradients += out.count;
+    }
+  }
+
+  /**
+   * Delivers what the worker owes before it stops: the outbox under its sequence number, then
+   * the buffer as one flush, through the same connection path as a recovery (reconnecting,
+   * relocating to a new head), until nothing is owed, drainTimeoutMs passes, a second stop
+   * comes, or an error is fatal. Every wait races the deadline: a request in flight when it
+   * passes is abandoned, and its push reported as left (unacknowledged).
+   */
+  private async drain(): Promise<DrainReport> {
+    const started = Date.now();
+    const ms = this.opts.drainTimeoutMs ?? (this.opts.requestTimeoutMs ?? 10000) + 5000;
+    const report: DrainReport = (this.draining = {
+      outcome: 'drained', owed: { outbox: this.outage.outbox?.seq, buffered: this.outage.buffer.count }, acks: [], gradients: 0, left: { outbox: undefined, buffered: 0 }, ms: 0,
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
+    const ended = Promise.race([expired, this.aborting.then(() => 'aborted' as const)]);
+    let end: 'timeout' | 'aborted' | undefined;
+    void ended.then((e) => (end = e));
+    if (this.outage.owed) this.setState('draining');
+    try {
+      while (this.outage.owed && !end && !this.aborted) {
+        if (this.connection.fatal) {
+          report.outcome = 'fatal';
+          break;
+        }
+        this.connection.maybeConnect();
+        const transport = this.connection.transport;
+        await Promise.race([this.connection.connected && transport ? this.flush(transport) : this.connection.settle(), ended]);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    this.finished = true; // from here on, acks are not counted (see acked)
+    if (this.outage.owed && report.outcome !== 'fatal') report.outcome = this.aborted ? 'aborted' : 'timeout';
+    const out = this.outage.outbox;
+    report.left = {
+      outbox: out && { seq: out.seq, count: out.count, flush: out.flush, state: this.outage.outboxSent ? 'unacknowledged' : 'undelivered' },
+      buffered: this.outage.buffer.count,
+    };
+    report.ms = Date.now() - started;
+    return report;
   }
 
   /** A new session: the trainer for its model, its data, its sequence numbers. */
@@ -254,6 +331,8 @@ export class WorkerLoop {
   }
 
   private setState(state: ConnectionState): void {
+    // While draining, the connection's own transitions (flushing, connecting) stay inside it.
+    if (this.draining && !this.finished && state !== 'stopped' && state !== 'failed') state = 'draining';
     this.status.state = state;
     this.host.onStatus?.(this.status);
   }

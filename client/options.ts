@@ -37,6 +37,14 @@ export interface LoopOptions extends ReconnectOptions {
   seed?: number;
   /** Request timeout on the socket and HTTP; no reply in time counts as an outage. @default 10000 */
   requestTimeoutMs?: number;
+  /**
+   * A graceful stop (maxSteps, stop(), a signal) first delivers the outbox and flushes the
+   * buffer, waiting for the acks at most this long; what is left then is reported
+   * (`status.drain`). Raise it when workers exit with `"outcome":"timeout"` against a PS that
+   * was only slow to come back.
+   * @default requestTimeoutMs + 5000
+   */
+  drainTimeoutMs?: number;
   /** How often to send the status report to the PS. @default 2000 */
   reportEveryMs?: number;
   /** How often the buffer is persisted during an outage (the most a reload can lose). @default 2000 */

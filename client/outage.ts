@@ -23,8 +23,12 @@ type OutageStatus = Pick<WorkerStatus, 'buffered' | 'bufferedSince' | 'outageSte
 
 export class Outage {
   buffer = new GradientBuffer(0);
-  /** A push with a sequence number that must reach the PS exactly once. */
-  outbox: Outgoing | undefined;
+  /**
+   * Whether the outbox was written to a socket: the PS may then have applied it with its ack
+   * lost (`unacknowledged`); never written, it was certainly not applied (`undelivered`).
+   */
+  outboxSent = false;
+  private pending: Outgoing | undefined;
   /** `local` mode: the worker's own copy during an outage, and the pulled copy it left. */
   private own: Float32Array | undefined;
   private base: Float32Array | undefined;
@@ -36,9 +40,21 @@ export class Outage {
     if (this.buffer.sum.length !== size) this.buffer = new GradientBuffer(size);
   }
 
+  /** A push with a sequence number that must reach the PS exactly once. */
+  get outbox(): Outgoing | undefined {
+    return this.pending;
+  }
+
+  set outbox(out: Outgoing | undefined) {
+    this.pending = out;
+    this.outboxSent = false;
+  }
+
   /** Takes over what an earlier page of this tab saved (client/journal.ts). */
   restore(saved: SavedState): void {
     this.outbox = saved.outbox;
+    // The earlier page may have sent it before it was closed: count it as possibly applied.
+    this.outboxSent = saved.outbox !== undefined;
     if (saved.buffer) this.buffer.load(saved.buffer);
     this.status.buffered = this.status.restoredBuffered = this.buffer.count;
     this.status.bufferedSince = this.buffer.since;

@@ -47,6 +47,38 @@ export interface WorkerStatus {
   psUrl: string;
   /** Times the worker moved to another node of a cluster (a new head). */
   failovers: number;
+  /** What the graceful stop drained and left; set once the worker stopped. */
+  drain?: DrainReport;
+}
+
+/**
+ * A push still owed when the worker stopped: `undelivered` was never written to a socket (the
+ * PS cannot have applied it); `unacknowledged` was, and its ack never came (the PS may have
+ * applied it: its /api/flushes, or a chain's history, says whether).
+ */
+export interface LeftPush {
+  readonly seq: number;
+  readonly count: number;
+  readonly flush: boolean;
+  readonly state: 'undelivered' | 'unacknowledged';
+}
+
+/**
+ * What a graceful stop (maxSteps, stop(), a signal) delivered before the worker exited, and
+ * what it left: with these, a ledger of acknowledgements reconciles exactly with the PS's
+ * version (every ack is one applied update; an `unacknowledged` push is the only doubt).
+ */
+export interface DrainReport {
+  /** `drained`: nothing left; `timeout`: the drain timeout ran out; `aborted`: a second stop; `fatal`: a terminal error. */
+  outcome: 'drained' | 'timeout' | 'aborted' | 'fatal';
+  /** What was owed when the drain began: the outbox (if any) and the buffered gradients. */
+  owed: { outbox: number | undefined; buffered: number };
+  /** Acks the drain got, as the ledger has them: [seq, version, duplicate]. */
+  acks: AckEntry[];
+  /** Gradients the drain delivered (a push counts 1, a flush its count). */
+  gradients: number;
+  left: { outbox: LeftPush | undefined; buffered: number };
+  ms: number;
 }
 
 export function initialStatus(backend: string, psUrl: string): WorkerStatus {

@@ -142,6 +142,8 @@ async function worker(argv: string[]): Promise<void> {
     seed: values.seed,
     ...(bufferMode ? { bufferMode } : {}),
     logAcks: values.logAcks,
+    requestTimeoutMs: values.requestTimeoutMs,
+    ...(values.drainTimeoutMs !== undefined ? { drainTimeoutMs: values.drainTimeoutMs } : {}),
     ...(values.attack ? { attack: (await import('../client/attack.ts')).createAttack(values.attack, values.seed ?? 1) } : {}),
     onStatus: (s) => {
       if (ledger && ledger.acks.length > 0) console.log(JSON.stringify({ worker: s.workerId, acks: ledger.acks.splice(0) }));
@@ -155,15 +157,30 @@ async function worker(argv: string[]): Promise<void> {
       console.log(JSON.stringify({
         worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss,
         psUrl: s.psUrl, failovers: s.failovers, shards: s.shards, buffered: s.buffered, outageSteps: s.outageSteps, flushes: ledger?.flushes.length ?? 0, lastFlush: s.lastFlush,
+        ...(s.drain ? { drain: s.drain } : {}),
         heapUsed: mem.heapUsed, arrayBuffers: mem.arrayBuffers, rss: mem.rss, error: s.lastError || undefined,
       }));
     },
   });
   ledger = loop.ledger;
-  process.once('SIGINT', () => loop.stop());
-  process.once('SIGTERM', () => loop.stop());
+  // The first signal drains (delivers what is owed, within --drain-timeout-ms); the second ends
+  // the drain at once, still reporting what was left; a third, or a loop that does not end
+  // within a second of the second, exits without a word.
+  let signals = 0;
+  const onSignal = () => {
+    signals += 1;
+    if (signals === 1) return loop.stop();
+    if (signals === 2) {
+      loop.stop({ drain: false });
+      return void setTimeout(() => process.exit(130), 1000).unref();
+    }
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const final = await loop.run();
-  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: loop.ledger.flushes, acks: loop.ledger.acks, failovers: final.failovers }));
+  // What the drain delivered and left: with the acks, reconciles this worker with the PS's version.
+  console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: loop.ledger.flushes, acks: loop.ledger.acks.splice(0), failovers: final.failovers, drain: final.drain }));
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -17,7 +17,7 @@ import { buildServer, type BuildOptions, type Built } from '../app.ts';
 import { resolveOptions } from '../config.ts';
 import { zookeeperCoordination, type CoordinationClient } from '../coord/index.ts';
 import { createStrategy } from '../strategies/index.ts';
-import { Membership } from './membership.ts';
+import { COLD_WAIT_MS, Membership } from './membership.ts';
 import { ChainReplica, REPLICA_DEFAULTS, REPLICATION_MODES, type ReplicationMode } from './replica.ts';
 import { chain } from './strategy.ts';
 
@@ -45,6 +45,13 @@ export interface ChainNodeOptions {
    * process); otherwise only its session timeout removes it. @default true
    */
   readonly fastDetect?: boolean;
+  /**
+   * After every node died (a cold start, docs/chain.md): how long the chain waits for as many
+   * nodes as it had before the node with the highest version may head it without them. Raise
+   * it when nodes take longer to come back; a node whose checkpoint was published is waited for
+   * regardless. @default 30000
+   */
+  readonly coldWaitMs?: number;
   /** Shared by every node (links, worker ids, weight tags). Required. */
   readonly secret: string;
   readonly port?: number;
@@ -92,6 +99,7 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
   const snapshotEvery = positive('--snapshot-every', o.snapshotEvery, REPLICA_DEFAULTS.snapshotEvery);
   const asyncWindow = positive('--async-window', o.asyncWindow, REPLICA_DEFAULTS.asyncWindow);
   const zkSessionMs = positive('--zk-session-ms', o.zkSessionMs, 1500);
+  const coldWaitMs = positive('coldWaitMs', o.coldWaitMs, COLD_WAIT_MS);
 
   const options = resolveOptions({ ...o.server, secret: o.secret });
   const coord = zookeeperCoordination(o.zk, { sessionTimeoutMs: zkSessionMs, connectTimeoutMs: 15000 });
@@ -99,6 +107,7 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
   let built: Built | undefined;
   try {
     const membership = new Membership(coord, o.cluster);
+    membership.coldWaitMs = coldWaitMs;
     await retrying(() => checkConfig(coord, membership.root, o.cluster, {
       model: options.model, dataset: options.dataset, layoutHash: deriveLayout(options.modelSpec).hash, seed: options.seed, shards: options.shards, replication,
       secretDigest: createHash('sha256').update(`tabswarm-cluster:${o.secret}`).digest('hex'),

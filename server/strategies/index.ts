@@ -2,6 +2,10 @@
  * The recovery strategies a run can choose with `--strategy NAME`. Each is one module that
  * implements RecoveryStrategy (server/ps/strategy.ts); this table is the only place that
  * knows them all. A strategy reads its own options from the resolved server options.
+ *
+ * Strategies combine by wrapping, not by flags: `chain(inner)` (server/chain/strategy.ts) is
+ * the one wrapper, built by `tabswarm node` around the strategy named here, since it needs the
+ * node's ZooKeeper membership (`tabswarm node --strategy checkpoint` = chain(checkpoint)).
  */
 import { TabswarmError } from '../../shared/errors.ts';
 import type { ResolvedOptions } from '../config.ts';

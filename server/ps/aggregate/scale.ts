@@ -1,6 +1,6 @@
 /**
  * The robust running scale both clipping aggregators share: the median of the last K norms that
- * were accepted (after clipping, so an attacker's huge norms enter as the radius, never above).
+ * were accepted (a clipped push counts as the median, so an attacker's huge norms cannot move it).
  * Until K norms were seen the radius is also capped by an absolute warm-up bound, since a median
  * of a handful of pushes is easy for one early attacker to steer.
  */
@@ -22,8 +22,13 @@ export class RunningScale {
     return this.seen < clipWindow ? Math.min(clipWarmup, r) : r;
   }
 
-  /** Records the norm a push was accepted with. */
-  record(norm: number): void {
+  /**
+   * Records a push's norm. A clipped push enters as the current median, not as the radius: a
+   * fraction f of attackers entering at the radius would lift the median to the honest
+   * (1+f)/2 quantile, and the radius with it; at the median they leave it where honest pushes put it.
+   */
+  record(norm: number, radius: number): void {
+    if (norm > radius) norm = this.seen === 0 ? radius : this.median();
     this.ring[this.seen % this.ring.length] = norm;
     this.seen += 1;
   }

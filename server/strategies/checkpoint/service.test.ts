@@ -78,9 +78,12 @@ describe('checkpoint strategy in the PS loop', () => {
     const { app, ps } = await buildServer({ model: 'mnist-logreg', dataset: 'synthetic', data: loadDataset('synthetic'), evalEveryMs: 0, strategyInstance: strategy });
     try {
       const grad = new Float32Array(ps.layout.size).fill(0.01);
-      const push = (s: WorkerSession, seq: number) =>
-        ps.handle(s, encodeFrame({ type: MsgType.PUSH, layoutHash: ps.layout.hash, modelVersion: ps.store.version, workerId: s.id, seq, count: 1 }, grad), 'http')
-          .then((ack) => decodeFrame(ack, { layoutHash: ps.layout.hash, layoutSize: ps.layout.size, maxBytes: 1 << 20, maxRecordEntries: 16 }).modelVersion);
+      // A worker pushes a gradient computed on weights it pulled (the PS checks the claimed base version).
+      const push = async (s: WorkerSession, seq: number) => {
+        await ps.handle(s, encodeFrame({ type: MsgType.PULL, layoutHash: ps.layout.hash, modelVersion: 0, workerId: s.id, seq: 0, count: 0 }), 'http');
+        const ack = await ps.handle(s, encodeFrame({ type: MsgType.PUSH, layoutHash: ps.layout.hash, modelVersion: ps.store.version, workerId: s.id, seq, count: 1 }, grad), 'http');
+        return decodeFrame(ack, { layoutHash: ps.layout.hash, layoutSize: ps.layout.size, maxBytes: 1 << 20, maxRecordEntries: 16 }).modelVersion;
+      };
       const a = ps.join('a');
       const b = ps.join('b');
       assert.equal(await push(a, 1), 1);

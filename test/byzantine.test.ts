@@ -1,0 +1,81 @@
+/**
+ * Untrusted volunteers, in real processes: a PS (`tabswarm start`) and Node workers
+ * (`tabswarm worker`), one of them hostile through the test-only `--attack` (client/attack.ts).
+ *
+ *   - clean: two honest workers, the default aggregator: the reference accuracy;
+ *   - `--aggregator none` (and the output guard's norm check off): one worker pushing its
+ *     gradients ×1e30 ruins the model, so this file fails if aggregation stops working;
+ *   - the default aggregator: the same attack leaves accuracy within 5 points of clean;
+ *   - a worker lying about its base version or count is refused with the catalogued code.
+ *
+ * Accuracy bounds across attacks and aggregators are measured in bench/byzantine.ts.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { latestAccuracy, spawnCli, startPs, until, type Proc, type PsProc, type SeriesPoint, type Status } from './helpers.ts';
+
+const STEPS = '200';
+const opened: Proc[] = [];
+after(async () => {
+  for (const p of opened.reverse()) await p.kill('SIGKILL');
+});
+
+async function ps(args: string[]): Promise<PsProc> {
+  const p = await startPs(['--model', 'mnist-logreg', '--dataset', 'mnist', '--shards', '8', '--eval-every', '500', '--eval-examples', '2000', '--seed', '3', ...args]);
+  opened.push(p);
+  return p;
+}
+
+function worker(p: PsProc, seed: number, more: string[] = []): Proc {
+  const w = spawnCli(['worker', '--url', p.url, '--seed', String(seed), '--steps', STEPS, ...more]);
+  opened.push(w);
+  return w;
+}
+
+async function metric(p: PsProc, re: RegExp): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', p.url))).text();
+  return text.split('\n').filter((l) => re.test(l) && !l.startsWith('#')).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+}
+
+/** Two honest workers and optionally one attacker, to the end of their steps; the evaluation of the final version. */
+async function run(args: string[], attack?: string): Promise<{ point: SeriesPoint; p: PsProc }> {
+  const p = await ps(args);
+  const ws = [worker(p, 1), worker(p, 2), ...(attack ? [worker(p, 9, ['--attack', attack])] : [])];
+  await until(() => ws.every((w) => w.child.exitCode !== null), 'every worker to finish its steps', 120_000, 200);
+  for (const w of ws) assert.equal(w.child.exitCode, 0, w.output().slice(-2000));
+  const { version } = await p.get<Status>('/api/status');
+  const point = await until(async () => {
+    const pt = await latestAccuracy(p);
+    return pt && pt.version >= version ? pt : undefined;
+  }, `an evaluation of version ${version}`, 30_000, 200);
+  return { point, p };
+}
+
+test('one worker pushing ×1e30 ruins the model without aggregation; the default aggregator keeps it within 5 points of clean', { timeout: 240_000 }, async () => {
+  const clean = await run([]);
+  await clean.p.kill();
+  assert.ok(clean.point.accuracy >= 0.7, `clean run reached only ${clean.point.accuracy}`);
+
+  const ruined = await run(['--aggregator', 'none', '--max-norm-jump', '0'], 'scale:1e30');
+  await ruined.p.kill();
+  assert.ok(!(ruined.point.loss < 100) && ruined.point.accuracy < clean.point.accuracy - 0.05, `without aggregation the attack should ruin the model: ${JSON.stringify(ruined.point)} vs clean ${JSON.stringify(clean.point)}`);
+
+  const kept = await run([], 'scale:1e30');
+  assert.ok(kept.point.accuracy >= clean.point.accuracy - 0.05, `default aggregator under attack: ${JSON.stringify(kept.point)} vs clean ${JSON.stringify(clean.point)}`);
+  assert.ok(kept.point.loss < 5, `loss ${kept.point.loss}`);
+  assert.ok((await metric(kept.p, /^tabswarm_pushes_clipped_total/)) > 0, 'the attacker\'s pushes were clipped');
+  await kept.p.kill();
+});
+
+test('a worker lying about its base version or its count is refused with PS_CLAIM_AHEAD / PS_COUNT_TOO_LARGE; honest ones train on', { timeout: 120_000 }, async () => {
+  const p = await ps(['--max-count', '1000']);
+  const honest = worker(p, 1);
+  const liars = [spawnCli(['worker', '--url', p.url, '--seed', '5', '--steps', '20', '--attack', 'lie-base']), spawnCli(['worker', '--url', p.url, '--seed', '6', '--steps', '20', '--attack', 'lie-count'])];
+  opened.push(...liars);
+  await until(async () => (await metric(p, /^tabswarm_frames_rejected_total\{reason="PS_CLAIM_AHEAD"/)) > 0, 'a PS_CLAIM_AHEAD refusal', 60_000, 200);
+  await until(async () => (await metric(p, /^tabswarm_frames_rejected_total\{reason="PS_COUNT_TOO_LARGE"/)) > 0, 'a PS_COUNT_TOO_LARGE refusal', 60_000, 200);
+  await until(() => honest.child.exitCode !== null, 'the honest worker to finish', 90_000, 200);
+  assert.equal(honest.child.exitCode, 0, honest.output().slice(-2000));
+  const s = await p.get<Status>('/api/status');
+  assert.ok(s.updatesApplied >= Number(STEPS), `applied ${s.updatesApplied}`);
+});
