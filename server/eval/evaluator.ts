@@ -4,6 +4,7 @@
  * Results form the run's time series (served at /api/series).
  */
 import { Worker } from 'node:worker_threads';
+import type { SeriesPoint } from '../../shared/api.ts';
 import type { Split } from '../data.ts';
 
 export interface EvalInit {
@@ -29,11 +30,8 @@ export interface EvalResult {
   readonly ms: number;
 }
 
-export interface SeriesPoint extends EvalResult {
-  /** Seconds since the server started. */
-  readonly t: number;
-  readonly updates: number;
-}
+/** One evaluation as GET /api/series serves it: declared once, in shared/api.ts. */
+export type { SeriesPoint } from '../../shared/api.ts';
 
 export interface EvaluatorOptions {
   model: string;

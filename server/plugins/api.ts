@@ -91,7 +91,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
     // `Authorization: Worker <id>:<id tag>`: the tag proves the id under the deployment's secret.
     const worker = /^Worker (\d{1,10}):([0-9a-f]{64})$/.exec(request.headers.authorization ?? '');
     if (!worker || !ps.signer.verifyIdTag(Number(worker[1]), worker[2]!)) authenticate(request);
-    ps.strategy.admitRead?.();
+    ps.strategy.admitRead();
     const frame = ps.weightsFrame();
     ps.metrics.weightsBytesSent.inc(frame.byteLength);
     return reply.type(OCTETS).send(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));

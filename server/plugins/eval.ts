@@ -22,7 +22,7 @@ export async function evalPlugin(app: FastifyInstance, opts: { ps: ParameterServ
   let lastVersion = -1;
   const tick = (): void => {
     // Nothing to evaluate while a stateless PS is still adopting the workers' weights.
-    if (evaluator.busy || ps.store.version === lastVersion || ps.strategy.wantsWeights?.()) return;
+    if (evaluator.busy || ps.store.version === lastVersion || ps.strategy.wantsWeights()) return;
     lastVersion = ps.store.version;
     const updates = ps.appliedCount;
     evaluator.evaluate(ps.store.version, ps.store.weights).then(

@@ -53,9 +53,9 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
     session.closeSocket = (code, reason) => socket.close(code, reason);
     ps.updateWorkerGauge();
     // Before anything else: the PS's version, and whether it wants this worker's weights.
-    const hello: ControlMessage = { type: 'hello', version: ps.store.version, wantsWeights: ps.strategy.wantsWeights?.() ?? false };
+    const hello: ControlMessage = { type: 'hello', version: ps.store.version, wantsWeights: ps.strategy.wantsWeights() };
     socket.send(JSON.stringify(hello));
-    ps.strategy.workerConnected?.(session.id);
+    ps.strategy.workerConnected(session.id);
 
     let queue = Promise.resolve();
     const fail = (err: unknown): void => refuse(socket, err, request.log, session.id);

@@ -3,7 +3,6 @@
  * CONFIG_INVALID error naming the option. docs/checkpointing.md ties each knob to the symptom
  * that calls for it.
  */
-import { TabswarmError } from '../../../shared/errors.ts';
 
 export const CHECKPOINT_MODES = ['sync', 'async'] as const;
 export type CheckpointMode = (typeof CHECKPOINT_MODES)[number];
@@ -55,16 +54,3 @@ export const CHECKPOINT_DEFAULTS: CheckpointOptions = {
   recovery: 'partial',
 };
 
-/** Throws CONFIG_INVALID for the first bad checkpoint option. */
-export function validateCheckpointOptions(o: CheckpointOptions): void {
-  const bad = (option: string, detail: string) => new TabswarmError('CONFIG_INVALID', { option, detail });
-  if (!(CHECKPOINT_MODES as readonly string[]).includes(o.checkpointMode)) throw bad('checkpointMode', `must be one of ${CHECKPOINT_MODES.join(', ')}, got '${o.checkpointMode}'`);
-  if (!(RECOVERY_MODES as readonly string[]).includes(o.recovery)) throw bad('recovery', `must be one of ${RECOVERY_MODES.join(', ')}, got '${o.recovery}'`);
-  if (typeof o.checkpointDir !== 'string' || o.checkpointDir.length === 0) throw bad('checkpointDir', 'must be a directory path');
-  if (!(o.priorityFraction > 0 && o.priorityFraction <= 1)) throw bad('priorityFraction', `must be in (0, 1], got ${o.priorityFraction}`);
-  const ints: [string, number, number][] = [
-    ['checkpointEvery', o.checkpointEvery, 0], ['checkpointEveryMs', o.checkpointEveryMs, 0], ['checkpointKeep', o.checkpointKeep, 1],
-    ['psShards', o.psShards, 1], ['checkpointBlock', o.checkpointBlock, 1], ['checkpointFullEvery', o.checkpointFullEvery, 0],
-  ];
-  for (const [name, value, min] of ints) if (!Number.isInteger(value) || value < min) throw bad(name, `must be an integer >= ${min}, got ${value}`);
-}
