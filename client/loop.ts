@@ -92,11 +92,11 @@ export class WorkerLoop {
   }
 
   /**
-   * Stops after the current step, draining first (see run). `{ drain: false }`, or a second
-   * call while draining, stops at once: what was owed is reported as left.
+   * Stops after the current step, draining first (see drain). `{ drain: false }`, a second
+   * call, or any call while a drain runs stops at once: what was owed is reported as left.
    */
   stop(opts: { drain?: boolean } = {}): void {
-    if (this.stopped || opts.drain === false) {
+    if (this.stopped || this.draining || opts.drain === false) {
       this.aborted = true;
       this.abort();
       this.connection.stop();
@@ -104,7 +104,7 @@ export class WorkerLoop {
     this.stopped = true;
   }
 
-  /** Runs until stop() or maxSteps; rejects only on a terminal error. */
+  /** Runs until stop() or maxSteps, then drains (status.drain says how); rejects only on a terminal error. */
   async run(): Promise<WorkerStatus> {
     try {
       await this.restore();

@@ -142,7 +142,7 @@ async function worker(argv: string[]): Promise<void> {
     seed: values.seed,
     ...(bufferMode ? { bufferMode } : {}),
     logAcks: values.logAcks,
-    requestTimeoutMs: values.requestTimeoutMs,
+    ...(values.requestTimeoutMs !== undefined ? { requestTimeoutMs: values.requestTimeoutMs } : {}),
     ...(values.drainTimeoutMs !== undefined ? { drainTimeoutMs: values.drainTimeoutMs } : {}),
     ...(values.attack ? { attack: (await import('../client/attack.ts')).createAttack(values.attack, values.seed ?? 1) } : {}),
     onStatus: (s) => {

@@ -1,8 +1,9 @@
 /**
  * Workers that stop on their own (`--steps`) through repeated failovers of a sync chain: a real
  * ZooKeeper, three `tabswarm node` processes, two Node workers. The head is SIGKILLed twice
- * while the workers run: early on, and close to their last step, so that they reach --steps
- * with pushes owed while the chain reconfigures. Each worker drains before it exits (client/loop.ts `drain`), so the
+ * while the workers run: early on, and close to their last step, so that they often reach
+ * --steps with pushes owed while the chain reconfigures (logged: whether they do depends on
+ * the machine's speed; test/drain.test.ts makes it certain). Each worker drains before it exits (client/loop.ts `drain`), so the
  * acknowledgements in the workers' logs account for the chain's final version exactly: as many
  * distinct acknowledged (worker, seq) as versions, nothing left undelivered, every one applied
  * exactly once on the replicas.
@@ -43,8 +44,8 @@ test('workers run to --steps through two head failovers: their acknowledged push
   await settled(nodes, 3);
   for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[0]!.url, '--steps', String(STEPS), '--log-acks', '--seed', String(i + 1), '--log-every-ms', '100']));
 
-  // The first kill once the chain holds 30 updates; the second when a worker is 40 steps from its last.
-  const near = () => workers.some((w) => workerLines(w).some((l) => typeof l.steps === 'number' && l.steps >= STEPS - 40 && l.done === undefined));
+  // The first kill once the chain holds 30 updates; the second when a worker is 15 steps from its last.
+  const near = () => workers.some((w) => workerLines(w).some((l) => typeof l.steps === 'number' && l.steps >= STEPS - 15 && l.done === undefined));
   for (const [kill, due] of [[1, async () => (await headVersion()) >= 30], [2, near]] as const) {
     await until(due, `the moment of head kill ${kill}`, 120_000, 50)
       .catch((err) => assert.fail(`${(err as Error).message}; workers: ${workers.map((w) => w.output().slice(-600)).join(' | ')}`));

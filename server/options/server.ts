@@ -101,8 +101,8 @@ export const WORKER_OPTIONS = defineOptions({
   seed: { type: 'int', min: 0, help: 'batch sampling seed' },
   bufferMode: { type: 'choice', values: ['frozen', 'local'], defaultText: "the run's", help: 'override the run\'s buffer mode' },
   logEveryMs: { type: 'int', min: 0, arg: 'MS', default: 2000, help: 'status line period (also printed on every state change)' },
-  requestTimeoutMs: { type: 'int', min: 100, arg: 'MS', default: 10000, help: 'timeout of every request to the PS; no reply in time counts as an outage', symptom: 'a hung PS is noticed too late (lower it) or a loaded one is taken for down (raise it)' },
+  requestTimeoutMs: { type: 'int', min: 100, arg: 'MS', defaultText: '10000 (the loop\'s)', help: 'timeout of every request to the PS; no reply in time counts as an outage', symptom: 'a hung PS is noticed too late (lower it) or a loaded one is taken for down (raise it)' },
   drainTimeoutMs: { type: 'int', min: 0, arg: 'MS', defaultText: '--request-timeout-ms + 5000', help: 'on --steps, SIGINT or SIGTERM, deliver the unacknowledged push and flush the buffer, waiting for the acks at most this long; a second Ctrl-C stops at once', symptom: 'workers exit with "outcome":"timeout" and gradients left while the PS was only slow to come back (raise it), or stopping takes too long (lower it)' },
   attack: { type: 'string', arg: 'A', help: 'TEST ONLY: turn this worker hostile (client/attack.ts: sign-flip, scale:1e30, noise:S, zero, alie, ipm, lie-base, lie-count, replay)' },
-  logAcks: { type: 'flag', help: 'print every acknowledged push as {"worker":W,"acks":[[seq,version,duplicate],...]}' },
+  logAcks: { type: 'flag', help: 'print every acknowledged push as {"worker":W,"acks":[[seq,version,duplicate],...]}; the last line\'s "drain" adds what stopping delivered and left' },
 });

@@ -38,7 +38,7 @@ export function centeredClip(opts: AggregatorOptions, size: number): Aggregator 
         k = tau / dev;
         clipped += 1;
       }
-      scale.record(dev, tau);
+      scale.record(dev);
       // A fresh vector: the step outlives this call (the chain forwards it).
       const step = new Float32Array(size);
       for (let i = 0; i < size; i++) {

@@ -22,7 +22,7 @@ export function clip(opts: AggregatorOptions): Aggregator {
         factor = (s * radius) / norm;
         clipped += 1;
       }
-      scale.record(norm, radius);
+      scale.record(norm);
       // In place: the frame's buffer is ours, and the step must be one materialized vector so
       // that the head and its replicas apply the same float32 values.
       if (factor !== 1) for (let i = 0; i < grad.length; i++) grad[i] = grad[i]! * factor;

@@ -1,6 +1,6 @@
 /**
- * The robust running scale both clipping aggregators share: the median of the last K norms that
- * were accepted (a clipped push counts as the median, so an attacker's huge norms cannot move it).
+ * The robust running scale both clipping aggregators share: the median of the norms of the last K
+ * pushes, whatever their size (the median is what keeps an attacker's norms from moving it).
  * Until K norms were seen the radius is also capped by an absolute warm-up bound, since a median
  * of a handful of pushes is easy for one early attacker to steer.
  */
@@ -23,12 +23,12 @@ export class RunningScale {
   }
 
   /**
-   * Records a push's norm. A clipped push enters as the current median, not as the radius: a
-   * fraction f of attackers entering at the radius would lift the median to the honest
-   * (1+f)/2 quantile, and the radius with it; at the median they leave it where honest pushes put it.
+   * Records a push's norm, as it came. The median needs no cap to be robust: with a fraction f
+   * < 1/2 of hostile pushes, however large, it stays at or below the honest 1/(2(1-f)) quantile.
+   * Recording clipped pushes at the radius or the median instead would pin the scale when honest
+   * norms grow (every honest push clipped, the median never moving).
    */
-  record(norm: number, radius: number): void {
-    if (norm > radius) norm = this.seen === 0 ? radius : this.median();
+  record(norm: number): void {
     this.ring[this.seen % this.ring.length] = norm;
     this.seen += 1;
   }
