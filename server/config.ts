@@ -7,9 +7,10 @@ import { getModel, type ModelSpec } from '../shared/models.ts';
 import { checkValues, defaultsOf } from './options/schema.ts';
 import { PS_OPTIONS } from './options/server.ts';
 import type { CheckpointOptions } from './strategies/checkpoint/options.ts';
+import type { AggregatorOptions } from './ps/aggregate/types.ts';
 
 /** The checkpoint strategy's options live in strategies/checkpoint/options.ts, with their defaults. */
-export interface ServerOptions extends CheckpointOptions {
+export interface ServerOptions extends CheckpointOptions, AggregatorOptions {
   /** Bearer token of /api/admin/*. @default env TABSWARM_ADMIN_TOKEN, else random per process and printed at start */
   adminToken?: string;
   /** Model from the registry (shared/models.ts). @default 'fashion-cnn' */
@@ -38,18 +39,6 @@ export interface ServerOptions extends CheckpointOptions {
   rule: string;
   /** Robust aggregation (server/ps/aggregate): 'none' | 'clip' | 'centered-clip' | 'trimmed-mean'. @default 'clip' */
   aggregator: string;
-  /** clip, centered-clip: radius = clipFactor x the median norm of the last clipWindow pushes. @default 2 */
-  clipFactor: number;
-  /** @default 32 */
-  clipWindow: number;
-  /** clip, centered-clip: absolute radius until clipWindow pushes were seen. @default 5 */
-  clipWarmup: number;
-  /** trimmed-mean: pushes per bucket. @default 2 */
-  bucketSize: number;
-  /** trimmed-mean: buckets per window. @default 8 */
-  buckets: number;
-  /** trimmed-mean: bucket means dropped at each end. @default 2 */
-  trim: number;
   /** Output guard: refuse a version whose weight norm passes this many times the current one; 0 = off. @default 2 */
   maxNormJump: number;
   /** Most gradients one push or flush may claim. @default 100000 */

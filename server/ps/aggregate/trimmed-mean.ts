@@ -14,19 +14,9 @@
  * The update is one step of the robust mean, as in the synchronous paper: s·B pushes buy one
  * step, which is the delay this aggregator costs.
  */
+import { mulberry32 as prng } from '../../../shared/layout.ts';
 import type { Aggregator, AggregatorOptions } from './types.ts';
 
-/** mulberry32: a small seeded PRNG, deterministic across processes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The coordinate-wise trimmed mean of `rows`, dropping `trim` values at each end. */
 export function trimmedMean(rows: readonly Float32Array[], trim: number, out: Float32Array): Float32Array {
