@@ -30,7 +30,8 @@ import { Outage } from './outage.ts';
 import { Replica } from './replica.ts';
 import { PsSession } from './session.ts';
 import type { Outgoing } from './state.ts';
-import { Throughput, WorkerLedger, initialStatus, type DrainReport, type WorkerStatus } from './status.ts';
+import { Drain } from './drain.ts';
+import { Throughput, WorkerLedger, initialStatus, type WorkerStatus } from './status.ts';
 import type { AckResult, PullResult, WsTransport } from './transport.ts';
 
 export { ConnectionState } from './connection.ts';
@@ -52,8 +53,8 @@ export class WorkerLoop {
   private aborted = false;
   private abort!: () => void;
   private readonly aborting = new Promise<void>((r) => (this.abort = r));
-  /** The report being filled while the drain runs; acks after the drain ended are not counted. */
-  private draining: DrainReport | undefined;
+  /** The drain once the worker stops (drain.ts); acks after its report are not counted. */
+  private draining: Drain | undefined;
   private finished = false;
   private lastReport = 0;
   private pendingShards: number[] | undefined;
@@ -128,7 +129,9 @@ export class WorkerLoop {
         this.host.onStatus?.(this.status);
         if (this.connection.connected && now - this.lastReport >= (this.opts.reportEveryMs ?? 2000)) this.report(now);
       }
-      this.status.drain = await this.drain();
+      const ms = this.opts.drainTimeoutMs ?? (this.opts.requestTimeoutMs ?? 10000) + 5000;
+      this.draining = new Drain({ outage: this.outage, connection: this.connection, flush: (t) => this.flush(t), aborting: this.aborting, aborted: () => this.aborted, setState: (st) => this.setState(st) }, ms);
+      this.status.drain = await this.draining.run();
       await this.journal.persist(true);
       this.setState('stopped');
       return this.status;
@@ -224,57 +227,11 @@ export class WorkerLoop {
   private acked(out: Outgoing, ack: AckResult): void {
     // After the drain's report was written the worker is gone as far as its ledger goes: an ack
     // that still arrives is not recorded, so the report's `left` stays exact.
-    if (this.finished) return;
+    if (this.finished || this.draining?.done) return;
     if (this.outage.outbox === out) this.outage.outbox = undefined;
     this.status.serverVersion = Math.max(this.status.serverVersion, ack.version);
     this.status.lastFlush = this.ledger.record(this.session.info!.workerId, out, ack) ?? this.status.lastFlush;
-    if (this.draining) {
-      this.draining.acks.push([out.seq, ack.version, ack.duplicate ? 1 : 0]);
-      this.draining.gradients += out.count;
-    }
-  }
-
-  /**
-   * Delivers what the worker owes before it stops: the outbox under its sequence number, then
-   * the buffer as one flush, through the same connection path as a recovery (reconnecting,
-   * relocating to a new head), until nothing is owed, drainTimeoutMs passes, a second stop
-   * comes, or an error is fatal. Every wait races the deadline: a request in flight when it
-   * passes is abandoned, and its push reported as left (unacknowledged).
-   */
-  private async drain(): Promise<DrainReport> {
-    const started = Date.now();
-    const ms = this.opts.drainTimeoutMs ?? (this.opts.requestTimeoutMs ?? 10000) + 5000;
-    const report: DrainReport = (this.draining = {
-      outcome: 'drained', owed: { outbox: this.outage.outbox?.seq, buffered: this.outage.buffer.count }, acks: [], gradients: 0, left: { outbox: undefined, buffered: 0 }, ms: 0,
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
-    const ended = Promise.race([expired, this.aborting.then(() => 'aborted' as const)]);
-    let end: 'timeout' | 'aborted' | undefined;
-    void ended.then((e) => (end = e));
-    if (this.outage.owed) this.setState('draining');
-    try {
-      while (this.outage.owed && !end && !this.aborted) {
-        if (this.connection.fatal) {
-          report.outcome = 'fatal';
-          break;
-        }
-        this.connection.maybeConnect();
-        const transport = this.connection.transport;
-        await Promise.race([this.connection.connected && transport ? this.flush(transport) : this.connection.settle(), ended]);
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    this.finished = true; // from here on, acks are not counted (see acked)
-    if (this.outage.owed && report.outcome !== 'fatal') report.outcome = this.aborted ? 'aborted' : 'timeout';
-    const out = this.outage.outbox;
-    report.left = {
-      outbox: out && { seq: out.seq, count: out.count, flush: out.flush, state: this.outage.outboxSent ? 'unacknowledged' : 'undelivered' },
-      buffered: this.outage.buffer.count,
-    };
-    report.ms = Date.now() - started;
-    return report;
+    this.draining?.acked(out, ack);
   }
 
   /** A new session: the trainer for its model, its data, its sequence numbers. */
@@ -332,7 +289,7 @@ export class WorkerLoop {
 
   private setState(state: ConnectionState): void {
     // While draining, the connection's own transitions (flushing, connecting) stay inside it.
-    if (this.draining && !this.finished && state !== 'stopped' && state !== 'failed') state = 'draining';
+    if (this.draining && !this.draining.done && state !== 'stopped' && state !== 'failed') state = 'draining';
     this.status.state = state;
     this.host.onStatus?.(this.status);
   }
