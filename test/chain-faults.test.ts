@@ -18,7 +18,7 @@ import { linkProof } from '../server/chain/link.ts';
 import { encodeForward } from '../server/chain/frames.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
 import { MsgType, encodeFrame } from '../shared/protocol.ts';
-import { SECRET, assertReplicasAgree, type History, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc } from './chain-tools.ts';
+import { SECRET, assertReplicasAgree, type History, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc, headVersion } from './chain-tools.ts';
 import { spawnCli, until, type Proc } from './helpers.ts';
 
 const NODE_ARGS = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--reads', 'strict'];
@@ -40,11 +40,6 @@ after(async () => {
   await zk?.stop();
 });
 
-async function headVersion(): Promise<number> {
-  const chain = await currentChain(nodes);
-  return (await byUrl(nodes, chain.head).cluster()).node.version;
-}
-
 /** Every live node's history (the worker keeps training: not necessarily at one version). */
 function histories(): Promise<History[]> {
   return Promise.all(nodes.filter((n) => n.alive()).map((n) => n.admin<History>('GET', '/api/admin/chain/history')));
@@ -63,7 +58,7 @@ function closed(ws: WebSocket, ms = 10000): Promise<{ code: number; reason: stri
 
 test('an expired head refuses writes with CHAIN_FENCED / CHAIN_NOT_HEAD, applies nothing sent to it, and rejoins at the tail', { timeout: 180000 }, async () => {
   const chain = await settled(nodes, 3);
-  await until(async () => (await headVersion()) >= 30, 'the head to apply 30 updates', 90000, 200);
+  await until(async () => (await headVersion(nodes)) >= 30, 'the head to apply 30 updates', 90000, 200);
   const head = byUrl(nodes, chain.head);
 
   // A session of our own on the head, opened while it is head.
@@ -94,8 +89,8 @@ test('an expired head refuses writes with CHAIN_FENCED / CHAIN_NOT_HEAD, applies
     return c && c.epoch > chain.epoch && c.head !== head.url && c.tail === head.url ? c : undefined;
   }, 'the expired head to rejoin at the tail', 60000, 250);
   assert.notEqual(after.head, head.url);
-  const v0 = await headVersion();
-  await until(async () => (await headVersion()) >= v0 + 30, 'training to go on under the new head', 60000, 200);
+  const v0 = await headVersion(nodes);
+  await until(async () => (await headVersion(nodes)) >= v0 + 30, 'training to go on under the new head', 60000, 200);
 
   for (const h of await histories()) assert.ok(!h.entries.some(([w, s]) => w === join.workerId && s === seq), 'the push sent to the fenced head was applied nowhere');
 });
@@ -154,9 +149,9 @@ test('strict reads: the tail serves weights to a worker id tag, refuses a bad on
 
 test('a ZooKeeper server restart during training: the cluster recovers by itself', { timeout: 180000 }, async () => {
   const before = await settled(nodes, 3);
-  const v0 = await headVersion();
+  const v0 = await headVersion(nodes);
   await zk.restartServer(1, 'SIGKILL');
-  await until(async () => (await headVersion()) >= v0 + 40, 'training to go on after the ZooKeeper restart', 90000, 250);
+  await until(async () => (await headVersion(nodes)) >= v0 + 40, 'training to go on after the ZooKeeper restart', 90000, 250);
   const after = await settled(nodes, 3, 90000);
   assert.ok(after.epoch >= before.epoch);
 

@@ -59,6 +59,12 @@ export function byUrl(nodes: readonly NodeProc[], url: string | null): NodeProc 
   return n;
 }
 
+/** The version the chain's current head has applied. */
+export async function headVersion(nodes: readonly NodeProc[]): Promise<number> {
+  const chain = await currentChain(nodes);
+  return (await byUrl(nodes, chain.head).cluster()).node.version;
+}
+
 /**
  * Waits until the live nodes agree on one chain of `size` nodes, every one of them has state,
  * and every one reports that configuration; returns it.

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import type { Page } from 'playwright';
 import { launchWorkerTabs, type WorkerTabs } from '../server/browsers.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
-import { assertReplicasAgree, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc } from './chain-tools.ts';
+import { assertReplicasAgree, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc, headVersion } from './chain-tools.ts';
 import { spawnCli, until, type Proc } from './helpers.ts';
 
 const NODE_ARGS = ['--model', 'mnist-mlp', '--dataset', 'mnist', '--rule', 'staleness', '--replication', 'sync'];
@@ -41,11 +41,6 @@ after(async () => {
   await zk?.stop();
 });
 
-async function headVersion(): Promise<number> {
-  const chain = await currentChain(nodes);
-  return (await byUrl(nodes, chain.head).cluster()).node.version;
-}
-
 test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged update lost; rejoined replicas bitwise identical', { timeout: 420000 }, async () => {
   const chain = await settled(nodes, 3);
   assert.deepEqual(chain.nodes.map((n) => n.url), nodes.map((n) => n.url), 'chain order is registration order');
@@ -64,7 +59,7 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[1 + i]!.url, '--log-acks', '--seed', String(i + 1)]));
   tabs = await launchWorkerTabs({ url: `${nodes[2]!.url}?acks=1`, count: 1, backend: 'webgl' });
   const page = tabs.pages[0]!;
-  await until(async () => (await headVersion()) >= 60, 'the head to apply 60 updates', 120000, 250)
+  await until(async () => (await headVersion(nodes)) >= 60, 'the head to apply 60 updates', 120000, 250)
     .catch((err) => assert.fail(`${(err as Error).message}; workers: ${workers.map((w) => w.output().slice(-600)).join(' | ')}; nodes: ${nodes.map((n) => n.output().slice(-400)).join(' | ')}`));
   await until(async () => ((await tabStatus(page))?.acks.length ?? 0) > 0, 'the Chromium worker to get an ack', 120000, 250)
     .catch(async (err) => assert.fail(`${(err as Error).message}; the tab: ${JSON.stringify(await page.evaluate(() => (window as unknown as { tabswarm: unknown }).tabswarm))}`));
@@ -72,7 +67,7 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   for (const role of ['head', 'middle', 'tail'] as const) {
     const before = await settled(nodes, 3);
     const victim = byUrl(nodes, before.nodes.find((n) => n.role === role)!.url);
-    const v0 = await headVersion();
+    const v0 = await headVersion(nodes);
     await victim.kill('SIGKILL');
     const after = await until(async () => {
       const c = await currentChain(nodes);
@@ -80,7 +75,7 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
     }, `the chain to drop the killed ${role}`, 30000, 100);
     assert.ok(after.head, 'a head after the reconfiguration');
     // Training goes on through the new chain.
-    await until(async () => (await headVersion()) >= v0 + 40, `40 more updates after killing the ${role}`, 90000, 250);
+    await until(async () => (await headVersion(nodes)) >= v0 + 40, `40 more updates after killing the ${role}`, 90000, 250);
     // The killed node, restarted, rejoins at the tail and catches up.
     const again = await startNode(zk.connectionString, CLUSTER, NODE_ARGS);
     nodes.push(again);

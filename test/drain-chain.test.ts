@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { DrainReport } from '../client/status.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
-import { assertReplicasAgree, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc } from './chain-tools.ts';
+import { assertReplicasAgree, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc, headVersion } from './chain-tools.ts';
 import { exitWithin, spawnCli, until, workerLines, type Proc } from './helpers.ts';
 
 const NODE_ARGS = ['--model', 'mnist-mlp', '--dataset', 'mnist', '--rule', 'staleness', '--replication', 'sync'];
@@ -35,18 +35,13 @@ after(async () => {
   await zk?.stop();
 });
 
-async function headVersion(): Promise<number> {
-  const chain = await currentChain(nodes);
-  return (await byUrl(nodes, chain.head).cluster()).node.version;
-}
-
 test('workers run to --steps through two head failovers: their acknowledged pushes sum to the final version exactly', { timeout: 240_000 }, async () => {
   await settled(nodes, 3);
   for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[0]!.url, '--steps', String(STEPS), '--log-acks', '--seed', String(i + 1), '--log-every-ms', '100']));
 
   // The first kill once the chain holds 30 updates; the second when a worker is 15 steps from its last.
   const near = () => workers.some((w) => workerLines(w).some((l) => typeof l.steps === 'number' && l.steps >= STEPS - 15 && l.done === undefined));
-  for (const [kill, due] of [[1, async () => (await headVersion()) >= 30], [2, near]] as const) {
+  for (const [kill, due] of [[1, async () => (await headVersion(nodes)) >= 30], [2, near]] as const) {
     await until(due, `the moment of head kill ${kill}`, 120_000, 50)
       .catch((err) => assert.fail(`${(err as Error).message}; workers: ${workers.map((w) => w.output().slice(-600)).join(' | ')}`));
     const before = await currentChain(nodes);
