@@ -101,7 +101,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
     const session = authenticate(request);
     const body = request.body;
     if (!Buffer.isBuffer(body)) throw new TabswarmError('PS_BAD_REQUEST', { detail: `body must be ${OCTETS}` });
-    const ack = await ps.handle(session, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), 'http');
+    const ack = await ps.handle(session, new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
     return reply.type(OCTETS).send(Buffer.from(ack.buffer, ack.byteOffset, ack.byteLength));
   });
 

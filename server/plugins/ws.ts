@@ -66,7 +66,7 @@ export async function wsPlugin(app: FastifyInstance, { ps }: { ps: ParameterServ
       queue = queue.then(async () => {
         if (socket.readyState !== socket.OPEN) return;
         try {
-          const reply = await ps.handle(session, bytes, 'ws');
+          const reply = await ps.handle(session, bytes);
           if (socket.readyState === socket.OPEN) {
             socket.send(reply);
             // PS egress of weights (what the mesh's relay saves): byte 5 is the frame type.

@@ -126,7 +126,7 @@ export class ParameterServer {
    * Throws TabswarmError for anything refused; the store is then unchanged. The transport that
    * carried the frame answers and counts the refusal (app.ts error handler, ws.ts `refuse`).
    */
-  async handle(session: WorkerSession, bytes: Uint8Array, _transport: Transport): Promise<Uint8Array> {
+  async handle(session: WorkerSession, bytes: Uint8Array): Promise<Uint8Array> {
     const started = performance.now();
     const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES });
     if (frame.workerId !== session.id) throw new TabswarmError('PS_WRONG_WORKER', { claimed: frame.workerId, owner: session.id });
@@ -166,7 +166,8 @@ export class ParameterServer {
     // run in one synchronous step, so no update slips in once a hold is taken.
     while (this.store.held) await this.store.held;
     this.strategy.admitWrite();
-    if (!this.store.appliedMark(update.workerId) || update.seq > this.store.appliedMark(update.workerId)!.seq) {
+    const mark = this.store.appliedMark(update.workerId);
+    if (!mark || update.seq > mark.seq) {
       this.claims.check(session, update.workerId, update.baseVersion, update.count, this.store.version); // a retry is acked again, never re-checked
     }
     const guardRefused = this.store.guardRefused;

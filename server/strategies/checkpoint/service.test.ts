@@ -80,8 +80,8 @@ describe('checkpoint strategy in the PS loop', () => {
       const grad = new Float32Array(ps.layout.size).fill(0.01);
       // A worker pushes a gradient computed on weights it pulled (the PS checks the claimed base version).
       const push = async (s: WorkerSession, seq: number) => {
-        await ps.handle(s, encodeFrame({ type: MsgType.PULL, layoutHash: ps.layout.hash, modelVersion: 0, workerId: s.id, seq: 0, count: 0 }), 'http');
-        const ack = await ps.handle(s, encodeFrame({ type: MsgType.PUSH, layoutHash: ps.layout.hash, modelVersion: ps.store.version, workerId: s.id, seq, count: 1 }, grad), 'http');
+        await ps.handle(s, encodeFrame({ type: MsgType.PULL, layoutHash: ps.layout.hash, modelVersion: 0, workerId: s.id, seq: 0, count: 0 }));
+        const ack = await ps.handle(s, encodeFrame({ type: MsgType.PUSH, layoutHash: ps.layout.hash, modelVersion: ps.store.version, workerId: s.id, seq, count: 1 }, grad));
         return decodeFrame(ack, { layoutHash: ps.layout.hash, layoutSize: ps.layout.size, maxBytes: 1 << 20, maxRecordEntries: 16 }).modelVersion;
       };
       const a = ps.join('a');
