@@ -166,8 +166,7 @@ export class ParameterServer {
     // run in one synchronous step, so no update slips in once a hold is taken.
     while (this.store.held) await this.store.held;
     this.strategy.admitWrite();
-    const mark = this.store.appliedMark(update.workerId);
-    if (!mark || update.seq > mark.seq) {
+    if (!this.store.isRetry(update)) {
       this.claims.check(session, update.workerId, update.baseVersion, update.count, this.store.version); // a retry is acked again, never re-checked
     }
     const guardRefused = this.store.guardRefused;

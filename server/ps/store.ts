@@ -146,9 +146,15 @@ export class ParameterStore {
     return this.advance(update, staleness);
   }
 
-  private duplicate(update: Update): ApplyResult | undefined {
+  /** Whether (worker, seq) is at or below the worker's high-water mark: a retry, never applied again. */
+  isRetry(update: Pick<Update, 'workerId' | 'seq'>): boolean {
     const mark = this.applied.get(update.workerId);
-    if (!mark || update.seq > mark.seq) return undefined;
+    return mark !== undefined && update.seq <= mark.seq;
+  }
+
+  private duplicate(update: Update): ApplyResult | undefined {
+    if (!this.isRetry(update)) return undefined;
+    const mark = this.applied.get(update.workerId)!;
     // The same ack as the first time when it is the latest push; otherwise the current version.
     return { applied: false, duplicate: true, version: update.seq === mark.seq ? mark.version : this.versionValue };
   }
