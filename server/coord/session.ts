@@ -32,6 +32,8 @@ interface Generation {
   state: SessionState;
   everConnected: boolean;
   lastHeard: number;
+  /** When the library's current reconnect attempt began (see tick()). */
+  dialAt: number;
   beating: boolean;
   readonly pending: Set<(err: Error) => void>;
   readonly watchers: Set<(e: WatchEvent) => void>;
@@ -182,7 +184,7 @@ export class SessionKeeper {
 
   private open(number: number, previous?: string, reap?: SessionCredentials): Generation {
     const raw = this.connector.open({ sessionTimeoutMs: this.o.sessionTimeoutMs });
-    const gen: Generation = { number, raw, openedAt: Date.now(), id: '', state: 'connecting', everConnected: false, lastHeard: 0, beating: false, pending: new Set(), watchers: new Set(), ...(previous !== undefined ? { previous } : {}), ...(reap ? { reap } : {}) };
+    const gen: Generation = { number, raw, openedAt: Date.now(), id: '', state: 'connecting', everConnected: false, lastHeard: 0, dialAt: 0, beating: false, pending: new Set(), watchers: new Set(), ...(previous !== undefined ? { previous } : {}), ...(reap ? { reap } : {}) };
     this.attach(gen, raw);
     return gen;
   }
@@ -213,6 +215,7 @@ export class SessionKeeper {
 
   private setState(gen: Generation, state: SessionState, reason?: string): void {
     gen.state = state;
+    if (state === 'disconnected') gen.dialAt = Date.now();
     this.emit({ state, session: gen.id, generation: gen.number, ...(reason ? { reason } : {}) });
     this.notifyChanged();
   }
@@ -263,6 +266,12 @@ export class SessionKeeper {
       this.expire(gen, `no answer from ZooKeeper for ${silent} ms; the session timeout is ${timeout} ms`);
     } else if (silent >= (2 * timeout) / 3 && gen.state === 'connected') {
       this.setState(gen, 'disconnected', `no answer from ZooKeeper for ${silent} ms`);
+      gen.raw.dropConnection();
+    } else if (gen.state === 'disconnected' && gen.raw.state() !== 'connected' && now - gen.dialAt >= Math.max(1000, timeout / 5)) {
+      // The library puts no deadline on a reconnect once TCP is up: a server that accepts the
+      // socket but never answers the handshake (a JVM still starting, a blackholed path) holds
+      // the attempt until the session is lost. Start the attempt over, a few times per timeout.
+      gen.dialAt = now;
       gen.raw.dropConnection();
     } else if (silent >= timeout / 3 && gen.state === 'connected' && !gen.beating) {
       gen.beating = true;

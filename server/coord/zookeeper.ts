@@ -8,7 +8,8 @@
  *   it reports nothing. The coordination client keeps its own clock for that (session.ts).
  * - It has no read timeout (the library's is commented out): a server that stops answering
  *   without closing the socket (a stopped process, a silent network) goes unnoticed, so
- *   dropConnection() exists to make it reconnect elsewhere.
+ *   dropConnection() exists to make it reconnect elsewhere. Nor does a reconnect have one once
+ *   TCP is up: a handshake the server never answers waits forever (session.ts redials).
  * - Requests made while disconnected are queued without a deadline; deadlines live above.
  * - close() emits no event of its own; the CLOSED state is read from its connection manager,
  *   and a close that does not finish in time destroys the socket.
@@ -45,6 +46,7 @@ interface ConnectionManager {
   state: number;
   xid: number;
   socket?: { destroy(): void };
+  connectTimeoutHandler?: NodeJS.Timeout | null;
   on(event: 'state', listener: (state: number) => void): void;
 }
 const CM_CLOSED = -2;
@@ -131,6 +133,9 @@ class ZooKeeperSession implements RawSession {
     return this.current === 'connecting' ? this.requestedTimeoutMs : this.client.getSessionTimeout();
   }
   dropConnection(): void {
+    // The library arms a connect timer per attempt but clears only the newest one it knows of:
+    // an attempt dropped mid-connect would leave its timer to destroy the next, good, socket.
+    if (this.manager.connectTimeoutHandler) clearTimeout(this.manager.connectTimeoutHandler);
     this.manager.socket?.destroy();
   }
 
