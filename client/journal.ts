@@ -1,6 +1,6 @@
 /**
  * What survives a reload (or a crash) of the worker: its identity, the push sequence counter,
- * the outbox, the gradient buffer and its tagged copy of the weights, in the host's StateStore
+ * the outbox, the gradient buffer (with a lossy codec's residual) and its tagged copy of the weights, in the host's StateStore
  * (IndexedDB in a tab, client/idb.ts; memory in Node). A reload during an outage loses at most
  * one persist interval of gradients and never reuses a sequence number.
  *
@@ -22,6 +22,8 @@ export interface JournalSnapshot {
   /** The latest tagged WEIGHTS frame; saved only while disconnected (the PS holds the weights otherwise). */
   readonly tagged: Uint8Array | undefined;
   readonly connected: boolean;
+  /** The push codec's error-feedback residual (client/push-coder.ts). */
+  readonly residual?: Float32Array | undefined;
 }
 
 export interface Restored {
@@ -85,6 +87,7 @@ export class Journal {
       seqReserved: Math.max(this.seqReserved, this.seq),
       ...(s.outbox ? { outbox: s.outbox } : {}),
       ...(buffer.count > 0 ? { buffer: { sum: buffer.sum, count: buffer.count, baseVersion: buffer.baseVersion, since: buffer.since } } : {}),
+      ...(s.residual ? { residual: s.residual } : {}),
       savedAt: now,
     });
     if (!s.connected && s.tagged && s.tagged !== this.savedTagged) {

@@ -19,7 +19,9 @@
  * A second stop ends the drain at once. A closed tab cannot drain: its journal keeps the rest.
  */
 import type { JoinResponse } from '../shared/api.ts';
+import type { CodecName } from '../shared/codec/index.ts';
 import { TabswarmError } from '../shared/errors.ts';
+import { HEADER_BYTES } from '../shared/protocol.ts';
 import { mulberry32 } from '../shared/layout.ts';
 import { WorkerConnection, ReconnectPolicy, type ConnectionState } from './connection.ts';
 import { HeadLocator } from './head-locator.ts';
@@ -28,6 +30,7 @@ import { MeshGossip } from './mesh/gossip.ts';
 import type { LoopOptions, WorkerHost } from './options.ts';
 import { Outage } from './outage.ts';
 import { Replica } from './replica.ts';
+import { PushCoder } from './push-coder.ts';
 import { PsSession } from './session.ts';
 import type { Outgoing } from './state.ts';
 import { Drain } from './drain.ts';
@@ -48,6 +51,9 @@ export class WorkerLoop {
   private readonly outage: Outage;
   private readonly journal: Journal;
   private readonly gossip: MeshGossip | undefined;
+  private coder: PushCoder;
+  /** With `overlap`: the push (and pull) still in flight while the next gradient is computed. */
+  private inflight: Promise<void> | undefined;
   private stopped = false;
   /** A second stop: the drain ends at once (resolves `abort`). */
   private aborted = false;
@@ -62,12 +68,13 @@ export class WorkerLoop {
   constructor(private readonly host: WorkerHost, private readonly opts: LoopOptions = {}) {
     const fetchFn = host.fetch ?? ((...a) => fetch(...a));
     const session = (this.session = new PsSession({ baseUrl: host.baseUrl, fetch: fetchFn, userAgent: host.userAgent ?? `tabswarm-worker (${host.backend})`, requestTimeoutMs: opts.requestTimeoutMs }));
-    this.status = initialStatus(host.backend, this.session.url);
+    this.status = initialStatus(host.backend, this.session.url, host.backendReason);
     this.ledger = new WorkerLedger(opts.logAcks ?? false);
     const random = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
     this.replica = new Replica({ tf: host.tf, cache: host.cache, fetch: fetchFn, shardsUrl: () => this.session.url, random, onModel: (size) => this.outage.resize(size) });
     this.outage = new Outage(this.status);
-    const snapshot = () => ({ join: this.session.info, outbox: this.outage.outbox, buffer: this.outage.buffer, tagged: this.replica.tagged, connected: this.connection.connected });
+    this.coder = this.makeCoder(opts.codec ?? 'float32');
+    const snapshot = () => ({ join: this.session.info, outbox: this.outage.outbox, buffer: this.outage.buffer, tagged: this.replica.tagged, connected: this.connection.connected, residual: this.coder.residual });
     this.journal = new Journal(host.state, host.baseUrl, opts.persistEveryMs ?? 2000, snapshot);
     this.gossip = host.mesh && new MeshGossip(host.mesh, () => this.outage.local, () => this.connection.connected);
     this.connection = new WorkerConnection(host.socket, new ReconnectPolicy(opts), session, new HeadLocator({ fetch: fetchFn }), {
@@ -83,6 +90,15 @@ export class WorkerLoop {
         this.status.lastError = e.message;
         // The PS refused our own frame as malformed: resending the same bytes cannot help.
         if (action === 'drop-outgoing') this.outage.outbox = undefined;
+        // The PS forgot which of our pushes it applied (past its record's horizon): resending
+        // could apply one twice, so the unacknowledged push and the buffer are dropped and the
+        // worker joins as a new one (docs/PROTOCOL.md, "The applied-push record").
+        if (e.code === 'PS_RECORD_EXPIRED') {
+          this.outage.outbox = undefined;
+          this.coder.reset();
+          this.outage.buffer.clear();
+          this.status.buffered = 0;
+        }
         if (this.status.state !== 'buffering') this.setState('connecting');
       },
       moved: (head) => Object.assign(this.status, { psUrl: head, failovers: this.status.failovers + 1 }),
@@ -118,7 +134,9 @@ export class WorkerLoop {
           await this.connection.settle();
           continue;
         }
-        if (this.connection.connected && this.outage.owed) {
+        // An outage or a buffer to flush first: the push in flight settles (acked or failed) before.
+        if (this.inflight && (!this.connection.connected || this.outage.buffer.count > 0)) await this.landed();
+        if (this.connection.connected && this.outage.owed && !this.inflight) {
           await this.flush(this.connection.transport!);
           continue;
         }
@@ -129,6 +147,7 @@ export class WorkerLoop {
         this.host.onStatus?.(this.status);
         if (this.connection.connected && now - this.lastReport >= (this.opts.reportEveryMs ?? 2000)) this.report(now);
       }
+      await this.landed();
       const ms = this.opts.drainTimeoutMs ?? (this.opts.requestTimeoutMs ?? 10000) + 5000;
       this.draining = new Drain({ outage: this.outage, connection: this.connection, flush: (t) => this.flush(t), aborting: this.aborting, aborted: () => this.aborted, setState: (st) => this.setState(st) }, ms);
       this.status.drain = await this.draining.run();
@@ -161,6 +180,7 @@ export class WorkerLoop {
     const { grad, loss } = await this.replica.step();
     this.status.steps += 1;
     this.status.loss = loss;
+    await this.landed(); // one push in flight at most
     if (!this.connection.connected) {
       this.buffer(grad);
       // Let socket events run: on a CPU backend a step awaits only microtasks, and a loop that
@@ -168,14 +188,29 @@ export class WorkerLoop {
       return yieldToEventLoop();
     }
     const honest: Outgoing = { seq: await this.journal.nextSeq(), count: 1, baseVersion: this.replica.version, grad, flush: false };
-    const out = this.opts.attack ? this.opts.attack(honest) : honest; // test-only hostile worker
+    const out = this.coder.code(this.opts.attack ? this.opts.attack(honest) : honest); // attack: test-only hostile worker
     this.outage.outbox = out;
     const transport = this.connection.transport!;
     const pullNow = this.status.steps % this.session.info!.pullEvery === 0;
     const mesh = pullNow && this.host.mesh?.relay ? this.host.mesh : undefined;
+    const exchange = this.exchange(transport, out, pullNow, mesh);
+    // Overlap: the next gradient is computed while this push is on the wire (on weights one push
+    // older: staleness one higher). Without it, one round trip per step.
+    if (this.opts.overlap) this.inflight = exchange;
+    else await exchange;
+  }
+
+  /** The push in flight, settled (its ack recorded, or the outage begun). */
+  private async landed(): Promise<void> {
+    const inflight = this.inflight;
+    this.inflight = undefined;
+    await inflight;
+  }
+
+  private async exchange(transport: WsTransport, out: Outgoing, pullNow: boolean, mesh: WorkerHost['mesh'] | undefined): Promise<void> {
     try {
       // Push and pull back to back: the PS handles a socket's frames in order, so the weights
-      // that come back already contain this gradient. One round trip per step.
+      // that come back already contain this gradient.
       const [ack, pulled] = await Promise.all([this.send(transport, out), pullNow && !mesh ? this.connection.pull(transport) : undefined]);
       this.acked(out, ack);
       // Relay: signed weights at most relayMaxLag versions behind the ack from a peer, else from the PS.
@@ -204,7 +239,7 @@ export class WorkerLoop {
     try {
       if (this.outage.outbox) this.acked(this.outage.outbox, await this.send(transport, this.outage.outbox));
       if (this.outage.buffer.count > 0) {
-        const out = this.outage.takeFlush(await this.journal.nextSeq());
+        const out = this.outage.takeFlush(await this.journal.nextSeq(), (o) => this.coder.code(o));
         await this.journal.persist(true); // the flush keeps this seq even if the tab dies now
         this.acked(out, await this.send(transport, out));
       }
@@ -221,6 +256,7 @@ export class WorkerLoop {
   /** Sends `out`; once written to an open socket it counts as possibly applied. */
   private send(transport: WsTransport, out: Outgoing): Promise<AckResult> {
     if (transport.open && out === this.outage.outbox) this.outage.outboxSent = true;
+    this.status.pushBytes = (this.status.pushBytes ?? 0) + HEADER_BYTES + (out.coded ? out.coded.bytes.byteLength : 4 * out.grad.length);
     return transport.deliver(out);
   }
 
@@ -240,6 +276,12 @@ export class WorkerLoop {
     const { layout } = this.replica.ensure(join);
     if (layout.hash !== join.layoutHash) throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: layout.hash, want: join.layoutHash });
     this.journal.observe(join.lastSeq);
+    // A new id owes nothing of the old one's residual; a PS that does not take our codec gets float32.
+    if (join.workerId !== this.status.workerId && this.status.workerId !== 0) this.coder.reset();
+    const asked = this.opts.codec ?? 'float32';
+    const accepted = !join.codecs || join.codecs.includes(asked);
+    if ((accepted ? asked : 'float32') !== this.coder.name) this.coder = this.makeCoder(accepted ? asked : 'float32');
+    this.status.codec = accepted ? asked : `float32 (this PS does not accept ${asked})`;
     Object.assign(this.status, { workerId: join.workerId, model: join.model, bufferMode: this.opts.bufferMode ?? join.bufferMode });
     if (!this.replica.trainer!.hasWeights) this.setState('loading-data');
     await this.useShards(join.shards);
@@ -270,6 +312,7 @@ export class WorkerLoop {
     this.session.info = saved.join;
     this.replica.ensure(saved.join);
     this.outage.restore(saved);
+    this.coder.restore(saved.residual, saved.join.layoutSize);
     Object.assign(this.status, { workerId: saved.join.workerId, model: saved.join.model, bufferMode: this.opts.bufferMode ?? saved.join.bufferMode, restored: true });
     // A damaged copy is not trained on; the worker waits for the PS instead.
     const weights = tagged && Replica.weightsOrNothing(tagged, saved.join);
@@ -285,6 +328,10 @@ export class WorkerLoop {
     void this.connection.report(s).then((answer) => {
       if (answer && answer.shards.join(',') !== s.shards.join(',')) this.pendingShards = answer.shards;
     });
+  }
+
+  private makeCoder(name: CodecName): PushCoder {
+    return new PushCoder(name, { ...(this.opts.topkRatio !== undefined ? { topkRatio: this.opts.topkRatio } : {}), ...(this.opts.int8Block !== undefined ? { blockSize: this.opts.int8Block } : {}) });
   }
 
   private setState(state: ConnectionState): void {

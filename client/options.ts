@@ -2,6 +2,7 @@
  * What a host gives the worker loop (client/loop.ts) and the knobs it sets: the page
  * (client/main.ts) and the Node worker (client/node.ts) fill these in.
  */
+import type { CodecName } from '../shared/codec/index.ts';
 import type { Tf } from '../shared/forward.ts';
 import type { ReconnectOptions } from './connection.ts';
 import type { ShardCache } from './data.ts';
@@ -16,6 +17,8 @@ export interface WorkerHost {
   readonly baseUrl: string;
   /** Name of the tfjs backend in use, for reports. */
   readonly backend: string;
+  /** Why that backend (client/backend.ts), for reports. @default none */
+  readonly backendReason?: string;
   readonly socket: SocketFactory;
   readonly cache: ShardCache;
   /** Where the worker keeps what must survive a reload. @default nothing is kept */
@@ -53,6 +56,22 @@ export interface LoopOptions extends ReconnectOptions {
   bufferMode?: 'frozen' | 'local';
   /** Keep every acknowledged push (seq, version, duplicate) in `loop.ledger.acks` (tests). @default false */
   logAcks?: boolean;
+  /**
+   * How pushes travel (shared/codec/): `float32` (exact), `f16` (half the bytes), `int8`
+   * (blockwise, about a quarter) or `topk` (the largest `topkRatio` of the values). The lossy
+   * ones keep error feedback: what a push leaves out is added to the next. Falls back to float32
+   * when the PS does not accept the codec (its join answer lists `codecs`). @default 'float32'
+   */
+  codec?: CodecName;
+  /**
+   * Compute the next gradient while the last push is in flight (one push in flight at most), so
+   * upload and compute overlap; each gradient is then one push staler. @default false
+   */
+  overlap?: boolean;
+  /** topk: the fraction of values each push keeps. @default 0.01 */
+  topkRatio?: number;
+  /** int8: values per scale. @default 256 */
+  int8Block?: number;
   /** TEST ONLY: rewrites each push just before it is sent (client/attack.ts, `--attack`). @default none */
   attack?: (out: import('./state.ts').Outgoing) => import('./state.ts').Outgoing;
 }

@@ -98,10 +98,10 @@ export class Outage {
     return w;
   }
 
-  /** Moves the buffer into the outbox as one flush under `seq` (count = gradients summed). */
-  takeFlush(seq: number): Outgoing {
+  /** Moves the buffer into the outbox as one flush under `seq` (count = gradients summed), coded by `code`. */
+  takeFlush(seq: number, code: (out: Outgoing) => Outgoing = (out) => out): Outgoing {
     const b = this.buffer.take();
-    this.outbox = { seq, count: b.count, baseVersion: b.baseVersion, grad: b.sum, flush: true };
+    this.outbox = code({ seq, count: b.count, baseVersion: b.baseVersion, grad: b.sum, flush: true });
     return this.outbox;
   }
 

@@ -5,14 +5,18 @@
  * the weights. Saved to IndexedDB in a tab (client/idb.ts), kept in memory in Node.
  */
 import type { JoinResponse } from '../shared/api.ts';
+import type { CodedPayload } from '../shared/protocol.ts';
 
 /** An update that has a sequence number and must reach the PS exactly once. */
 export interface Outgoing {
   readonly seq: number;
   readonly count: number;
   readonly baseVersion: number;
+  /** What the PS will apply: the gradient, or what a lossy codec keeps of it (client/push-coder.ts). */
   readonly grad: Float32Array;
   readonly flush: boolean;
+  /** The codec's payload, coded once when the update entered the outbox; absent for float32. */
+  readonly coded?: CodedPayload;
 }
 
 export interface SavedState {
@@ -28,6 +32,8 @@ export interface SavedState {
   readonly seqReserved: number;
   readonly outbox?: Outgoing;
   readonly buffer?: { sum: Float32Array; count: number; baseVersion: number; since: number };
+  /** What a lossy push codec has left out so far (error feedback), owed with the buffer. */
+  readonly residual?: Float32Array;
   readonly savedAt: number;
 }
 

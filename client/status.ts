@@ -21,6 +21,8 @@ export interface WorkerStatus {
   state: ConnectionState;
   workerId: number;
   backend: string;
+  /** Why this backend was chosen (client/backend.ts), reported to the PS. */
+  backendReason?: string;
   model: string;
   bufferMode: string;
   steps: number;
@@ -49,6 +51,10 @@ export interface WorkerStatus {
   failovers: number;
   /** What the graceful stop drained and left; set once the worker stopped. */
   drain?: DrainReport;
+  /** The push codec in use (shared/codec/), and why when it is not the one asked for. */
+  codec?: string;
+  /** Bytes of push frames written to the PS (headers included), over the worker's life. */
+  pushBytes?: number;
 }
 
 /**
@@ -81,9 +87,9 @@ export interface DrainReport {
   ms: number;
 }
 
-export function initialStatus(backend: string, psUrl: string): WorkerStatus {
+export function initialStatus(backend: string, psUrl: string, backendReason?: string): WorkerStatus {
   return {
-    state: 'joining', workerId: 0, backend, model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
+    state: 'joining', workerId: 0, backend, ...(backendReason ? { backendReason } : {}), model: '', bufferMode: '', steps: 0, examplesPerSec: 0,
     serverVersion: 0, loss: NaN, shards: [], examples: 0, numTensors: 0, buffered: 0, bufferedSince: 0,
     outageSteps: 0, localDrift: 0, lastFlush: undefined, restored: false, restoredBuffered: 0, lastError: '',
     psUrl, failovers: 0,

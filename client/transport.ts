@@ -5,7 +5,7 @@
  */
 import { ControlMessageSchema, type ControlMessage } from '../shared/api.ts';
 import { TabswarmError, codeForClose } from '../shared/errors.ts';
-import { Flag, MsgType, decodeFrame, encodeFrame } from '../shared/protocol.ts';
+import { Flag, MsgType, decodeFrame, encodeCodedPush, encodeFrame } from '../shared/protocol.ts';
 import { parseAs } from '../shared/validate.ts';
 import type { Outgoing } from './state.ts';
 
@@ -112,7 +112,9 @@ export class WsTransport {
 
   /** Sends an update that must reach the PS exactly once, under its own sequence number. */
   deliver(out: Outgoing): Promise<AckResult> {
-    return this.push(out.grad, out.seq, out.baseVersion, out.count, out.flush);
+    if (!out.coded) return this.push(out.grad, out.seq, out.baseVersion, out.count, out.flush);
+    const header = { type: MsgType.PUSH, layoutHash: this.opts.layoutHash, modelVersion: out.baseVersion, workerId: this.opts.workerId, seq: out.seq, count: out.count, flags: out.flush ? Flag.FLUSH : 0 } as const;
+    return this.request((p) => this.pushes.set(out.seq, p), encodeCodedPush(header, out.coded), `${out.flush ? 'flush' : 'push'} ${out.seq}`);
   }
 
   /** Offers a tagged copy of the weights (an OFFER frame); answered by an ACK with seq 0. */

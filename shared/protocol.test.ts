@@ -210,9 +210,11 @@ describe('decodeFrame rejections', () => {
 
   test('PROTO_BAD_DTYPE', () => {
     const bytes = pushFrame();
-    bytes[6] = 1;
+    bytes[6] = 9; // no such codec
     const e = rejects(() => decodeFrame(bytes, OPTS), 'PROTO_BAD_DTYPE');
-    assert.equal(e.details.dtype, 1);
+    assert.equal(e.details.dtype, 9);
+    bytes[6] = 1; // f16, which this PS does not accept
+    assert.equal(rejects(() => decodeFrame(bytes, { ...OPTS, codecs: [] }), 'PROTO_BAD_DTYPE').details.accepted, 'float32');
   });
 
   test('PROTO_LAYOUT_MISMATCH', () => {

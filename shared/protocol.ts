@@ -6,15 +6,15 @@
  *   0      4    magic          0x4D575354 ('TSWM' read as bytes)
  *   4      1    version        PROTOCOL_VERSION
  *   5      1    type           MsgType
- *   6      1    dtype          Dtype (0 = float32)
+ *   6      1    dtype          Dtype (0 = float32; a PUSH may be coded: shared/codec/)
  *   7      1    flags          Flag bits (ACK: DUPLICATE, ADOPTED); 0 otherwise
  *   8      4    layoutHash     hash of the model layout (layout.ts)
  *   12     4    modelVersion   PS model version the frame refers to
  *   16     4    workerId       id the server issued at join
  *   20     4    seq            per-worker sequence number
  *   24     4    count          number of gradients summed in the payload (>= 1 for pushes)
- *   28     4    payloadLength  number of payload values
- *   32     4*n  payload        little-endian float32
+ *   28     4    payloadLength  number of payload values (decoded, for a coded PUSH)
+ *   32     4*n  payload        little-endian float32, or a coded PUSH's payload (docs/PROTOCOL.md)
  *
  * WEIGHTS and OFFER frames carry a meta block between header and payload: the tag the PS
  * issued with these weights and the applied-push record they contain (see server/ps/signer.ts):
@@ -26,6 +26,7 @@
  *   36+metaBytes 4*n payload
  */
 import { TabswarmError } from './errors.ts';
+import { CODEC_NAMES, Codec, codecOf } from './codec/index.ts';
 
 export const MAGIC = 0x4d575354;
 export const PROTOCOL_VERSION = 1;
@@ -135,6 +136,24 @@ export interface DecodeOptions {
   readonly maxBytes?: number;
   /** Most record entries in a meta block. @default MAX_RECORD_ENTRIES */
   readonly maxRecordEntries?: number;
+  /** Push codecs (dtypes, shared/codec/) accepted besides float32. @default every registered one */
+  readonly codecs?: readonly number[];
+}
+
+/** A PUSH whose payload a codec already encoded (shared/codec/): `values` is what it decodes to. */
+export interface CodedPayload {
+  readonly dtype: number;
+  readonly bytes: Uint8Array;
+  readonly values: number;
+}
+
+/** Encodes a coded PUSH: header (with the codec's dtype) and the codec's payload bytes. */
+export function encodeCodedPush(header: FrameHeader, coded: CodedPayload): Uint8Array {
+  if (header.type !== MsgType.PUSH) throw new TypeError(`encodeCodedPush: only a PUSH is coded, not a ${typeName(header.type)}`);
+  const bytes = new Uint8Array(HEADER_BYTES + coded.bytes.byteLength);
+  writeHeader(bytes, header, coded.values, coded.dtype);
+  bytes.set(coded.bytes, HEADER_BYTES);
+  return bytes;
 }
 
 export function metaBytes(record: readonly unknown[]): number {
@@ -187,12 +206,12 @@ export function retypeFrame(bytes: Uint8Array, type: MsgType, workerId: number):
 }
 
 /** Writes a header into the first HEADER_BYTES of `bytes` (used by encoders that fill the payload in place). */
-export function writeHeader(bytes: Uint8Array, h: FrameHeader, payloadLength: number): void {
+export function writeHeader(bytes: Uint8Array, h: FrameHeader, payloadLength: number, dtype: number = Dtype.FLOAT32): void {
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   view.setUint32(0, MAGIC, true);
   view.setUint8(4, PROTOCOL_VERSION);
   view.setUint8(5, h.type);
-  view.setUint8(6, Dtype.FLOAT32);
+  view.setUint8(6, dtype);
   view.setUint8(7, h.flags ?? 0);
   view.setUint32(8, h.layoutHash >>> 0, true);
   view.setUint32(12, h.modelVersion >>> 0, true);
@@ -224,20 +243,26 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
   if (rule === undefined) throw new TabswarmError('PROTO_UNKNOWN_TYPE', { type: type.toString(16).padStart(2, '0') });
   const hasMeta = HAS_META.has(type);
   const dtype = view.getUint8(6);
-  if (dtype !== Dtype.FLOAT32) throw new TabswarmError('PROTO_BAD_DTYPE', { dtype });
+  if (dtype !== Dtype.FLOAT32) checkCodec(type, dtype, opts);
   const layoutHash = view.getUint32(8, true);
   if (layoutHash !== opts.layoutHash) throw new TabswarmError('PROTO_LAYOUT_MISMATCH', { got: layoutHash, want: opts.layoutHash });
   const payloadLength = view.getUint32(28, true);
   const want = rule === 'layout' ? opts.layoutSize : 0;
   const typeLabel = TYPE_NAMES.get(type) ?? String(type);
   if (payloadLength !== want) throw new TabswarmError('PROTO_BAD_LENGTH', { got: payloadLength, want, type: typeLabel });
+  const count = view.getUint32(24, true);
+  if (type === MsgType.PUSH && count < 1) throw new TabswarmError('PROTO_BAD_COUNT', { count });
+  if (dtype !== Dtype.FLOAT32) {
+    // A coded PUSH: the codec checks its payload's length and content (PROTO_BAD_CODEC).
+    const coded = bytes.subarray(HEADER_BYTES);
+    const payload = codecOf(dtype)!.decode(coded, payloadLength);
+    return { type: type as MsgType, flags: view.getUint8(7), layoutHash, modelVersion: view.getUint32(12, true), workerId: view.getUint32(16, true), seq: view.getUint32(20, true), count, payload, payloadBytes: coded };
+  }
   const meta = hasMeta ? readMeta(bytes, view, maxEntries) : undefined;
   const start = HEADER_BYTES + (meta ? 4 + metaBytes(meta.record) : 0);
   if (bytes.byteLength !== start + 4 * payloadLength) {
     throw new TabswarmError('PROTO_BAD_LENGTH', { got: (bytes.byteLength - start) / 4, want, type: typeLabel });
   }
-  const count = view.getUint32(24, true);
-  if (type === MsgType.PUSH && count < 1) throw new TabswarmError('PROTO_BAD_COUNT', { count });
   const payload = readFloat32(bytes, start, payloadLength);
   const bad = firstNonFinite(payload);
   if (bad >= 0) throw new TabswarmError('PROTO_NON_FINITE', { index: bad, value: String(payload[bad]) });
@@ -253,6 +278,17 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
     payloadBytes: bytes.subarray(start, start + 4 * payloadLength),
     ...(meta ? { meta } : {}),
   };
+}
+
+const ALL_CODECS: readonly number[] = CODEC_NAMES.map((name) => Codec[name]);
+
+/** A coded payload is allowed on a PUSH only, with a codec this PS accepts. */
+function checkCodec(type: number, dtype: number, opts: DecodeOptions): void {
+  const accepted = opts.codecs ?? ALL_CODECS;
+  if (type !== MsgType.PUSH || codecOf(dtype) === undefined || !accepted.includes(dtype)) {
+    const names = CODEC_NAMES.filter((name) => name === 'float32' || accepted.includes(Codec[name]));
+    throw new TabswarmError('PROTO_BAD_DTYPE', { dtype, accepted: type === MsgType.PUSH ? names.join(', ') : 'float32 for this frame type' });
+  }
 }
 
 function readMeta(bytes: Uint8Array, view: DataView, maxEntries: number): WeightsMeta {

@@ -56,7 +56,9 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   assert.equal(redirect.details.head, nodes[0]!.url, 'the head travels in details: the worker never parses the message');
 
   // Workers start on nodes that are not the head: they are redirected (CHAIN_NOT_HEAD) to it.
-  for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[1 + i]!.url, '--log-acks', '--seed', String(i + 1)]));
+  // The second worker codes its pushes (int8, error feedback) and overlaps upload and compute:
+  // exactly-once through the kills must hold for it as for the plain one.
+  for (let i = 0; i < 2; i++) workers.push(spawnCli(['worker', '--url', nodes[1 + i]!.url, '--log-acks', '--seed', String(i + 1), ...(i === 1 ? ['--codec', 'int8', '--overlap'] : [])]));
   tabs = await launchWorkerTabs({ url: `${nodes[2]!.url}?acks=1`, count: 1, backend: 'webgl' });
   const page = tabs.pages[0]!;
   await until(async () => (await headVersion(nodes)) >= 60, 'the head to apply 60 updates', 120000, 250)

@@ -3,7 +3,8 @@
  * Chromium workers on WebGPU and one Node worker. The PS is SIGKILLed and kept down for several
  * seconds; the workers keep training and buffering; a new PS process on the same port adopts
  * the workers' weights (version no lower than the last acknowledged before the kill), every
- * buffered flush is applied exactly once, and accuracy after recovery holds up.
+ * buffered flush is applied exactly once (the Node worker's coded with topk), and accuracy
+ * after recovery holds up.
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -46,7 +47,9 @@ test('SIGKILL the stateless PS: workers buffer through the outage, a new PS adop
     await page.goto(new URL('/?backend=webgpu', ps1.url).toString());
     pages.push(page);
   }
-  const node = spawnCli(['worker', '--url', ps1.url, '--seed', '5', '--log-every-ms', '300'], {}, ['--expose-gc']);
+  // The Node worker pushes with a lossy codec (topk, error feedback) and overlaps upload and
+  // compute: exactly-once must hold for it too.
+  const node = spawnCli(['worker', '--url', ps1.url, '--seed', '5', '--log-every-ms', '300', '--codec', 'topk', '--topk-ratio', '0.05', '--overlap'], {}, ['--expose-gc']);
   opened.push(node);
 
   // Training is under way on all three, and accuracy is clearly above chance.
@@ -94,6 +97,7 @@ test('SIGKILL the stateless PS: workers buffer through the outage, a new PS adop
     return t.ledger!.flushes.length > 0 && t.status!.state === 'connected' ? t.ledger! : undefined;
   }, `tab ${i} to flush`, 60_000, 200)));
   const nodeFlush = await until(() => workerLines(node).find((l) => (l.lastFlush as object | undefined) !== undefined && l.state === 'connected')?.lastFlush as FlushRecord | undefined, 'the Node worker to flush', 60_000, 200);
+  assert.equal(nodeAt().codec, 'topk', 'the Node worker pushed and flushed with topk');
   const workerFlushes: FlushRecord[] = [...flushedTabs.flatMap((t) => t.flushes as FlushRecord[]), nodeFlush];
   const { flushes: applied } = await ps2.get<{ flushes: FlushRecord[] }>('/api/flushes');
   for (const f of workerFlushes) {

@@ -106,7 +106,10 @@ test('config.ts DEFAULTS are the declared defaults (the checkpoint ones included
   assert.equal(DEFAULTS.strategy, 'none');
   // A command line with nothing on it resolves to exactly what buildServer({}) does.
   const parsed = parseOptions(START_OPTIONS, []);
-  for (const key of Object.keys(PS_OPTIONS)) assert.deepEqual(parsed[key as keyof typeof parsed], DEFAULTS[key as keyof typeof DEFAULTS], key);
+  // Except the model: `start` defaults to the newcomer's fast one (mnist-mlp), the library to fashion-cnn.
+  assert.equal(parsed.model, 'mnist-mlp');
+  assert.equal(parseOptions(NODE_OPTIONS, ['--zk', 'h:1']).model, 'fashion-cnn');
+  for (const key of Object.keys(PS_OPTIONS).filter((k) => k !== 'model')) assert.deepEqual(parsed[key as keyof typeof parsed], DEFAULTS[key as keyof typeof DEFAULTS], key);
   assert.equal(parsed.port, 8080);
   assert.equal(parseOptions(NODE_OPTIONS, ['--zk', 'h:1']).port, 0);
 });
@@ -129,7 +132,7 @@ test('`tabswarm node` accepts --strategy: every strategy name, default none', ()
 });
 
 test('the worker and the tools parse with the same mechanism', () => {
-  assert.deepEqual(parseOptions(WORKER_OPTIONS, ['--url', 'http://x/', '--log-acks']), { url: 'http://x/', logEveryMs: 2000, logAcks: true });
+  assert.deepEqual(parseOptions(WORKER_OPTIONS, ['--url', 'http://x/', '--log-acks']), { url: 'http://x/', logEveryMs: 2000, logAcks: true, overlap: false, codec: 'float32', topkRatio: 0.01, int8Block: 256 });
   refuses(() => parseOptions(WORKER_OPTIONS, ['--url', 'u', '--buffer-mode', 'x']), '--buffer-mode', /frozen, local/);
   refuses(() => parseOptions(ZK_OPTIONS, ['--ensemble', '0']), '--ensemble', />= 1/);
   refuses(() => parseOptions(SWARM_OPTIONS, ['--url', 'u', '--backend', 'gpu']), '--backend', /auto, webgpu/);
@@ -147,4 +150,9 @@ test('cluster: its own options are parsed by declaration, every other one goes t
   assert.equal(o.port, 8090);
   refuses(() => parseOptions(CLUSTER_OPTIONS, splitArgs(['--nodes', '--model', 'x']).own), '--nodes', /argument missing/);
   refuses(() => parseOptions(CLUSTER_OPTIONS, splitArgs(['--reads', 'x']).own), '--reads', /strict, relaxed/);
+});
+
+test('a string list with allowed words refuses any other word, naming the option', () => {
+  assert.deepEqual(parseOptions(PS_OPTIONS, ['--codecs', 'f16,topk']).codecs, ['f16', 'topk']);
+  assert.throws(() => parseOptions(PS_OPTIONS, ['--codecs', 'f16,zip']), (e: unknown) => e instanceof TabswarmError && e.code === 'CONFIG_INVALID' && /--codecs/.test(e.message) && /zip/.test(e.message));
 });

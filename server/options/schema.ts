@@ -54,6 +54,8 @@ export interface ListSpec extends Common<readonly (string | number)[]> {
   readonly min?: number;
   /** A word that means the empty list, e.g. `none`. */
   readonly none?: string;
+  /** The allowed words of a list `of: 'string'`. @default any */
+  readonly values?: readonly string[];
 }
 export type OptionSpec = IntSpec | NumberSpec | StringSpec | ChoiceSpec | FlagSpec | ListSpec;
 export type OptionTable = Readonly<Record<string, OptionSpec>>;
@@ -145,6 +147,7 @@ function checkOne(key: string, spec: OptionSpec, v: unknown): void {
     case 'list':
       if (!Array.isArray(v)) throw bad(key, spec, `must be a list, got ${String(v)}`);
       if (spec.of !== 'string') for (const n of v) checkOne(key, { ...spec, type: spec.of } as IntSpec | NumberSpec, n);
+      else if (spec.values) for (const w of v) if (!spec.values.includes(w)) throw bad(key, spec, `'${String(w)}' is not one of ${spec.values.join(', ')}`);
       return;
   }
 }
@@ -216,6 +219,7 @@ function defaultWords(spec: OptionSpec): string | undefined {
 
 function allowedWords(spec: OptionSpec): string | undefined {
   if (spec.type === 'choice') return allowed(spec).join(' | ');
+  if (spec.type === 'list' && spec.values) return `comma list of ${spec.values.join(' | ')}`;
   if (spec.type !== 'int' && spec.type !== 'number') return undefined;
   const ex = spec.type === 'number' ? spec.exclusive : undefined;
   const lo = spec.min === undefined ? '' : `${ex === 'min' || ex === 'both' ? '>' : '>='} ${spec.min}`;

@@ -1,0 +1,101 @@
+/**
+ * Workers behind a home uplink: `npm run bench:wire [-- options]`.
+ *
+ * One PS (`tabswarm start`, no tabs) and, per row, one Node worker (`tabswarm worker`) that
+ * reaches it only through a shaped link (bench/throttle.ts: --up-mbps up, --down-mbps down,
+ * --rtt-ms round trip). Each row runs the same number of steps from the same initial weights
+ * (same seeds) with one push codec and overlap setting, and reports:
+ *   - upload bytes per example (what the worker sent through the link, all traffic);
+ *   - examples/s of the worker, updates/s at the PS;
+ *   - test accuracy after the fixed example budget (the final version, evaluated), and after a
+ *     fixed wall-clock budget (--budget-s: the last evaluation within it);
+ *   - each against the float32 row without overlap, measured in the same run.
+ * Targets (issue 15): >= 4x fewer upload bytes per example at <= 1 point of accuracy loss, and
+ * >= 3x examples/s on the 10 Mbit/s uplink for the best setting.
+ */
+import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
+import { CODEC_NAMES } from '../shared/codec/index.ts';
+import { spawnCli, startPs, until, workerLines, type SeriesPoint } from '../test/helpers.ts';
+import { machineLine, printTable } from './sys.ts';
+import { throttledLink } from './throttle.ts';
+
+const OPTIONS = defineOptions({
+  model: { type: 'string', default: 'fashion-cnn', help: 'model' },
+  dataset: { type: 'string', default: 'fashion-mnist', help: 'data set' },
+  steps: { type: 'int', min: 1, default: 60, help: 'steps per row (the fixed example budget is steps x batch)' },
+  budgetS: { type: 'int', min: 1, default: 60, help: 'wall-clock budget for the second accuracy column, s' },
+  upMbps: { type: 'number', min: 0, exclusive: 'min', default: 10, help: 'uplink, Mbit/s' },
+  downMbps: { type: 'number', min: 0, exclusive: 'min', default: 50, help: 'downlink, Mbit/s' },
+  rttMs: { type: 'int', min: 0, default: 20, help: 'round trip added, ms' },
+  codecs: { type: 'list', of: 'string', values: CODEC_NAMES, default: [...CODEC_NAMES], help: 'codecs to run' },
+  topkRatio: { type: 'number', min: 0, max: 0.5, exclusive: 'min', default: 0.01, help: 'topk: fraction kept' },
+  overlap: { type: 'list', of: 'string', values: ['off', 'on'], default: ['off', 'on'], help: 'overlap settings to run' },
+  evalExamples: { type: 'int', min: 100, default: 2000, help: 'test images evaluated' },
+});
+
+interface Row {
+  codec: string;
+  overlap: string;
+  seconds: number;
+  examples: number;
+  upBytes: number;
+  version: number;
+  accuracy: number;
+  accuracyAtBudget: number | undefined;
+}
+
+async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean): Promise<Row> {
+  const ps = await startPs(['--model', o.model, '--dataset', o.dataset, '--seed', '3', '--eval-every', '2000', '--eval-examples', String(o.evalExamples)]);
+  const link = await throttledLink(ps.url, { upBps: o.upMbps * 1e6, downBps: o.downMbps * 1e6, delayMs: o.rttMs / 2 });
+  const worker = spawnCli(['worker', '--url', link.url, '--seed', '1', '--steps', String(o.steps), '--log-every-ms', '1000', '--codec', codec, '--topk-ratio', String(o.topkRatio), ...(overlap ? ['--overlap'] : [])]);
+  try {
+    // The clock starts at the worker's first step, not at its start-up (data download, compile).
+    const started = await until(() => workerLines(worker).find((l) => Number(l.steps) >= 1) && Date.now(), 'the first step', 300_000, 100);
+    await until(() => worker.child.exitCode !== null, 'the worker to finish its steps', 3_600_000, 250);
+    const seconds = (Date.now() - started) / 1000;
+    const { model } = await ps.get<{ model: { defaults: { batch: number } } }>('/api/model');
+    const { version } = await ps.get<{ version: number }>('/api/status');
+    const final = await until(async () => {
+      const { points } = await ps.get<{ points: SeriesPoint[] }>('/api/series');
+      const p = points.at(-1);
+      return p && p.version >= version ? { p, points } : undefined;
+    }, 'an evaluation of the final version', 120_000, 250);
+    const inBudget = final.points.filter((p) => p.t <= started + o.budgetS * 1000).at(-1);
+    return { codec, overlap: overlap ? 'on' : 'off', seconds, examples: o.steps * model.defaults.batch, upBytes: link.up(), version, accuracy: final.p.accuracy, accuracyAtBudget: inBudget?.accuracy };
+  } finally {
+    await worker.kill('SIGKILL');
+    await link.close();
+    await ps.kill('SIGKILL');
+  }
+}
+
+function parse() {
+  return parseCommandLine(OPTIONS, 'npm run bench:wire -- [options]: push codecs x overlap on a shaped uplink (docs/benchmarks.md)');
+}
+
+async function main(): Promise<void> {
+  const o = parse();
+  console.log(machineLine());
+  console.log(`${o.model} on ${o.dataset}, one Node worker, ${o.steps} steps per row, link ${o.upMbps} Mbit/s up, ${o.downMbps} down, ${o.rttMs} ms RTT; accuracy on ${o.evalExamples} test images`);
+  const rows: Row[] = [];
+  for (const codec of o.codecs) {
+    for (const ov of o.overlap) {
+      const r = await row(o, codec, ov === 'on');
+      rows.push(r);
+      console.error(`${codec} overlap ${ov}: ${JSON.stringify(r)}`);
+    }
+  }
+  const base = rows.find((r) => r.codec === 'float32' && r.overlap === 'off') ?? rows[0]!;
+  const perEx = (r: Row) => r.upBytes / r.examples;
+  const exPerS = (r: Row) => r.examples / r.seconds;
+  const pts = (v: number | undefined) => (v === undefined ? 'n/a' : (100 * v).toFixed(1));
+  printTable([
+    ['codec', 'overlap', 'up bytes/example', 'vs float32', 'examples/s', 'vs float32', 'updates/s', `acc after ${base.examples} ex`, 'vs float32 (pts)', `acc at ${o.budgetS} s`],
+    ...rows.map((r) => [
+      r.codec, r.overlap, perEx(r).toFixed(0), `${(perEx(base) / perEx(r)).toFixed(2)}x fewer`, exPerS(r).toFixed(1), `${(exPerS(r) / exPerS(base)).toFixed(2)}x`,
+      (r.version / r.seconds).toFixed(2), pts(r.accuracy), ((r.accuracy - base.accuracy) * 100).toFixed(1), pts(r.accuracyAtBudget),
+    ]),
+  ]);
+}
+
+await main();
