@@ -76,7 +76,7 @@ test('Node workers: an accepted lossy codec trains with fewer bytes per push; an
   const f16 = spawnCli(['worker', '--url', ps.url, '--seed', '1', '--log-every-ms', '200', '--codec', 'f16']);
   const topk = spawnCli(['worker', '--url', ps.url, '--seed', '2', '--log-every-ms', '200', '--codec', 'topk']);
   procs.push(f16, topk);
-  const progressed = (p: Proc) => until(() => workerLines(p).findLast((l) => Number(l.steps) >= 20 && Number(l.pushBytes) > 0), 'the worker to push 20 times', 90_000, 200);
+  const progressed = (p: Proc) => until(() => workerLines(p).filter((l) => Number(l.steps) >= 20 && Number(l.pushBytes) > 0).at(-1), 'the worker to push 20 times', 90_000, 200);
   const [a, b] = await Promise.all([progressed(f16), progressed(topk)]);
   assert.equal(a.codec, 'f16');
   assert.equal(b.codec, 'float32 (this PS does not accept topk)');
