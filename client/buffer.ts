@@ -28,6 +28,20 @@ export class GradientBuffer {
     this.lastAt = now;
   }
 
+  /** Adds a sum of `count` gradients (a local phase handed over to an outage). */
+  merge(s: { sum: Float32Array; count: number; baseVersion: number }, now = Date.now()): void {
+    if (s.sum.length !== this.sum.length) throw new RangeError(`GradientBuffer.merge: sum has ${s.sum.length} values, buffer ${this.sum.length}`);
+    if (s.count === 0) return;
+    if (this.count === 0) {
+      this.baseVersion = s.baseVersion;
+      this.since = now;
+    }
+    const sum = this.sum;
+    for (let i = 0; i < sum.length; i++) sum[i]! += s.sum[i]!;
+    this.count += s.count;
+    this.lastAt = now;
+  }
+
   /** Moves the contents out (a copy of the sum) and empties the buffer. */
   take(): { sum: Float32Array; count: number; baseVersion: number; since: number } {
     const out = { sum: Float32Array.from(this.sum), count: this.count, baseVersion: this.baseVersion, since: this.since };

@@ -98,6 +98,17 @@ export class Outage {
     return w;
   }
 
+  /** A local phase cut by the outage (client/local-phase.ts): its gradients and own copy carry on here. */
+  continueFrom(phase: { sum: Float32Array; count: number; baseVersion: number }, own: Float32Array, base: Float32Array): void {
+    if (this.buffer.count === 0) this.status.bufferedSince = Date.now();
+    this.buffer.merge(phase);
+    this.status.buffered = this.buffer.count;
+    if (!this.own) {
+      this.own = own;
+      this.base = base;
+    }
+  }
+
   /** Moves the buffer into the outbox as one flush under `seq` (count = gradients summed), coded by `code`. */
   takeFlush(seq: number, code: (out: Outgoing) => Outgoing = (out) => out): Outgoing {
     const b = this.buffer.take();

@@ -44,6 +44,25 @@ describe('Sgd', () => {
     near(w, [0.855, -1.86, 0.17, 2.9], 'w2');
   });
 
+  test('Nesterov momentum 0.9, lr 0.7 (DiLoCo\'s outer step), over two steps; tryApply agrees bit for bit', () => {
+    const sgd = new Sgd(2, { lr: 0.7, momentum: 0.9, nesterov: true });
+    const twin = new Sgd(2, { lr: 0.7, momentum: 0.9, nesterov: true });
+    const w = Float32Array.of(1, -1);
+    const w2 = Float32Array.of(1, -1);
+    // Step 1: v = g = [1, 2]; w = w - 0.7 (g + 0.9 v) = [1 - 1.33, -1 - 2.66] = [-0.33, -3.66].
+    sgd.apply(w, Float32Array.of(1, 2));
+    assert.ok(twin.tryApply(w2, Float32Array.of(1, 2), 1, 0.7, Infinity) >= 0);
+    near(sgd.velocity, [1, 2], 'v1');
+    near(w, [-0.33, -3.66], 'w1');
+    // Step 2 (scale 0.5, g = [2, 0] -> 0.5 g = [1, 0]): v = 0.9 [1, 2] + [1, 0] = [1.9, 1.8];
+    //   w = w1 - 0.7 ([1, 0] + 0.9 v) = [-0.33 - 0.7 * 2.71, -3.66 - 0.7 * 1.62] = [-2.227, -4.794].
+    sgd.apply(w, Float32Array.of(2, 0), 0.5);
+    assert.ok(twin.tryApply(w2, Float32Array.of(2, 0), 0.5, 0.7, Infinity) >= 0);
+    near(sgd.velocity, [1.9, 1.8], 'v2');
+    near(w, [-2.227, -4.794], 'w2');
+    assert.deepEqual(w2, w, 'the guarded path ends where apply does');
+  });
+
   test('lr can be changed between steps', () => {
     const sgd = new Sgd(2, { lr: 0.1, momentum: 0 });
     const w = Float32Array.of(1, 1);

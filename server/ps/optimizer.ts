@@ -5,6 +5,11 @@
  *   v <- momentum * v + scale * g        (v is skipped entirely when momentum = 0)
  *   w <- w - lr * v
  *
+ * With `nesterov` (the outer optimizer of local-steps runs, as in DiLoCo):
+ *
+ *   v <- momentum * v + scale * g
+ *   w <- w - lr * (scale * g + momentum * v)
+ *
  * `scale` lets the caller turn a sum of `count` gradients into their mean (1/count), or
  * down-weight a stale update, without touching the gradient buffer.
  */
@@ -13,11 +18,14 @@ export interface SgdOptions {
   lr: number;
   /** Momentum coefficient in [0, 1). @default 0 */
   momentum: number;
+  /** Nesterov momentum (needs momentum > 0 to differ). @default false */
+  nesterov?: boolean;
 }
 
 export class Sgd {
   lr: number;
   readonly momentum: number;
+  readonly nesterov: boolean;
   /** Velocity; empty when momentum is 0. Part of the optimizer state that snapshots keep. */
   readonly velocity: Float32Array;
 
@@ -26,6 +34,7 @@ export class Sgd {
     if (!(opts.momentum >= 0 && opts.momentum < 1)) throw new RangeError(`Sgd: option 'momentum' must be in [0, 1), got ${opts.momentum}`);
     this.lr = opts.lr;
     this.momentum = opts.momentum;
+    this.nesterov = opts.nesterov ?? false;
     this.velocity = new Float32Array(opts.momentum > 0 ? size : 0);
   }
 
@@ -40,10 +49,12 @@ export class Sgd {
     }
     const v = this.velocity;
     const mu = this.momentum;
+    const nest = this.nesterov;
     for (let i = 0; i < n; i++) {
-      const vi = mu * v[i]! + scale * grad[i]!;
+      const g = scale * grad[i]!;
+      const vi = mu * v[i]! + g;
       v[i] = vi;
-      weights[i]! -= lr * vi;
+      weights[i]! -= lr * (nest ? g + mu * vi : vi);
     }
   }
 
@@ -65,9 +76,10 @@ export class Sgd {
       let w: number;
       if (mu === 0) w = Math.fround(weights[i]! - step * grad[i]!);
       else {
-        const vi = mu * v[i]! + scale * grad[i]!;
+        const g = scale * grad[i]!;
+        const vi = mu * v[i]! + g;
         if (!Number.isFinite(Math.fround(vi))) return -1; // a velocity gone infinite poisons every later update
-        w = Math.fround(weights[i]! - lr * vi);
+        w = Math.fround(weights[i]! - lr * (this.nesterov ? g + mu * vi : vi));
       }
       if (!Number.isFinite(w)) return -1;
       sq += w * w;

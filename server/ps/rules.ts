@@ -39,6 +39,16 @@ export const RULES = {
 export type RuleName = keyof typeof RULES;
 export const RULE_NAMES = Object.keys(RULES) as RuleName[];
 
+/**
+ * Local-steps runs (--local-steps H > 1, DiLoCo): an update is the sum of a worker's H inner
+ * gradients (or of an outage's), and the model delta it stands for is innerLr x that sum. The
+ * outer optimizer (Nesterov SGD at the PS's lr) takes the delta whole: however many steps it
+ * holds, none is averaged away, which is what lets outage compute count in full.
+ */
+export function outerRule(innerLr: number): StaleRule {
+  return ({ lr }) => ({ scale: innerLr, lr });
+}
+
 export function getRule(name: string): StaleRule {
   if (!Object.hasOwn(RULES, name)) throw new TabswarmError('CONFIG_INVALID', { option: '--rule', detail: `unknown stale-update rule '${name}'; known: ${RULE_NAMES.join(', ')}` });
   return RULES[name as RuleName];
