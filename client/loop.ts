@@ -30,6 +30,7 @@ import { MeshGossip } from './mesh/gossip.ts';
 import type { LoopOptions, WorkerHost } from './options.ts';
 import { Outage } from './outage.ts';
 import { Replica } from './replica.ts';
+import { LocalPhase } from './local-phase.ts';
 import { PushCoder } from './push-coder.ts';
 import { PsSession } from './session.ts';
 import type { Outgoing } from './state.ts';
@@ -52,8 +53,11 @@ export class WorkerLoop {
   private readonly journal: Journal;
   private readonly gossip: MeshGossip | undefined;
   private coder: PushCoder;
+  private readonly phase = new LocalPhase();
   /** With `overlap`: the push (and pull) still in flight while the next gradient is computed. */
   private inflight: Promise<void> | undefined;
+  /** With `overlap`: the worker's guess of the PS's weights once its push in flight is applied. */
+  private ahead: Float32Array | undefined;
   private stopped = false;
   /** A second stop: the drain ends at once (resolves `abort`). */
   private aborted = false;
@@ -181,23 +185,43 @@ export class WorkerLoop {
     this.status.steps += 1;
     this.status.loss = loss;
     await this.landed(); // one push in flight at most
+    const info = this.session.info!;
     if (!this.connection.connected) {
+      this.phase.handOver(this.outage);
       this.buffer(grad);
       // Let socket events run: on a CPU backend a step awaits only microtasks, and a loop that
       // never yields to the event loop would never see the PS come back.
       return yieldToEventLoop();
     }
-    const honest: Outgoing = { seq: await this.journal.nextSeq(), count: 1, baseVersion: this.replica.version, grad, flush: false };
+    let update = { sum: grad, count: 1, baseVersion: this.replica.version };
+    if (info.localSteps > 1) {
+      // Local steps: H steps on the own copy, then their sum as one update (client/local-phase.ts).
+      this.replica.trainer!.setWeights(this.phase.step(grad, this.replica.version, info.lr, () => Replica.weightsOf(this.replica.tagged!, info).weights));
+      if (this.phase.count < info.localSteps) return yieldToEventLoop();
+      update = this.phase.take();
+    }
+    const honest: Outgoing = { seq: await this.journal.nextSeq(), count: update.count, baseVersion: update.baseVersion, grad: update.sum, flush: false };
     const out = this.coder.code(this.opts.attack ? this.opts.attack(honest) : honest); // attack: test-only hostile worker
     this.outage.outbox = out;
     const transport = this.connection.transport!;
-    const pullNow = this.status.steps % this.session.info!.pullEvery === 0;
+    // After a local phase the own copy is spent: fresh weights, always.
+    const pullNow = info.localSteps > 1 || this.status.steps % info.pullEvery === 0;
     const mesh = pullNow && this.host.mesh?.relay ? this.host.mesh : undefined;
     const exchange = this.exchange(transport, out, pullNow, mesh);
-    // Overlap: the next gradient is computed while this push is on the wire (on weights one push
-    // older: staleness one higher). Without it, one round trip per step.
-    if (this.opts.overlap) this.inflight = exchange;
-    else await exchange;
+    // Overlap: the next gradient is computed while this push is on the wire. Computed on the
+    // weights from before it, it would be one push staler, and delayed SGD at the same rate sits
+    // past its stability edge (measured: mnist-mlp stalled at loss ~2). So the worker looks
+    // ahead: it applies its own push to its copy, as the PS will (plain SGD at the run's rate),
+    // and computes on that; the pulled weights replace the guess when they arrive.
+    if (!this.opts.overlap) return exchange;
+    this.inflight = exchange;
+    if (info.localSteps === 1) {
+      const ahead = this.ahead ?? Float32Array.from(Replica.weightsOf(this.replica.tagged!, info).weights);
+      const g = out.grad;
+      for (let i = 0; i < ahead.length; i++) ahead[i] = ahead[i]! - info.lr * g[i]!;
+      this.ahead = ahead;
+      this.replica.trainer!.setWeights(ahead);
+    }
   }
 
   /** The push in flight, settled (its ack recorded, or the outage begun). */
@@ -292,6 +316,7 @@ export class WorkerLoop {
 
   private takeWeights(pulled: PullResult): void {
     this.replica.take(pulled);
+    this.ahead = undefined;
     this.status.serverVersion = Math.max(this.status.serverVersion, pulled.version);
     this.gossip?.forget();
     this.host.mesh?.hold(pulled.frame, pulled.version);
