@@ -1,6 +1,8 @@
 /**
- * The worker page: opening http://HOST:PORT/ joins the PS as a worker. Shows backend, examples/s,
- * steps, server version and connection state; `window.tabswarm` exposes the same for tests.
+ * The worker page: opening http://HOST:PORT/ joins the PS as a worker. Shows the run's test
+ * accuracy as a live chart (client/page/accuracy.ts), what this tab contributed (steps,
+ * examples/s, gradients buffered during an outage), the backend and why it was chosen, server
+ * version and connection state; `window.tabswarm` exposes the same for tests.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ModelInfoSchema, type ModelInfo } from '../shared/api.ts';
@@ -8,6 +10,7 @@ import { Backoff, sleep } from '../shared/backoff.ts';
 import { TabswarmError } from '../shared/errors.ts';
 import { parseAs } from '../shared/validate.ts';
 import { chooseBackend, cannotTrain } from './backend.ts';
+import { AccuracyChart } from './page/accuracy.ts';
 import { IdbCache, IdbState } from './idb.ts';
 import { WorkerLoop, type WorkerStatus } from './loop.ts';
 import type { WorkerLedger } from './status.ts';
@@ -22,6 +25,10 @@ interface PageState {
   ledger?: Pick<WorkerLedger, 'acks' | 'flushes'>;
   backend?: string;
   backendNotes?: readonly string[];
+  /** Why `backend`: asked for, or what `auto` measured (client/backend.ts). */
+  backendReason?: string;
+  /** The accuracy chart's points (GET /api/series). */
+  accuracy?: () => readonly { t: number; accuracy: number }[];
   error?: string;
   /** The worker mesh, when the PS runs one (client/mesh/). */
   mesh?: MeshStatus;
@@ -50,7 +57,12 @@ const $ = (id: string) => document.getElementById(id)!;
 function render(): void {
   const s = page.status;
   $('backend').textContent = page.backend ?? '...';
-  $('backend-notes').textContent = page.backendNotes?.length ? `(passed over: ${page.backendNotes.join('; ')})` : '';
+  $('backend-reason').textContent = page.backendReason ?? (page.backend ? '' : 'measuring the backends...');
+  $('backend-notes').textContent = page.backendNotes?.length ? `passed over: ${page.backendNotes.join('; ')}` : '';
+  $('c-steps').textContent = String(s?.steps ?? 0);
+  $('c-eps').textContent = (s?.examplesPerSec ?? 0).toFixed(0);
+  $('c-buffered').textContent = String(s?.buffered ?? 0);
+  $('c-buffered-box').dataset.active = s?.buffered ? 'true' : 'false';
   $('state').textContent = s?.state ?? 'starting';
   $('worker').textContent = s?.workerId ? String(s.workerId) : '-';
   $('steps').textContent = String(s?.steps ?? 0);
@@ -82,11 +94,14 @@ async function main(): Promise<void> {
   const state = new IdbState();
   // A tab reloaded during an outage trains on from what it saved, without the PS.
   const saved = await state.load().catch(() => undefined);
-  const modelName = saved?.baseUrl === location.origin ? saved.join.model : (await fetchModel()).model.name;
-  const choice = await chooseBackend(requested, modelName);
+  startChart();
+  const info = saved?.baseUrl === location.origin ? { model: saved.join.model, batch: saved.join.batch } : await fetchModel().then((m) => ({ model: m.model.name, batch: m.hyperparameters.batch }));
+  const modelName = info.model;
+  const choice = await chooseBackend(requested, modelName, info.batch);
   page.error = undefined;
   page.backend = choice.backend;
   page.backendNotes = choice.skipped;
+  page.backendReason = choice.reason;
   render();
   const mesh = await startMesh(params.get('mesh') !== 'off');
   const loop = new WorkerLoop(
@@ -95,6 +110,7 @@ async function main(): Promise<void> {
       ...(mesh ? { mesh } : {}),
       baseUrl: location.origin,
       backend: choice.backend,
+      backendReason: choice.reason,
       socket: (url) => new WebSocket(url) as unknown as SocketLike,
       cache: new IdbCache(),
       state,
@@ -125,6 +141,17 @@ async function main(): Promise<void> {
     mesh?.close();
   });
   await loop.run();
+}
+
+/** The live accuracy chart, with the latest point in words beside it. */
+function startChart(): void {
+  const chart = new AccuracyChart($('chart'), {
+    onPoint: (p) => {
+      $('accuracy').textContent = `${(p.accuracy * 100).toFixed(1)}% at version ${p.version}, ${Math.round(p.t)} s`;
+    },
+  });
+  page.accuracy = () => chart.points;
+  chart.start();
 }
 
 /** Joins the PS's worker mesh, if it runs one; training goes on without it if that fails. */

@@ -2,8 +2,8 @@
 // while the parameter server is down still starts, restores its buffered gradients from
 // IndexedDB and trains on. Network first, so a running PS always serves the newest page; the
 // API is never cached. (Service workers need a secure context: https, or http on localhost.)
-const CACHE = 'tabswarm-shell-v1';
-const SHELL = ['/', '/app.js'];
+const CACHE = 'tabswarm-shell-v2';
+const SHELL = ['/', '/app.js', '/app.css'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));

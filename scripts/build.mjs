@@ -1,4 +1,4 @@
-// Bundles the worker page (client/main.ts) into public/app.js, and the admin console
+// Bundles the worker page (client/main.ts, with uPlot) into public/app.js + .css, and the admin console
 // (public/admin/src/console.ts, with uPlot) into public/admin/console.js + .css, with esbuild.
 import { build } from 'esbuild';
 

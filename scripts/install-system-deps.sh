@@ -6,6 +6,7 @@
 #                          pulls libzookeeper-java and a JRE, default-jre)
 # Packages already present are left alone; apt-get runs only when something is missing.
 # Without root it prints exactly what to install and exits non-zero.
+# With arguments, only the packages named (`tabswarm start` asks for chromium alone).
 set -euo pipefail
 
 declare -A need=(
@@ -14,15 +15,24 @@ declare -A need=(
   [zookeeper]=/usr/share/java/zookeeper.jar
 )
 
+wanted=("$@")
+if [ ${#wanted[@]} -eq 0 ]; then wanted=("${!need[@]}"); fi
+for pkg in "${wanted[@]}"; do
+  if [ -z "${need[$pkg]+set}" ]; then
+    echo "install-system-deps.sh: unknown package '$pkg' (known: ${!need[*]})" >&2
+    exit 2
+  fi
+done
+
 missing=()
-for pkg in "${!need[@]}"; do
+for pkg in "${wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || [ ! -e "${need[$pkg]}" ]; then
     missing+=("$pkg")
   fi
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system deps: all present (${!need[*]})"
+  echo "system deps: all present (${wanted[*]})"
   exit 0
 fi
 

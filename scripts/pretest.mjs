@@ -11,7 +11,7 @@ if (process.getuid?.() === 0) run('bash', ['scripts/install-system-deps.sh']);
 else {
   const r = spawnSync('bash', ['scripts/install-system-deps.sh'], { stdio: 'inherit' });
   if (r.status !== 0) {
-    console.error('pretest: the browser tests need the packages named above; install them, then run `npm test` again.');
+    console.error('pretest: the browser tests need the packages named above; install them, then run `npm test` again (`npx tabswarm doctor` checks everything).');
     process.exit(1);
   }
 }

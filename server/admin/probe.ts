@@ -7,6 +7,7 @@
  */
 import type { ClusterView, EvalView, NodeHealth, NodeView, Snapshot, WorkerView } from '../../shared/admin-api.ts';
 import type { ClusterInfo, SeriesResponse, StatusResponse } from '../../shared/api.ts';
+import type { HistoryPoint } from './recorder.ts';
 
 /** GET `path` on the node at `url`: the JSON body, null on 404, throws when unreachable. */
 export type FetchJson = (url: string, path: string) => Promise<unknown>;
@@ -95,4 +96,12 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
     ? { name: cluster.cluster, epoch: cluster.epoch, replication: cluster.replication, reads: cluster.reads, head: cluster.head, tail: cluster.tail }
     : null;
   return { mode: single ? 'single' : 'cluster', cluster: info, nodes, workers: [...workers.values()].sort((a, b) => a.id - b.id), eval: evalView };
+}
+
+/** A node's evaluation series as wall-clock points: what a late recorder backfills from. */
+export async function seriesHistory(url: string, fetchJson: FetchJson): Promise<HistoryPoint[]> {
+  const series = (await fetchJson(url, '/api/series')) as SeriesResponse | null;
+  const startedAt = series?.startedAt;
+  if (!series || startedAt === undefined) return [];
+  return series.points.map((p) => ({ at: startedAt + p.t * 1000, version: p.version, updates: p.updates, accuracy: p.accuracy, loss: p.loss }));
 }

@@ -17,6 +17,30 @@ const chain = (epoch: number, nodes: NodeView[]): Snapshot => ({
 });
 
 describe('Recorder', () => {
+  test('a recorder started late backfills the run from the evaluation series, before its first sample', async () => {
+    const clock = ticking();
+    const rec = new Recorder({
+      look: async () => chain(1, [node('a', 'head', 'up', 40, 40)]),
+      clock,
+      // Three evaluations made before anyone looked (the recorder started at 1_000_500).
+      history: async () => [
+        { at: 1_000_600, version: 5, updates: 5, accuracy: 0.3, loss: 2 },
+        { at: 1_000_700, version: 20, updates: 20, accuracy: 0.6, loss: 1.2 },
+        { at: 1_000_800, version: 35, updates: 35, accuracy: 0.8, loss: 0.7 },
+        { at: 9_000_000, version: 99, updates: 99, accuracy: 0.9, loss: 0.1 }, // after the first sample: not backfilled
+      ],
+    });
+    const live = await rec.sample();
+    assert.deepEqual(rec.samples.map((s) => s.accuracy), [0.3, 0.6, 0.8, 0.5]);
+    assert.deepEqual(rec.samples.slice(0, 3).map((s) => s.t), [0.1, 0.2, 0.3]);
+    assert.ok(rec.samples[2]!.t < live!.t);
+    assert.equal(rec.samples[1]!.updatesPerSec, 150, '15 updates in 0.1 s');
+    assert.ok(Number.isNaN(rec.samples[0]!.buffered), 'what was not observed is not invented');
+    await rec.sample();
+    assert.equal(rec.samples.length, 5, 'the backfill runs once');
+    assert.match(rec.toCSV().split('\n')[1]!, /^0\.1,1000600,5,5,0,0\.3,2,,,,1,/);
+  });
+
   test('failures and recoveries are found from consecutive snapshots; applied updates count the head only, across restarts', async () => {
     const looks: Snapshot[] = [
       chain(1, [node('a', 'head', 'up', 10, 10), node('b', 'tail', 'up', 10, 10)]),

@@ -3,6 +3,12 @@
  * failure, recovery and operator events marked on the same time axis. Health, epoch and role
  * changes are detected here from consecutive snapshots, so a node that dies without telling
  * anyone (SIGKILL) still gets its `node-down` marker.
+ *
+ * A recorder that starts late (the embedded PS's starts with the first look at its console)
+ * first backfills the run from the PS's evaluation series (`history`), so an operator who
+ * opens the console after a minute still sees the run from its first evaluation. Backfilled
+ * rows carry what the series knows (version, updates, accuracy, loss); the workers' columns
+ * were not observed then and are NaN (null in JSON, a gap in the charts, empty in the CSV).
  */
 import type { RunEvent, EventKind, Sample, Snapshot } from '../../shared/admin-api.ts';
 
@@ -17,6 +23,17 @@ export interface RecorderOptions {
   maxSamples?: number;
   /** The wall clock, ms. @default Date.now */
   clock?: () => number;
+  /** The run's evaluations before the first sample, to backfill from (see above). @default none */
+  history?: () => Promise<readonly HistoryPoint[]>;
+}
+
+/** One past evaluation, at wall time `at` (ms since the epoch). */
+export interface HistoryPoint {
+  readonly at: number;
+  readonly version: number;
+  readonly updates: number;
+  readonly accuracy: number;
+  readonly loss: number;
 }
 
 export class Recorder {
@@ -26,6 +43,7 @@ export class Recorder {
   latest: Snapshot | null = null;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
+  private backfilled = false;
   private appliedTotal = 0;
   /** Per node: the last updatesApplied seen, to add up applied updates across restarts. */
   private readonly lastApplied = new Map<string, number>();
@@ -71,6 +89,7 @@ export class Recorder {
     try {
       const snap = await this.opts.look();
       const extra = this.opts.extra ? await this.opts.extra() : undefined;
+      if (!this.backfilled) await this.backfill();
       this.detect(this.latest, snap);
       this.latest = snap;
       const up = snap.nodes.filter((n) => n.health === 'up');
@@ -105,6 +124,24 @@ export class Recorder {
       return s;
     } finally {
       this.busy = false;
+    }
+  }
+
+  /** Rows for the evaluations before this first sample (once; a failed look is not retried). */
+  private async backfill(): Promise<void> {
+    this.backfilled = true;
+    const points = this.opts.history ? await this.opts.history().catch(() => []) : [];
+    const before = this.clock();
+    let prev: HistoryPoint | undefined;
+    for (const p of points) {
+      if (p.at >= before || this.samples.length >= this.maxSamples) break;
+      const dt = prev ? (p.at - prev.at) / 1000 : 0;
+      this.samples.push({
+        t: this.now(p.at), at: p.at, version: p.version, updatesApplied: p.updates,
+        updatesPerSec: prev && dt > 0 ? Math.max(0, p.updates - prev.updates) / dt : 0,
+        accuracy: p.accuracy, loss: p.loss, buffered: NaN, workers: NaN, examplesPerSec: NaN, nodesUp: 1,
+      });
+      prev = p;
     }
   }
 

@@ -24,7 +24,7 @@ import { adminTokenHook, requireAdminToken } from '../admin/auth.ts';
 import { consoleRoutes } from '../admin/console.ts';
 import { EmbeddedControl } from '../admin/control.ts';
 import { adminPageRoute } from '../admin/page.ts';
-import { probe, type FetchJson } from '../admin/probe.ts';
+import { probe, seriesHistory, type FetchJson } from '../admin/probe.ts';
 import { Recorder } from '../admin/recorder.ts';
 import type { ResolvedOptions } from '../config.ts';
 import type { ParameterServer } from '../ps/service.ts';
@@ -65,7 +65,12 @@ export async function adminPlugin(app: FastifyInstance, { ps, token, options, sa
       if (res.statusCode === 404) return null;
       return res.json();
     };
-    const recorder = new Recorder({ look: () => probe([{ name: EMBEDDED_NODE, url: 'http://embedded/' }], fetchJson), everyMs: sampleEveryMs });
+    const recorder = new Recorder({
+      look: () => probe([{ name: EMBEDDED_NODE, url: 'http://embedded/' }], fetchJson),
+      // Opened late, the console still shows the run from its first evaluation.
+      history: () => seriesHistory('http://embedded/', fetchJson),
+      everyMs: sampleEveryMs,
+    });
     await guarded.register(consoleRoutes, { recorder, control: new EmbeddedControl(ps, options, EMBEDDED_NODE) });
     // Sampling starts with the first look at the console, so a PS nobody watches (a chain node
     // under the supervisor, whose own console samples the nodes) spends nothing on it.

@@ -1,6 +1,7 @@
 /**
  * The console's time-series charts, drawn by uPlot: one chart per measure, all on the run's
- * time axis (seconds since the console started recording), with every failure and recovery
+ * time axis (seconds since the recorder started, with the PS, whose evaluations before the
+ * console was first opened are backfilled: server/admin/recorder.ts), with every failure and recovery
  * event drawn as a vertical marker by a small uPlot plugin.
  */
 import uPlot from 'uplot';

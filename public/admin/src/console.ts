@@ -14,6 +14,13 @@ let charts: Charts | undefined;
 let since = -1;
 let timer: number | undefined;
 let runShown = false;
+declare global {
+  interface Window {
+    /** What the console holds, for tests: every sample and event since the run began. */
+    tabswarmConsole: { samples: readonly Sample[]; events: readonly RunEvent[] };
+  }
+}
+window.tabswarmConsole = { samples, events };
 
 async function api<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
   const res = await fetch(path, {
