@@ -7,10 +7,16 @@ import { chromium, type Browser, type Page } from 'playwright';
 
 export const CHROMIUM_PATH = process.env.TABSWARM_CHROMIUM ?? '/usr/bin/chromium';
 
-/** The flags this machine's headless Chromium needs; WebGPU runs on SwiftShader when asked for. */
-export function chromiumArgs(opts: { webgpu?: boolean } = {}): string[] {
+/**
+ * The flags this machine's headless Chromium needs. `webgpu: true` forces WebGPU onto
+ * SwiftShader (tests that need WebGPU on a machine without a GPU); `'native'` enables WebGPU on
+ * whatever adapter Chromium finds (a real GPU, or none), so that the `auto` backend's race
+ * (client/backend.ts) can pick WebGPU where it is really faster.
+ */
+export function chromiumArgs(opts: { webgpu?: boolean | 'native' } = {}): string[] {
   const args = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
-  if (opts.webgpu) args.push('--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader');
+  if (opts.webgpu === true) args.push('--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader');
+  else if (opts.webgpu === 'native') args.push('--enable-unsafe-webgpu', '--enable-features=Vulkan');
   return args;
 }
 
@@ -18,7 +24,7 @@ export function chromiumAvailable(): boolean {
   return existsSync(CHROMIUM_PATH);
 }
 
-export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<Browser> {
+export async function launchChromium(opts: { webgpu?: boolean | 'native' } = {}): Promise<Browser> {
   if (!chromiumAvailable()) {
     throw new Error(`launchChromium: no browser at ${CHROMIUM_PATH}; install Debian's chromium (scripts/install-system-deps.sh) or set TABSWARM_CHROMIUM`);
   }
@@ -34,7 +40,7 @@ export interface WorkerTabs {
 /** Opens `count` worker tabs on the join URL, each in its own context (its own IndexedDB). */
 export async function launchWorkerTabs(opts: { url: string; count: number; backend?: string; onConsole?: (tab: number, text: string) => void }): Promise<WorkerTabs> {
   const backend = opts.backend ?? 'auto';
-  const browser = await launchChromium({ webgpu: backend === 'webgpu' });
+  const browser = await launchChromium({ webgpu: backend === 'webgpu' ? true : backend === 'auto' ? 'native' : false });
   const pages: Page[] = [];
   for (let i = 0; i < opts.count; i++) {
     const context = await browser.newContext();
