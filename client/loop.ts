@@ -306,6 +306,7 @@ export class WorkerLoop {
     const accepted = !join.codecs || join.codecs.includes(asked);
     if ((accepted ? asked : 'float32') !== this.coder.name) this.coder = this.makeCoder(accepted ? asked : 'float32');
     this.status.codec = accepted ? asked : `float32 (this PS does not accept ${asked})`;
+    this.status.localSteps = join.localSteps ?? 1;
     Object.assign(this.status, { workerId: join.workerId, model: join.model, bufferMode: this.opts.bufferMode ?? join.bufferMode });
     if (!this.replica.trainer!.hasWeights) this.setState('loading-data');
     await this.useShards(join.shards);

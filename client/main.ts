@@ -7,12 +7,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelInfoSchema, type ModelInfo } from '../shared/api.ts';
 import { Backoff, sleep } from '../shared/backoff.ts';
+import { isCodecName } from '../shared/codec/index.ts';
 import { TabswarmError } from '../shared/errors.ts';
 import { parseAs } from '../shared/validate.ts';
 import { chooseBackend, cannotTrain } from './backend.ts';
 import { AccuracyChart } from './page/accuracy.ts';
 import { IdbCache, IdbState } from './idb.ts';
 import { WorkerLoop, type WorkerStatus } from './loop.ts';
+import type { LoopOptions } from './options.ts';
 import type { WorkerLedger } from './status.ts';
 import type { MeshStatus } from './mesh/index.ts';
 import { createPeerJsMesh, type PeerJsMesh } from './mesh/peerjs.ts';
@@ -38,6 +40,8 @@ interface PageState {
   heldFrame?: () => { version: number; frame: string } | undefined;
   /** Base64 of the last WEIGHTS frame taken from a peer, as received. */
   lastRelayed?: () => string | undefined;
+  /** ?overlap=1: upload and compute overlap. */
+  overlap?: boolean;
 }
 
 declare global {
@@ -80,7 +84,20 @@ function render(): void {
     const refused = Object.entries(m?.rejected ?? {}).map(([code, n]) => `${code} x${n}`).join(', ');
     meshLine.textContent = m ? `${m.peers.length} peers${m.dialing.length ? ` (+${m.dialing.length} dialling)` : ''}${m.signaling ? '' : ' (signaling down)'}; gossip ${m.gossipStarted + m.gossipAnswered}; relayed in ${m.relayReceived}, out ${m.relayServed}${refused ? `; refused: ${refused}` : ''}` : 'off';
   }
+  $('upload').textContent = s ? `${s.codec ?? 'float32'}${(s.localSteps ?? 1) > 1 ? `, ${s.localSteps} local steps a push` : ''}${page.overlap ? ', overlapped with compute' : ''}; ${((s.pushBytes ?? 0) / 1e6).toFixed(1)} MB sent` : '-';
   $('error').textContent = page.error ?? s?.lastError ?? '';
+}
+
+/** ?codec=f16|int8|topk, ?topk=R, ?overlap=1 (README, "Slow uplinks"); anything else is ignored. */
+function uploadOptions(params: URLSearchParams): Pick<LoopOptions, 'codec' | 'topkRatio' | 'overlap'> {
+  const codec = params.get('codec') ?? 'float32';
+  const ratio = Number(params.get('topk'));
+  page.overlap = params.get('overlap') === '1';
+  return {
+    ...(isCodecName(codec) ? { codec } : {}),
+    ...(ratio > 0 && ratio <= 0.5 ? { topkRatio: ratio } : {}),
+    overlap: page.overlap,
+  };
 }
 
 async function main(): Promise<void> {
@@ -124,7 +141,7 @@ async function main(): Promise<void> {
         if (reason) throw new TabswarmError('WORKER_BACKEND_UNSUPPORTED', { backend: choice.backend, model: name, reason });
       },
     },
-    { maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}) },
+    { maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}), ...uploadOptions(params) },
   );
   page.ledger = { acks: loop.ledger.acks, flushes: loop.ledger.flushes };
   page.weights = () => {

@@ -53,6 +53,8 @@ export interface WorkerStatus {
   drain?: DrainReport;
   /** The push codec in use (shared/codec/), and why when it is not the one asked for. */
   codec?: string;
+  /** Local steps per push (the run's; 1 = a push per step). */
+  localSteps?: number;
   /** Bytes of push frames written to the PS (headers included), over the worker's life. */
   pushBytes?: number;
 }

@@ -10,16 +10,19 @@ import { after, before, test } from 'node:test';
 import type { JoinResponse, ModelInfo } from '../shared/api.ts';
 import { CODECS, Codec } from '../shared/codec/index.ts';
 import { HEADER_BYTES, MsgType, decodeFrame, encodeCodedPush } from '../shared/protocol.ts';
+import { launchWorkerTabs, type WorkerTabs } from '../server/browsers.ts';
 import { spawnCli, startPs, until, workerLines, type Proc, type PsProc } from './helpers.ts';
 
 let ps: PsProc;
 const procs: Proc[] = [];
+let tabs: WorkerTabs | undefined;
 before(async () => {
   // Only f16 and int8 besides float32: topk is refused here. Plain SGD (no clipping), so the
   // step a push causes is exactly -lr times its decoded values.
   ps = await startPs(['--model', 'mnist-logreg', '--dataset', 'synthetic', '--eval-every', '0', '--codecs', 'f16,int8', '--aggregator', 'none', '--lr', '0.5']);
 });
 after(async () => {
+  await tabs?.close();
   for (const p of procs) await p.kill('SIGKILL');
   await ps?.kill('SIGKILL');
 });
@@ -87,4 +90,21 @@ test('Node workers: an accepted lossy codec trains with fewer bytes per push; an
   assert.ok(Math.abs(perPush(b) - (HEADER_BYTES + 4 * layoutSize)) <= 4 * layoutSize * 0.05, `float32: ${perPush(b)} bytes a push`);
   const status = await ps.get<{ workers: { id: number; pushes: number }[] }>('/api/status');
   assert.ok(status.workers.filter((w) => w.pushes >= 20).length >= 2, 'the PS applied both workers\' pushes');
+});
+
+test('a tab with ?codec=int8&overlap=1 trains with it, and its page says what it uploads', { timeout: 120_000 }, async () => {
+  tabs = await launchWorkerTabs({ url: `${ps.url}?codec=int8&overlap=1`, count: 1, backend: 'webgl' });
+  const page = tabs.pages[0]!;
+  const status = () => page.evaluate(() => (window as unknown as { tabswarm: { status?: { steps: number; codec?: string; pushBytes?: number } } }).tabswarm.status);
+  const s = await until(async () => {
+    const st = await status();
+    return st && st.steps >= 20 && (st.pushBytes ?? 0) > 0 ? st : undefined;
+  }, 'the tab to take 20 steps', 90_000, 250);
+  assert.equal(s.codec, 'int8');
+  const layoutSize = (await ps.get<ModelInfo>('/api/model')).layout.size;
+  // int8 with blocks of 256: a header, the block size, a scale per block and a byte per value.
+  const perPush = HEADER_BYTES + 4 + 4 * Math.ceil(layoutSize / 256) + layoutSize;
+  assert.ok(s.pushBytes! <= perPush * s.steps, `at most one int8 push a step: ${s.pushBytes} bytes for ${s.steps} steps`);
+  assert.ok(s.pushBytes! >= perPush * (s.steps - 2), `a push for every step but the ones in flight: ${s.pushBytes} bytes for ${s.steps} steps`);
+  assert.match(await page.locator('#upload').textContent() ?? '', /^int8, overlapped with compute; \d+\.\d MB sent$/);
 });
