@@ -3,7 +3,9 @@
  * deployment's public key (published in GET /api/model) checks it. One Ed25519 signature covers
  * the layout hash, the version, the applied-push record and a SHA-256 digest of the weights, so
  * a worker can accept weights relayed by an untrusted peer, and a restarted stateless PS can
- * adopt a copy a worker offers. The server signs with Node's crypto (server/ps/signer.ts); this
+ * adopt a copy a worker offers. The run is bound through the key: it derives from the secret
+ * and the run id (server/ps/signer.ts), so a copy from another run that shares the secret does
+ * not verify under this run's public key. The server signs with Node's crypto (server/ps/signer.ts); this
  * file only uses WebCrypto (`globalThis.crypto.subtle`), present in browsers and in Node >= 20.
  */
 import type { AppliedRecordEntry, Frame } from './protocol.ts';

@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { zookeeperCoordination, type CoordinationClient } from '../server/coord/index.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
-import { assertReplicasAgree, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc } from './chain-tools.ts';
+import { clusterAuth } from '../server/chain/node.ts';
+import { SECRET, assertReplicasAgree, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc } from './chain-tools.ts';
 import { spawnCli, until, type Proc } from './helpers.ts';
 
 const CLUSTER = 'fast-detect';
@@ -75,7 +76,8 @@ test('a SIGKILLed head, then tail, leaves the chain well before a 20 s session t
   const chain = await settled(nodes, 3);
   const middle = chain.nodes.find((n) => n.role === 'middle')!;
   const victim = byUrl(nodes, middle.url);
-  coord = zookeeperCoordination(zk.connectionString, { sessionTimeoutMs: SESSION_MS });
+  // The cluster's znodes carry its ACL: deleting a registration takes the cluster's credentials.
+  coord = zookeeperCoordination(zk.connectionString, { sessionTimeoutMs: SESSION_MS, auth: await clusterAuth(SECRET, CLUSTER) });
   await coord.connect();
   const v0 = await headVersion();
   const t0 = Date.now();

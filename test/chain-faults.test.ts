@@ -14,12 +14,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
-import { linkProof } from '../server/chain/link.ts';
 import { encodeForward } from '../server/chain/frames.ts';
 import { startZooKeeper, type ZooKeeperCluster } from '../server/zk/launcher.ts';
 import { MsgType, encodeFrame } from '../shared/protocol.ts';
 import { SECRET, assertReplicasAgree, type History, byUrl, currentChain, nodeWorkerAcks, quiet, settled, startNode, type NodeProc, headVersion } from './chain-tools.ts';
 import { spawnCli, until, type Proc } from './helpers.ts';
+import { dialLink } from './link-tools.ts';
 
 const NODE_ARGS = ['--model', 'mnist-logreg', '--dataset', 'mnist', '--replication', 'sync', '--reads', 'strict'];
 const CLUSTER = 'chain-faults';
@@ -99,17 +99,22 @@ test('the chain link refuses a foreign secret, a node that is not the predecesso
   const chain = await settled(nodes, 3);
   const tail = byUrl(nodes, chain.tail);
   const middle = chain.nodes[1]!;
-  const open = (from: string, epoch: number, secret: string) => new WebSocket(`${tail.url.replace('http', 'ws')}chain?from=${from}&epoch=${epoch}&proof=${linkProof(secret, from, epoch)}`);
+  const open = (from: string, epoch: number, secret: string) => dialLink(tail.url, { from, to: chain.nodes.at(-1)!.name, epoch, secret });
+  const refusal = async (p: ReturnType<typeof open>) => {
+    const r = await p;
+    if (r.ok) r.socket.terminate();
+    return r.ok ? undefined : r;
+  };
 
-  const foreign = await closed(open(middle.name, chain.epoch, 'another-clusters-secret-000'));
+  const foreign = await refusal(open(middle.name, chain.epoch, 'another-clusters-secret-000'));
   assert.equal(foreign?.code, 4490);
   assert.match(foreign!.reason, /^CHAIN_BAD_LINK: .*proof does not verify/);
 
-  const notPred = await closed(open(chain.nodes[0]!.name, chain.epoch, SECRET));
+  const notPred = await refusal(open(chain.nodes[0]!.name, chain.epoch, SECRET));
   assert.equal(notPred?.code, 4490);
   assert.match(notPred!.reason, /not this node's predecessor/);
 
-  const stale = await closed(open(middle.name, chain.epoch - 1, SECRET));
+  const stale = await refusal(open(middle.name, chain.epoch - 1, SECRET));
   assert.equal(stale?.code, 4023);
   assert.match(stale!.reason, /^CHAIN_STALE_EPOCH: /);
 
@@ -117,11 +122,11 @@ test('the chain link refuses a foreign secret, a node that is not the predecesso
   // this link right after, and the chain carries on.)
   const before = await tail.admin<{ version: number }>('GET', '/api/admin/chain/history');
   const layout = await (await fetch(new URL('/api/model', tail.url))).json() as { layout: { hash: number; size: number } };
-  const link = open(middle.name, chain.epoch, SECRET);
-  const hello = await new Promise<string>((r) => link.once('message', (d) => r(d.toString())));
-  assert.ok(JSON.parse(hello).version >= before.version);
-  const outcome = closed(link);
-  link.send(encodeForward(layout.layout.hash, { epoch: chain.epoch - 1, version: JSON.parse(hello).version + 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad: new Float32Array(layout.layout.size) }));
+  const link = await open(middle.name, chain.epoch, SECRET);
+  assert.ok(link.ok, 'a link with the cluster\'s secret from the predecessor\'s name');
+  assert.ok(link.hello.version >= before.version);
+  const outcome = closed(link.socket);
+  link.socket.send(link.auth.seal(encodeForward(layout.layout.hash, { epoch: chain.epoch - 1, version: link.hello.version + 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad: new Float32Array(layout.layout.size) })));
   const refused = await outcome;
   assert.equal(refused?.code, 4023, refused?.reason);
   await settled(nodes, 3);

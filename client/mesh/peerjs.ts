@@ -137,7 +137,7 @@ export class PeerJsMesh implements WorkerMesh {
       return undefined;
     }
     if (!(await verifyWeights(this.key, m.frame))) {
-      this.refuse(id, new TabswarmError('MESH_FORGED_WEIGHTS', { peer: id, version: m.frame.modelVersion, detail: 'the signature does not verify with the PS\'s public key' }));
+      this.refuse(id, new TabswarmError('MESH_FORGED_WEIGHTS', { peer: id, version: m.frame.modelVersion, detail: 'the signature does not verify with the PS\'s public key (forged, altered, or from another run)' }));
       this.status.relayMisses += 1;
       return undefined;
     }

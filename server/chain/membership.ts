@@ -49,6 +49,11 @@ export interface ChainView {
   readonly cold?: { readonly since: number; readonly expect: number };
 }
 
+/** The znode under which a cluster keeps everything (its config, members, chain, durable version). */
+export function clusterRoot(cluster: string): string {
+  return `/tabswarm/clusters/${cluster}`;
+}
+
 /** How long a cold chain waits for the nodes of its last warm configuration. @default 30000 */
 export const COLD_WAIT_MS = 30000;
 
@@ -120,7 +125,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   constructor(private readonly coord: Coordination, cluster: string) {
     super();
     if (!/^[\w.-]{1,64}$/.test(cluster)) throw new TabswarmError('CONFIG_INVALID', { option: '--cluster', detail: `'${cluster}' must be 1-64 letters, digits, '_', '.' or '-'` });
-    this.root = `/tabswarm/clusters/${cluster}`;
+    this.root = clusterRoot(cluster);
     this.offSession = coord.onSession((e) => this.onSession(e));
   }
 

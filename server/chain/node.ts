@@ -1,7 +1,8 @@
 /**
  * `tabswarm node`: one PS node of a chain-replicated cluster. ZooKeeper (at `--zk`) decides
  * membership and order; every node of a cluster runs the same model on the same data with the
- * same secret, which the first node records in ZooKeeper and every later node must match.
+ * same secret. The first node records the configuration and a fresh run id in ZooKeeper, under
+ * an ACL derived from the secret; every later node must match the one and takes the other.
  *
  * The node's recovery strategy is `chain(inner)` (strategy.ts): `server.strategy` names the inner
  * one (`none`, or `checkpoint` so that every node also checkpoints).
@@ -10,14 +11,15 @@
  *   node.url;          // where workers (and the other nodes) reach it
  *   await node.close();
  */
-import { createHash } from 'node:crypto';
+import { scrypt } from 'node:crypto';
 import { TabswarmError } from '../../shared/errors.ts';
 import { deriveLayout } from '../../shared/layout.ts';
 import { buildServer, type BuildOptions, type Built } from '../app.ts';
 import { resolveOptions } from '../config.ts';
-import { zookeeperCoordination, type CoordinationClient } from '../coord/index.ts';
+import { newRunId } from '../ps/signer.ts';
+import { zookeeperCoordination, type CoordinationAuth, type CoordinationClient } from '../coord/index.ts';
 import { createStrategy } from '../strategies/index.ts';
-import { COLD_WAIT_MS, Membership } from './membership.ts';
+import { COLD_WAIT_MS, Membership, clusterRoot } from './membership.ts';
 import { ChainReplica, REPLICA_DEFAULTS, REPLICATION_MODES, type ReplicationMode } from './replica.ts';
 import { chain } from './strategy.ts';
 
@@ -81,8 +83,22 @@ interface ClusterConfig {
   seed: number;
   shards: number;
   replication: ReplicationMode;
-  /** SHA-256 of the secret: tells a wrong secret without storing it. */
-  secretDigest: string;
+  /**
+   * The run id (server/ps/signer.ts), fixed by the node that creates the cluster: part of the
+   * weights signing key, so copies from another run under the same secret are refused.
+   */
+  run: string;
+}
+
+/**
+ * The ZooKeeper digest credentials of a cluster, derived from its secret (docs/zookeeper.md,
+ * "Access control"). scrypt, salted with the cluster's name: ZooKeeper stores the ACL's id,
+ * base64(SHA-1(user:password)), where anyone allowed to read the ACL can see it, so the
+ * password must not be a cheap function of the secret.
+ */
+export async function clusterAuth(secret: string, cluster: string): Promise<CoordinationAuth> {
+  const key = await new Promise<Buffer>((resolve, reject) => scrypt(secret, `tabswarm-zk-digest:${cluster}`, 32, { N: 1 << 14, r: 8, p: 1 }, (err, k) => (err ? reject(err) : resolve(k))));
+  return { user: 'tabswarm', password: key.toString('base64url'), root: clusterRoot(cluster) };
 }
 
 export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
@@ -102,19 +118,21 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
   const coldWaitMs = positive('coldWaitMs', o.coldWaitMs, COLD_WAIT_MS);
 
   const options = resolveOptions({ ...o.server, secret: o.secret });
-  const coord = zookeeperCoordination(o.zk, { sessionTimeoutMs: zkSessionMs, connectTimeoutMs: 15000 });
+  const auth = await clusterAuth(o.secret, o.cluster);
+  const coord = zookeeperCoordination(o.zk, { sessionTimeoutMs: zkSessionMs, connectTimeoutMs: 15000, auth });
   await coord.connect();
   let built: Built | undefined;
   try {
     const membership = new Membership(coord, o.cluster);
     membership.coldWaitMs = coldWaitMs;
-    await retrying(() => checkConfig(coord, membership.root, o.cluster, {
+    // A new cluster's run id: the operator's (--run-id), else a fresh one; a later node takes the cluster's.
+    const run = await retrying(() => checkConfig(coord, membership.root, o.cluster, {
       model: options.model, dataset: options.dataset, layoutHash: deriveLayout(options.modelSpec).hash, seed: options.seed, shards: options.shards, replication,
-      secretDigest: createHash('sha256').update(`tabswarm-cluster:${o.secret}`).digest('hex'),
-    }));
+      run: options.runId || newRunId(options.model, options.dataset, options.seed),
+    }, options.runId !== undefined && options.runId !== ''));
     const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit, fastDetect: o.fastDetect ?? REPLICA_DEFAULTS.fastDetect });
     const strategy = chain(createStrategy(options.strategy, options), replica);
-    built = await buildServer({ ...o.server, secret: o.secret, strategyInstance: strategy, chain: { replica, coord, cluster: o.cluster, reads } });
+    built = await buildServer({ ...o.server, secret: o.secret, runId: run, strategyInstance: strategy, chain: { replica, coord, cluster: o.cluster, reads } });
     membership.log = built.app.log;
     const address = await built.app.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1' });
     const url = new URL(o.advertise ? o.advertise(address) : address).toString();
@@ -150,21 +168,38 @@ async function retrying<T>(step: () => Promise<T>, attempts = 20): Promise<T> {
   }
 }
 
-async function checkConfig(coord: CoordinationClient, root: string, cluster: string, mine: ClusterConfig): Promise<void> {
+/**
+ * Records the cluster's configuration (first node) or compares with it. The cluster's znodes
+ * carry a digest ACL from its secret, so the secret itself is checked by ZooKeeper: a node with
+ * another secret is refused every read and write (COORD_NO_AUTH), and nothing derived from the
+ * secret is stored where it could be read. A cluster root someone else created first (open, or
+ * under other credentials) is refused too: its members and chain could be written by others.
+ */
+async function checkConfig(coord: CoordinationClient, root: string, cluster: string, mine: ClusterConfig, runGiven: boolean): Promise<string> {
   const path = `${root}/config`;
-  await coord.ensure(root);
-  if (!(await coord.exists(path))) {
-    try {
-      await coord.ensure(path, JSON.stringify(mine));
-    } catch {
-      // Another node created it first: compare with theirs below.
+  let theirs: ClusterConfig;
+  try {
+    await coord.ensure(root);
+    if (!(await coord.isPrivate(root))) {
+      throw new TabswarmError('CHAIN_CONFIG_MISMATCH', { cluster, detail: `its znode ${root} is not protected by this cluster's credentials (created by another deployment, or before ZooKeeper ACLs); remove it or use another --cluster name` });
     }
+    if (!(await coord.exists(path))) {
+      try {
+        await coord.ensure(path, JSON.stringify(mine));
+      } catch {
+        // Another node created it first: compare with theirs below.
+      }
+    }
+    theirs = JSON.parse((await coord.get(path)).data) as ClusterConfig;
+  } catch (err) {
+    if (err instanceof TabswarmError && err.code === 'COORD_NO_AUTH') {
+      throw new TabswarmError('CHAIN_CONFIG_MISMATCH', { cluster, detail: 'the secret differs from the one its other nodes use (ZooKeeper refused its credentials)' });
+    }
+    throw err;
   }
-  const theirs = JSON.parse((await coord.get(path)).data) as ClusterConfig;
   for (const key of Object.keys(mine) as (keyof ClusterConfig)[]) {
-    if (theirs[key] !== mine[key]) {
-      const detail = key === 'secretDigest' ? 'the secret differs from the one its other nodes use' : `${key} is ${JSON.stringify(mine[key])} here but ${JSON.stringify(theirs[key])} in the cluster`;
-      throw new TabswarmError('CHAIN_CONFIG_MISMATCH', { cluster, detail });
-    }
+    if (key === 'run' && !runGiven) continue; // a fresh id proposed in case this node creates the cluster
+    if (theirs[key] !== mine[key]) throw new TabswarmError('CHAIN_CONFIG_MISMATCH', { cluster, detail: `${key} is ${JSON.stringify(mine[key])} here but ${JSON.stringify(theirs[key])} in the cluster` });
   }
+  return theirs.run;
 }

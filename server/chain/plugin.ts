@@ -55,7 +55,7 @@ export async function chainPlugin(app: FastifyInstance, o: ChainPluginOptions): 
   });
 
   app.get('/chain', { websocket: true }, (socket, request) => {
-    void replica.accept(socket, request.query as { from?: string; epoch?: string; proof?: string });
+    void replica.accept(socket, request.query as { from?: string; to?: string; epoch?: string; nonce?: string });
   });
 
   await app.register(async (admin) => {

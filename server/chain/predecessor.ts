@@ -1,16 +1,18 @@
 /**
- * The link from this node's predecessor (`/chain` on this node): accept it if it proves the
- * cluster's secret and comes from this node's predecessor at this node's epoch, answer with a
- * hello (the version to resume from), then apply what flows down: FORWARD (one update, applied
- * through the PS as a replicated update, then through the inner durability, so a chain node
- * also checkpoints) and STATE (the whole state). Frames are applied one at a time, in order,
+ * The link from this node's predecessor (`/chain` on this node): run the handshake (link.ts:
+ * challenge the predecessor with a fresh nonce, prove the secret for its own), accept the link
+ * if the predecessor proved the cluster's secret for this link and is this node's predecessor
+ * at this node's epoch, answer with a hello (the version to resume from), then apply what
+ * flows down, each message checked against its tag: FORWARD (one update, applied through the
+ * PS as a replicated update, then through the inner durability, so a chain node also
+ * checkpoints) and STATE (the whole state). Frames are applied one at a time, in order,
  * and never while the store is held (a sync checkpoint writing from the live arrays).
  */
 import type { WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
 import { ChainMsg } from '../../shared/protocol.ts';
 import { decodeChainFrame, encodeAck, type ForwardFrame, type StateFrame } from './frames.ts';
-import { WS_ABNORMAL, WS_NORMAL, closeWithError, verifyLinkProof, type LinkHello } from './link.ts';
+import { LINK_HANDSHAKE_MS, LinkAuth, WS_ABNORMAL, WS_NORMAL, closeWithError, freshNonce, isNonce, predecessorProof, proofMatches, successorProof, type LinkHello, type LinkTranscript } from './link.ts';
 import { neighbours } from './membership.ts';
 import type { ChainReplica } from './replica.ts';
 import { hasState } from './state.ts';
@@ -19,6 +21,24 @@ interface InLink {
   readonly socket: WebSocket;
   readonly from: string;
   readonly epoch: number;
+  readonly auth: LinkAuth;
+}
+
+/** The first text message on `socket` within `ms`, or undefined (closed, binary, or late). */
+function firstText(socket: WebSocket, ms: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const done = (text: string | undefined) => {
+      clearTimeout(timer);
+      socket.off('message', onMessage);
+      socket.off('close', onClose);
+      resolve(text);
+    };
+    const onMessage = (data: Buffer, isBinary: boolean) => done(isBinary ? undefined : data.toString('utf8'));
+    const onClose = () => done(undefined);
+    const timer = setTimeout(() => done(undefined), ms);
+    socket.on('message', onMessage);
+    socket.on('close', onClose);
+  });
 }
 
 export class Predecessor {
@@ -35,7 +55,7 @@ export class Predecessor {
   /** Acknowledges up the chain: the tail has applied up to `version`. */
   ack(version: number): void {
     const l = this.link;
-    if (l) l.socket.send(encodeAck(this.r.ps.layout.hash, l.epoch, version));
+    if (l) l.socket.send(l.auth.seal(encodeAck(this.r.ps.layout.hash, l.epoch, version)));
   }
 
   /** A new configuration: a link of another epoch is closed (its predecessor re-links). */
@@ -61,16 +81,30 @@ export class Predecessor {
   }
 
   /**
-   * A predecessor opened `/chain`. A link from a newer epoch waits (briefly) for this node to
-   * learn that configuration; one from an older epoch is refused.
+   * A predecessor opened `/chain`: the handshake first (link.ts), then the chain's own checks.
+   * A link from a newer epoch waits (briefly) for this node to learn that configuration; one
+   * from an older epoch is refused.
    */
-  async accept(socket: WebSocket, query: { from?: string; epoch?: string; proof?: string }): Promise<void> {
+  async accept(socket: WebSocket, query: { from?: string; to?: string; epoch?: string; nonce?: string }): Promise<void> {
     const r = this.r;
-    const from = String(query.from ?? '');
+    const from = String(query.from ?? '').slice(0, 200);
     const epoch = Number(query.epoch);
     const refuse = (err: TabswarmError) => closeWithError(socket, err);
-    if (!Number.isSafeInteger(epoch) || epoch < 0 || !verifyLinkProof(r.o.secret, from, epoch, String(query.proof ?? ''))) {
-      return refuse(new TabswarmError('CHAIN_BAD_LINK', { from: from || '?', detail: 'proof does not verify with this cluster\'s secret' }));
+    if (!from || !Number.isSafeInteger(epoch) || epoch < 0 || !isNonce(query.nonce)) {
+      return refuse(new TabswarmError('CHAIN_BAD_LINK', { from: from || '?', detail: 'the request needs from, to, epoch and a 32-byte hex nonce' }));
+    }
+    const t: LinkTranscript = { from, to: r.membership.name, epoch, predecessorNonce: query.nonce, successorNonce: freshNonce() };
+    if (query.to !== t.to) return refuse(new TabswarmError('CHAIN_BAD_LINK', { from, detail: `the link is for ${String(query.to ?? '?').slice(0, 80)}, not this node (${t.to || 'unregistered'})` }));
+    socket.send(JSON.stringify({ challenge: t.successorNonce, proof: successorProof(r.o.secret, t) }));
+    const answer = await firstText(socket, LINK_HANDSHAKE_MS);
+    let proof: unknown;
+    try {
+      proof = (JSON.parse(answer ?? '{}') as { proof?: unknown }).proof;
+    } catch {
+      proof = undefined;
+    }
+    if (!proofMatches(predecessorProof(r.o.secret, t), proof)) {
+      return refuse(new TabswarmError('CHAIN_BAD_LINK', { from, detail: answer === undefined ? `no proof within ${LINK_HANDSHAKE_MS} ms` : 'proof does not verify with this cluster\'s secret and this link\'s nonces' }));
     }
     if (epoch > r.view.epoch) {
       void r.membership.reconcile();
@@ -82,12 +116,12 @@ export class Predecessor {
       return refuse(new TabswarmError('CHAIN_BAD_LINK', { from, detail: `not this node's predecessor at epoch ${epoch}` }));
     }
     this.link?.socket.close(WS_NORMAL, 'replaced by a newer link');
-    const link: InLink = { socket, from, epoch };
+    const link: InLink = { socket, from, epoch, auth: new LinkAuth(r.o.secret, t, 'successor') };
     this.link = link;
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       if (this.link !== link) return;
-      if (!isBinary) return this.refuseFrame(link, new TabswarmError('CHAIN_BAD_FRAME', { detail: 'text on a chain link' }));
-      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      const bytes = isBinary ? link.auth.open(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)) : undefined;
+      if (!bytes) return this.refuseFrame(link, new TabswarmError('CHAIN_BAD_MAC', { from, detail: isBinary ? 'its tag does not verify with this link\'s key and message number' : 'text after the handshake' }));
       this.inbox = this.inbox.then(() => this.receive(link, bytes));
     });
     socket.on('close', (code: number) => {
@@ -98,7 +132,7 @@ export class Predecessor {
     });
     const fresh = !hasState(r.state);
     const hello: LinkHello = { version: fresh ? -1 : r.ps.store.version, fresh, epoch };
-    socket.send(JSON.stringify(hello));
+    socket.send(link.auth.seal(Buffer.from(JSON.stringify(hello), 'utf8')));
     if (!fresh && !neighbours(r.view, r.membership.name).successor) r.commit(r.ps.store.version);
   }
 

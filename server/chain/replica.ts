@@ -25,7 +25,7 @@ import type { ParameterServer } from '../ps/service.ts';
 import { NO_DURABILITY, type AppliedUpdate, type Durability, type StrategyContext } from '../ps/strategy.ts';
 import { decodeChainFrame, encodeForward, encodeState, restampEpoch } from './frames.ts';
 import { AppliedHistory } from './history.ts';
-import { OutLink, WS_ABNORMAL, WS_GOING_AWAY, linkUrl, type LinkHello } from './link.ts';
+import { OutLink, WS_ABNORMAL, WS_GOING_AWAY, type LinkHello } from './link.ts';
 import { neighbours, roleOf, type ChainView, type Membership, type Role } from './membership.ts';
 import type { ReplicaOptions } from './options.ts';
 import { replicationPolicy, type PolicyHost, type ReplicationMode, type ReplicationPolicy } from './policies.ts';
@@ -259,7 +259,7 @@ export class ChainReplica {
   /** Links to the successor (again), until the configuration changes. */
   connect(successor: { name: string; url: string }): void {
     const epoch = this.view.epoch;
-    const link: OutLink = new OutLink(successor, epoch, linkUrl(successor.url, this.membership.name, epoch, this.o.secret), this.maxFrameBytes(), {
+    const link: OutLink = new OutLink(successor, epoch, this.membership.name, this.o.secret, this.maxFrameBytes(), {
       onHello: (hello) => this.synchronise(link, hello),
       onFrame: (bytes) => this.fromSuccessor(link, bytes),
       onClose: (code, reason) => {

@@ -6,17 +6,29 @@
 import { randomBytes } from 'node:crypto';
 import { TabswarmError } from '../../shared/errors.ts';
 import { ancestry, baseName, checkData, checkPath, joinPath, sequenceOf } from './paths.ts';
-import { RawError, type Connector, type RawEvent } from './raw.ts';
+import { PERMS, RawError, digestId, type Connector, type RawAcl, type RawEvent } from './raw.ts';
 import { SessionKeeper, type OpContext } from './session.ts';
-import type { Coordination, CoordinationOptions, Member, SessionEvent, SessionInfo, Versioned, Watcher } from './types.ts';
+import type { Coordination, CoordinationAuth, CoordinationOptions, Member, SessionEvent, SessionInfo, Versioned, Watcher } from './types.ts';
 
 export class CoordinationClient implements Coordination {
   readonly kind: string;
   private readonly keeper: SessionKeeper;
+  private readonly auth: CoordinationAuth | undefined;
+  /** The ACL of every znode created at or under `auth.root`: all to our credentials, nothing to anyone else. */
+  private readonly privateAcl: readonly RawAcl[] | undefined;
 
   constructor(connector: Connector, options: CoordinationOptions = {}) {
     const sessionTimeoutMs = options.sessionTimeoutMs ?? 4000;
     this.kind = connector.kind;
+    const auth = (this.auth = options.auth);
+    if (auth) {
+      checkPath('auth', auth.root);
+      if (!auth.user || auth.user.includes(':') || !auth.password || auth.password.includes(':')) throw new TabswarmError('COORD_BAD_ARGUMENT', { op: 'auth', detail: 'user and password must be non-empty and contain no \':\'' });
+      this.privateAcl = [{ scheme: 'digest', id: digestId(auth), perms: PERMS.all }];
+      // Every session (the first, and each after an expiry) presents the credentials.
+      const plain = connector;
+      connector = { kind: plain.kind, servers: plain.servers, open: (o) => plain.open({ ...o, auth }) };
+    }
     this.keeper = new SessionKeeper(connector, {
       sessionTimeoutMs,
       connectTimeoutMs: options.connectTimeoutMs ?? 15000,
@@ -51,7 +63,7 @@ export class CoordinationClient implements Coordination {
       return await this.keeper.run(ctx, false, async (raw) => {
         for (;;) {
           try {
-            return baseName(await raw.create(joinPath(path, name), data, 'ephemeral-sequential'));
+            return baseName(await raw.create(joinPath(path, name), data, 'ephemeral-sequential', this.aclFor(path)));
           } catch (err) {
             if (!(err instanceof RawError) || err.code !== 'CONNECTION_LOSS') throw err;
             await this.waitConnected(ctx);
@@ -139,7 +151,7 @@ export class CoordinationClient implements Coordination {
     for (const p of ancestry(path)) {
       if (await this.exists(p)) continue;
       try {
-        await this.keeper.run(ctx, true, (raw) => raw.create(p, p === path ? data : '', 'persistent'));
+        await this.keeper.run(ctx, true, (raw) => raw.create(p, p === path ? data : '', 'persistent', this.aclFor(p)));
       } catch (err) {
         // Someone else made it meanwhile, or our own earlier attempt did before a connection loss.
         if (!(err instanceof RawError && err.code === 'NODE_EXISTS')) throw this.answer(err, ctx);
@@ -176,6 +188,25 @@ export class CoordinationClient implements Coordination {
       if (err instanceof RawError && err.code === 'NO_NODE') return false;
       throw this.answer(err, ctx, expectedVersion);
     }
+  }
+
+  async isPrivate(path: string): Promise<boolean> {
+    const ctx = { op: 'isPrivate', path };
+    checkPath(ctx.op, path);
+    let acl: RawAcl[];
+    try {
+      acl = await this.keeper.run(ctx, true, (raw) => raw.getACL(path));
+    } catch (err) {
+      throw this.answer(err, ctx);
+    }
+    const mine = this.privateAcl?.[0];
+    return mine !== undefined && acl.length > 0 && acl.every((a) => a.scheme === mine.scheme && a.id === mine.id);
+  }
+
+  /** The ACL for a znode created at `path`: private at or under `auth.root`, else open (undefined). */
+  private aclFor(path: string): readonly RawAcl[] | undefined {
+    const root = this.auth?.root;
+    return root !== undefined && (path === root || path.startsWith(`${root}/`) || root === '/') ? this.privateAcl : undefined;
   }
 
   /**
@@ -217,6 +248,7 @@ export class CoordinationClient implements Coordination {
     if (!(err instanceof RawError)) return err as Error;
     if (err.code === 'NO_NODE') return new TabswarmError('COORD_NO_NODE', { ...ctx });
     if (err.code === 'BAD_VERSION') return new TabswarmError('COORD_VERSION_CONFLICT', { path: ctx.path, expected });
+    if (err.code === 'NO_AUTH') return new TabswarmError('COORD_NO_AUTH', { ...ctx });
     return new TabswarmError('COORD_FAILED', { ...ctx, detail: `${err.code}: ${err.message}` });
   }
 }

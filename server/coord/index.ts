@@ -14,7 +14,7 @@ import type { MemoryZooKeeper } from './memory-server.ts';
 import type { CoordinationOptions } from './types.ts';
 import { zookeeperConnector, type ZooKeeperConnectorOptions } from './zookeeper.ts';
 
-export type { Coordination, CoordinationOptions, Member, SessionEvent, SessionInfo, SessionState, Versioned, WatchEvent, Watcher } from './types.ts';
+export type { Coordination, CoordinationAuth, CoordinationOptions, Member, SessionEvent, SessionInfo, SessionState, Versioned, WatchEvent, Watcher } from './types.ts';
 export { CoordinationClient } from './client.ts';
 export { MemoryZooKeeper, type MemoryZooKeeperOptions } from './memory-server.ts';
 

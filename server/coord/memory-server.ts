@@ -8,7 +8,7 @@
  * its data and re-arms every session's timeout (a standalone server with a data dir does).
  */
 import { randomBytes } from 'node:crypto';
-import { RawError, type RawEvent, type RawStat, type SessionCredentials } from './raw.ts';
+import { PERMS, RawError, digestId, type DigestAuth, type RawAcl, type RawEvent, type RawStat, type SessionCredentials } from './raw.ts';
 import { baseName, formatSequence, parentOf } from './paths.ts';
 
 /** The server's view of one client connection (memory.ts implements it). */
@@ -29,6 +29,8 @@ export interface MemoryZooKeeperOptions {
 }
 
 interface Znode {
+  /** Who may do what, as ZooKeeper checks it (exists is never checked). */
+  readonly acl: readonly RawAcl[];
   data: string;
   version: number;
   cversion: number;
@@ -44,12 +46,16 @@ interface Session {
   conn: MemoryConnection | undefined;
   /** Notifications that arrived while no connection was attached. */
   queued: RawEvent[];
+  /** 'scheme:id' of the credentials its current connection presented (ZooKeeper keeps them per connection). */
+  auth: Set<string>;
 }
+
+const OPEN: readonly RawAcl[] = [{ scheme: 'world', id: 'anyone', perms: PERMS.all }];
 
 export type AttachResult = { ok: true; id: string; password: string; timeoutMs: number } | { ok: false; reason: 'down' | 'expired' };
 
 export class MemoryZooKeeper {
-  private readonly nodes = new Map<string, Znode>([['/', { data: '', version: 0, cversion: 0, owner: '', children: new Set() }]]);
+  private readonly nodes = new Map<string, Znode>([['/', { acl: OPEN, data: '', version: 0, cversion: 0, owner: '', children: new Set() }]]);
   private readonly sessions = new Map<string, Session>();
   private readonly dataWatches = new Map<string, Set<string>>();
   private readonly childWatches = new Map<string, Set<string>>();
@@ -87,7 +93,7 @@ export class MemoryZooKeeper {
     clearInterval(this.sweeper);
   }
 
-  attach(conn: MemoryConnection, requestedTimeoutMs: number, resume?: SessionCredentials): AttachResult {
+  attach(conn: MemoryConnection, requestedTimeoutMs: number, resume?: SessionCredentials, auth?: DigestAuth): AttachResult {
     if (!this.up) return { ok: false, reason: 'down' };
     let s: Session | undefined;
     if (resume && /[^0]/.test(resume.id)) {
@@ -96,10 +102,11 @@ export class MemoryZooKeeper {
       if (s.conn && s.conn !== conn) this.detach(s, 'moved');
     } else {
       const timeoutMs = Math.min(this.max, Math.max(this.min, requestedTimeoutMs));
-      s = { id: randomBytes(8).toString('hex'), password: randomBytes(16).toString('hex'), timeoutMs, lastSeen: 0, conn: undefined, queued: [] };
+      s = { id: randomBytes(8).toString('hex'), password: randomBytes(16).toString('hex'), timeoutMs, lastSeen: 0, conn: undefined, queued: [], auth: new Set() };
       this.sessions.set(s.id, s);
     }
     s.conn = conn;
+    s.auth = new Set(auth ? [`digest:${digestId(auth)}`] : []);
     s.lastSeen = Date.now();
     for (const e of s.queued.splice(0)) this.notify(s, e);
     return { ok: true, id: s.id, password: s.password, timeoutMs: s.timeoutMs };
@@ -132,14 +139,15 @@ export class MemoryZooKeeper {
 
   // Znode operations, called through request().
 
-  create(session: string, path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential'): string {
+  create(session: string, path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential', acl: readonly RawAcl[] = OPEN): string {
     const parentPath = parentOf(path);
     const parent = this.nodes.get(parentPath);
     if (!parent) throw new RawError('NO_NODE', `no node ${parentPath}`);
+    this.check(session, parent, PERMS.create, parentPath);
     if (parent.owner) throw new RawError('OTHER', `ephemeral ${parentPath} cannot have children`);
     const full = mode === 'ephemeral-sequential' ? path + formatSequence(parent.cversion) : path;
     if (this.nodes.has(full)) throw new RawError('NODE_EXISTS', `node ${full} exists`);
-    this.nodes.set(full, { data, version: 0, cversion: 0, owner: mode === 'persistent' ? '' : session, children: new Set() });
+    this.nodes.set(full, { acl: [...acl], data, version: 0, cversion: 0, owner: mode === 'persistent' ? '' : session, children: new Set() });
     parent.children.add(baseName(full));
     parent.cversion++;
     this.trigger(this.dataWatches, full, 'created');
@@ -149,12 +157,14 @@ export class MemoryZooKeeper {
 
   getData(session: string, path: string, watch: boolean): { data: string; stat: RawStat } {
     const n = this.node(path);
+    this.check(session, n, PERMS.read, path);
     if (watch) this.watch(this.dataWatches, path, session);
     return { data: n.data, stat: stat(n) };
   }
 
-  setData(path: string, data: string, version: number): RawStat {
+  setData(session: string, path: string, data: string, version: number): RawStat {
     const n = this.node(path);
+    this.check(session, n, PERMS.write, path);
     if (version !== -1 && version !== n.version) throw new RawError('BAD_VERSION', `${path} is at version ${n.version}, not ${version}`);
     n.data = data;
     n.version++;
@@ -164,6 +174,7 @@ export class MemoryZooKeeper {
 
   getChildren(session: string, path: string, watch: boolean): string[] {
     const n = this.node(path);
+    this.check(session, n, PERMS.read, path);
     if (watch) this.watch(this.childWatches, path, session);
     return [...n.children];
   }
@@ -174,11 +185,25 @@ export class MemoryZooKeeper {
     return n ? stat(n) : null;
   }
 
-  remove(path: string, version: number): void {
+  getACL(session: string, path: string): RawAcl[] {
     const n = this.node(path);
+    this.check(session, n, PERMS.read | PERMS.admin, path);
+    return n.acl.map((a) => ({ ...a }));
+  }
+
+  remove(session: string, path: string, version: number): void {
+    const n = this.node(path);
+    this.check(session, this.nodes.get(parentOf(path))!, PERMS.delete, parentOf(path));
     if (version !== -1 && version !== n.version) throw new RawError('BAD_VERSION', `${path} is at version ${n.version}, not ${version}`);
     if (n.children.size > 0) throw new RawError('NOT_EMPTY', `${path} has children`);
     this.delete(path);
+  }
+
+  /** NO_AUTH unless an entry of the znode's ACL grants one of `perms` to the session. */
+  private check(session: string, n: Znode, perms: number, path: string): void {
+    const auth = this.sessions.get(session)?.auth;
+    const granted = n.acl.some((a) => (a.perms & perms) !== 0 && ((a.scheme === 'world' && a.id === 'anyone') || auth?.has(`${a.scheme}:${a.id}`)));
+    if (!granted) throw new RawError('NO_AUTH', `not authorized for ${path}`);
   }
 
   private node(path: string): Znode {

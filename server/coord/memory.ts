@@ -5,14 +5,14 @@
  * every third of the session timeout, learns of an expiry only when it reattaches, and is
  * unusable once expired. Answers and notifications arrive asynchronously, in order.
  */
-import { RawError, type Connector, type RawEvent, type RawSession, type RawStat, type RawState, type SessionCredentials } from './raw.ts';
+import { RawError, type Connector, type DigestAuth, type RawAcl, type RawEvent, type RawSession, type RawStat, type RawState, type SessionCredentials } from './raw.ts';
 import { MemoryZooKeeper, type MemoryConnection } from './memory-server.ts';
 
 export function memoryConnector(server: MemoryZooKeeper, options: { spinDelayMs?: number } = {}): Connector {
   return {
     kind: 'memory',
     servers: 'memory',
-    open: ({ sessionTimeoutMs, resume }) => new MemorySession(server, sessionTimeoutMs, options.spinDelayMs ?? 50, resume),
+    open: ({ sessionTimeoutMs, resume, auth }) => new MemorySession(server, sessionTimeoutMs, options.spinDelayMs ?? 50, resume, auth),
   };
 }
 
@@ -58,7 +58,7 @@ class MemorySession implements RawSession {
   private ping: NodeJS.Timeout | undefined;
   private readonly watchers: Record<Kind, Map<string, Set<(e: RawEvent) => void>>> = { data: new Map(), exist: new Map(), child: new Map() };
 
-  constructor(private readonly server: MemoryZooKeeper, private readonly requestedTimeoutMs: number, private readonly spinDelayMs: number, resume?: SessionCredentials) {
+  constructor(private readonly server: MemoryZooKeeper, private readonly requestedTimeoutMs: number, private readonly spinDelayMs: number, resume?: SessionCredentials, private readonly auth?: DigestAuth) {
     this.creds = resume;
     queueMicrotask(() => this.attempt());
   }
@@ -109,7 +109,7 @@ class MemorySession implements RawSession {
   private attempt(): void {
     if (this.current === 'closed' || this.current === 'expired') return;
     const conn = new Connection(this);
-    const r = this.server.attach(conn, this.requestedTimeoutMs, this.creds);
+    const r = this.server.attach(conn, this.requestedTimeoutMs, this.creds, this.auth);
     if (!r.ok) {
       if (r.reason === 'expired') return this.finish('expired');
       this.retry = setTimeout(() => this.attempt(), Math.random() * this.spinDelayMs);
@@ -174,14 +174,17 @@ class MemorySession implements RawSession {
     });
   }
 
-  create(path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential'): Promise<string> {
-    return this.send(() => this.server.create(this.creds!.id, path, data, mode));
+  create(path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential', acl?: readonly RawAcl[]): Promise<string> {
+    return this.send(() => this.server.create(this.creds!.id, path, data, mode, acl));
+  }
+  getACL(path: string): Promise<RawAcl[]> {
+    return this.send(() => this.server.getACL(this.creds!.id, path));
   }
   getData(path: string, watch?: (e: RawEvent) => void): Promise<{ data: string; stat: RawStat }> {
     return this.send(() => this.server.getData(this.creds!.id, path, !!watch), () => this.register('data', path, watch));
   }
   setData(path: string, data: string, version: number): Promise<RawStat> {
-    return this.send(() => this.server.setData(path, data, version));
+    return this.send(() => this.server.setData(this.creds!.id, path, data, version));
   }
   getChildren(path: string, watch?: (e: RawEvent) => void): Promise<string[]> {
     return this.send(() => this.server.getChildren(this.creds!.id, path, !!watch), () => this.register('child', path, watch));
@@ -190,6 +193,6 @@ class MemorySession implements RawSession {
     return this.send(() => this.server.exists(this.creds!.id, path, !!watch), (r) => this.register(r ? 'data' : 'exist', path, watch));
   }
   remove(path: string, version: number): Promise<void> {
-    return this.send(() => this.server.remove(path, version));
+    return this.send(() => this.server.remove(this.creds!.id, path, version));
   }
 }

@@ -6,7 +6,9 @@
  * replacing the client library means rewriting zookeeper.ts only.
  */
 
-export type RawErrorCode = 'NO_NODE' | 'NODE_EXISTS' | 'BAD_VERSION' | 'NOT_EMPTY' | 'CONNECTION_LOSS' | 'SESSION_EXPIRED' | 'OTHER';
+import { createHash } from 'node:crypto';
+
+export type RawErrorCode = 'NO_NODE' | 'NODE_EXISTS' | 'BAD_VERSION' | 'NOT_EMPTY' | 'NO_AUTH' | 'CONNECTION_LOSS' | 'SESSION_EXPIRED' | 'OTHER';
 
 export class RawError extends Error {
   constructor(readonly code: RawErrorCode, message: string) {
@@ -24,6 +26,28 @@ export interface RawStat {
 export interface RawEvent {
   readonly type: 'created' | 'deleted' | 'data' | 'children';
   readonly path: string;
+}
+
+/** ZooKeeper's permission bits. */
+export const PERMS = { read: 1, write: 2, create: 4, delete: 8, admin: 16, all: 31 } as const;
+
+/** One entry of a znode's access control list, as ZooKeeper stores it. */
+export interface RawAcl {
+  /** 'world' (id 'anyone'), 'digest' (id 'user:base64(sha1(user:password))'), ... */
+  readonly scheme: string;
+  readonly id: string;
+  readonly perms: number;
+}
+
+/** Credentials of ZooKeeper's digest scheme, sent on every connection of a session. */
+export interface DigestAuth {
+  readonly user: string;
+  readonly password: string;
+}
+
+/** The digest scheme's id for `auth`, computed as ZooKeeper's DigestAuthenticationProvider does. */
+export function digestId(auth: DigestAuth): string {
+  return `${auth.user}:${createHash('sha1').update(`${auth.user}:${auth.password}`).digest('base64')}`;
 }
 
 /** What identifies a session to the server: enough to reattach to it from another connection. */
@@ -56,7 +80,10 @@ export interface RawSession {
 
   // Requests made while disconnected wait for the reconnect; a connection that drops with a
   // request outstanding fails it with CONNECTION_LOSS (it may or may not have been applied).
-  create(path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential'): Promise<string>;
+  /** `acl` omitted: open to anyone (ZooKeeper's OPEN_ACL_UNSAFE). */
+  create(path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential', acl?: readonly RawAcl[]): Promise<string>;
+  /** Needs READ or ADMIN permission on the znode (ZooKeeper 3.5+), else NO_AUTH. */
+  getACL(path: string): Promise<RawAcl[]>;
   getData(path: string, watch?: (e: RawEvent) => void): Promise<{ data: string; stat: RawStat }>;
   setData(path: string, data: string, version: number): Promise<RawStat>;
   getChildren(path: string, watch?: (e: RawEvent) => void): Promise<string[]>;
@@ -69,6 +96,9 @@ export interface Connector {
   readonly kind: string;
   /** For messages: the servers it connects to. */
   readonly servers: string;
-  /** Starts connecting a new session, or reattaching to an existing one with `resume`. */
-  open(options: { sessionTimeoutMs: number; resume?: SessionCredentials }): RawSession;
+  /**
+   * Starts connecting a new session, or reattaching to an existing one with `resume`. With
+   * `auth`, the digest credentials are sent on every connection before any request.
+   */
+  open(options: { sessionTimeoutMs: number; resume?: SessionCredentials; auth?: DigestAuth }): RawSession;
 }

@@ -9,7 +9,7 @@
  *
  * Errors are catalogued (shared/errors.ts): COORD_VERSION_CONFLICT, COORD_NO_NODE,
  * COORD_SESSION_EXPIRED, COORD_UNAVAILABLE (outcome unknown), COORD_BAD_ARGUMENT,
- * COORD_CLOSED, COORD_FAILED.
+ * COORD_CLOSED, COORD_NO_AUTH (the znode's ACL refuses this client's credentials), COORD_FAILED.
  */
 
 /**
@@ -118,6 +118,25 @@ export interface Coordination {
   increment(path: string): Promise<number>;
   /** Deletes the znode if at `expectedVersion` (-1: any); false if it was already absent. */
   remove(path: string, expectedVersion?: number): Promise<boolean>;
+  /**
+   * True when the znode's ACL grants access to this client's credentials (`auth`) and to
+   * nobody else: a znode someone else created first, open or under other credentials, is not.
+   * COORD_NO_AUTH when the ACL does not even let this client read it.
+   */
+  isPrivate(path: string): Promise<boolean>;
+}
+
+/** Digest credentials, and the subtree they guard (docs/zookeeper.md, "Access control"). */
+export interface CoordinationAuth {
+  readonly user: string;
+  /** Must not contain ':' (ZooKeeper splits 'user:password' at the first one). */
+  readonly password: string;
+  /**
+   * Znodes this client creates at or under this path get an ACL granting every permission to
+   * these credentials and none to anyone else; its ancestors (shared by other deployments) are
+   * created open.
+   */
+  readonly root: string;
 }
 
 export interface CoordinationOptions {
@@ -130,4 +149,6 @@ export interface CoordinationOptions {
    * @default the session timeout
    */
   opTimeoutMs?: number;
+  /** Present these digest credentials and create znodes under `auth.root` readable by them only. @default none: every znode open */
+  auth?: CoordinationAuth;
 }

@@ -22,7 +22,7 @@
  */
 import zookeeper from 'node-zookeeper-client';
 import type { Client, Event as ZkEvent, Stat } from 'node-zookeeper-client';
-import { RawError, type Connector, type RawErrorCode, type RawEvent, type RawSession, type RawStat, type RawState, type SessionCredentials } from './raw.ts';
+import { RawError, type Connector, type DigestAuth, type RawAcl, type RawErrorCode, type RawEvent, type RawSession, type RawStat, type RawState, type SessionCredentials } from './raw.ts';
 
 export interface ZooKeeperConnectorOptions {
   /**
@@ -37,7 +37,7 @@ export function zookeeperConnector(connectionString: string, options: ZooKeeperC
   return {
     kind: 'zookeeper',
     servers: connectionString,
-    open: ({ sessionTimeoutMs, resume }) => new ZooKeeperSession(connectionString, sessionTimeoutMs, options.spinDelayMs ?? 200, resume),
+    open: ({ sessionTimeoutMs, resume, auth }) => new ZooKeeperSession(connectionString, sessionTimeoutMs, options.spinDelayMs ?? 200, resume, auth),
   };
 }
 
@@ -56,6 +56,7 @@ const CODES: Record<number, RawErrorCode> = {
   [zookeeper.Exception.NODE_EXISTS]: 'NODE_EXISTS',
   [zookeeper.Exception.BAD_VERSION]: 'BAD_VERSION',
   [zookeeper.Exception.NOT_EMPTY]: 'NOT_EMPTY',
+  [zookeeper.Exception.NO_AUTH]: 'NO_AUTH',
   [zookeeper.Exception.CONNECTION_LOSS]: 'CONNECTION_LOSS',
   [zookeeper.Exception.OPERATION_TIMEOUT]: 'CONNECTION_LOSS',
   [zookeeper.Exception.SESSION_EXPIRED]: 'SESSION_EXPIRED',
@@ -92,7 +93,7 @@ class ZooKeeperSession implements RawSession {
   private readonly listeners: ((s: RawState) => void)[] = [];
   private readonly closedPromise: Promise<void>;
 
-  constructor(connectionString: string, private readonly requestedTimeoutMs: number, spinDelayMs: number, resume?: SessionCredentials) {
+  constructor(connectionString: string, private readonly requestedTimeoutMs: number, spinDelayMs: number, resume?: SessionCredentials, auth?: DigestAuth) {
     this.client = zookeeper.createClient(connectionString, {
       sessionTimeout: requestedTimeoutMs,
       spinDelay: spinDelayMs,
@@ -110,6 +111,9 @@ class ZooKeeperSession implements RawSession {
       else if (s === zookeeper.State.EXPIRED) this.set('expired');
       else if (s === zookeeper.State.AUTH_FAILED) this.set('closed');
     });
+    // Before connect: the library keeps the credentials and sends them first on every
+    // connection (the server forgets them when a connection drops).
+    if (auth) this.client.addAuthInfo('digest', Buffer.from(`${auth.user}:${auth.password}`, 'utf8'));
     this.client.connect();
   }
 
@@ -171,8 +175,16 @@ class ZooKeeperSession implements RawSession {
     };
   }
 
-  create(path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential'): Promise<string> {
-    return this.call((done) => this.client.create(path, Buffer.from(data, 'utf8'), MODES[mode], done));
+  create(path: string, data: string, mode: 'persistent' | 'ephemeral' | 'ephemeral-sequential', acl?: readonly RawAcl[]): Promise<string> {
+    const entries = acl ?? [{ scheme: 'world', id: 'anyone', perms: zookeeper.Permission.ALL }];
+    const acls = entries.map((a) => new zookeeper.ACL(a.perms, new zookeeper.Id(a.scheme, a.id)));
+    return this.call((done) => this.client.create(path, Buffer.from(data, 'utf8'), acls, MODES[mode], done));
+  }
+
+  async getACL(path: string): Promise<RawAcl[]> {
+    const acls = await this.call<zookeeper.ACL[]>((done) => this.client.getACL(path, (err, list) => done(err, list)));
+    // The library's field is `permission`; its types call it `perms`.
+    return (acls ?? []).map((a) => ({ scheme: a.id.scheme, id: a.id.id, perms: (a as unknown as { permission: number }).permission }));
   }
 
   async getData(path: string, watch?: (e: RawEvent) => void): Promise<{ data: string; stat: RawStat }> {

@@ -6,17 +6,36 @@
  *   idTag       HMAC(secret, "id" | workerId): proves a worker may rejoin under an old id,
  *               keeping its applied-push record (exactly-once) across PS restarts.
  *   weightsTag  Ed25519 signature over layoutHash | version | record | SHA-256(weights)
- *               (shared/signing.ts), with a key derived from the secret. Asymmetric, so that
- *               workers can verify weights a peer relays (public key in GET /api/model) while
- *               only a PS can issue them; a volunteer cannot forge or alter any of it.
+ *               (shared/signing.ts), with a key derived from the secret and the run id.
+ *               Asymmetric, so that workers can verify weights a peer relays (public key in
+ *               GET /api/model) while only a PS can issue them; a volunteer cannot forge or
+ *               alter any of it.
+ *
+ * The run id (--run-id; a cluster's is fixed in ZooKeeper when the cluster is created, see
+ * newRunId) goes into the signing key: two runs that share a secret sign with different keys,
+ * so a copy from one (a stale tab's IndexedDB, a deliberate replay) does not verify in the
+ * other, at a stateless PS (PS_FORGED_WEIGHTS) or at a mesh peer (MESH_FORGED_WEIGHTS). With
+ * no run id the key is the secret's alone, as before run ids: copies of every such run verify.
  */
 import { createHash, createHmac, createPrivateKey, createPublicKey, randomBytes, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { TabswarmError } from '../../shared/errors.ts';
 import type { AppliedRecordEntry } from '../../shared/protocol.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, signedMessage } from '../../shared/signing.ts';
 
 export const TAG_BYTES = SIGNATURE_BYTES;
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** What a run id may hold: letters, digits, '_', '.', '-', at most 64. */
+export const RUN_ID_PATTERN = /^[\w.-]{1,64}$/;
+
+/**
+ * A new run's id, fixed when the run (or cluster) is created: a digest of what it trains and a
+ * random nonce, so two runs of the same model, data and seed still differ.
+ */
+export function newRunId(model: string, dataset: string, seed: number): string {
+  return createHash('sha256').update(JSON.stringify(['tabswarm-run', model, dataset, seed, randomBytes(16).toString('hex')])).digest('hex').slice(0, 32);
+}
 
 export class Signer {
   private readonly key: Buffer;
@@ -27,11 +46,16 @@ export class Signer {
   /** True when the secret was generated for this process: tags then die with it. */
   readonly ephemeral: boolean;
 
-  constructor(secret?: string) {
+  /** The run whose copies this signer issues and accepts ('' for none). */
+  readonly runId: string;
+
+  constructor(secret?: string, runId = '') {
+    if (runId !== '' && !RUN_ID_PATTERN.test(runId)) throw new TabswarmError('CONFIG_INVALID', { option: '--run-id', detail: `'${runId.slice(0, 80)}' must be 1-64 letters, digits, '_', '.' or '-'` });
     this.ephemeral = !secret;
+    this.runId = runId;
     this.key = secret ? Buffer.from(secret, 'utf8') : randomBytes(32);
-    // The seed is a function of the secret alone: every PS of the deployment signs alike.
-    const seed = createHmac('sha256', this.key).update('tabswarm weights signing key v1').digest();
+    // The seed is a function of the secret and the run alone: every PS of the run signs alike.
+    const seed = createHmac('sha256', this.key).update(runId ? `tabswarm weights signing key v2\0${runId}` : 'tabswarm weights signing key v1').digest();
     this.signingKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
     this.verifyingKey = createPublicKey(this.signingKey);
     this.publicKey = this.verifyingKey.export({ format: 'der', type: 'spki' }).subarray(-PUBLIC_KEY_BYTES).toString('base64');

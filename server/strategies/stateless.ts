@@ -77,7 +77,7 @@ export function stateless(opts: StatelessOptions): RecoveryStrategy {
       }
       if (!signer.verifyWeightsTag(o.tag, store.layout.hash, o.version, o.record, o.weightBytes)) {
         offers.rejected += 1;
-        throw new TabswarmError('PS_FORGED_WEIGHTS', { version: o.version, detail: 'the tag does not verify (forged or altered weights, version or record, or another secret)' });
+        throw new TabswarmError('PS_FORGED_WEIGHTS', { version: o.version, detail: 'the tag does not verify (forged or altered weights, version or record, another secret, or another run: --run-id)' });
       }
       offers.verified += 1;
       if (!best || o.version > best.version) best = { version: o.version, weights: Float32Array.from(o.weights), record: [...o.record], from: o.workerId };
