@@ -21,9 +21,9 @@ const OPTIONS = defineOptions({
   model: { type: 'string', default: 'mnist-mlp', help: 'model' },
   dataset: { type: 'string', default: 'mnist', help: 'data set' },
   workers: { type: 'int', min: 1, default: 2, help: 'Node workers' },
-  warm: { type: 'int', min: 1, default: 150, help: 'connected steps per worker before the kill' },
-  window: { type: 'int', min: 1, default: 60, help: 'connected steps per worker the connected rate is measured over' },
-  outageSteps: { type: 'int', min: 1, default: 60, help: 'steps per worker while the PS is down' },
+  warm: { type: 'int', min: 1, default: 50, help: 'connected steps per worker before the kill' },
+  window: { type: 'int', min: 1, default: 30, help: 'connected steps per worker the connected rate is measured over' },
+  outageSteps: { type: 'int', min: 1, default: 30, help: 'steps per worker while the PS is down' },
   localSteps: { type: 'int', min: 2, default: 4, help: 'H of the local-steps mode' },
   evalExamples: { type: 'int', min: 100, default: 5000, help: 'test images evaluated' },
 });
@@ -91,6 +91,7 @@ async function main(): Promise<void> {
   const rows = [['mode', 'acc before window', 'acc at kill', 'gain per 1k connected steps', 'outage steps', 'acc after flushes', 'gain per 1k outage steps', 'outage efficiency']];
   rows.push(await mode(o, 'mean (H = 1)', ['--rule', 'mean']));
   rows.push(await mode(o, `local steps H = ${o.localSteps}`, ['--local-steps', String(o.localSteps)]));
+  rows.push(await mode(o, `local steps H = ${o.localSteps}, outer 0.7 / Nesterov 0.9 (DiLoCo's)`, ['--local-steps', String(o.localSteps), '--outer-lr', '0.7', '--outer-momentum', '0.9']));
   printTable(rows);
 }
 

@@ -16,17 +16,30 @@ export interface LinkOptions {
   readonly delayMs: number;
 }
 
-/** Writes chunks to `to` no faster than `bps`, each `delayMs` late; order kept. */
+/**
+ * Writes chunks to `to` no faster than `bps`, each `delayMs` late, in order. One queue and one
+ * timer per direction: timers of different durations may fire out of creation order in Node,
+ * and a reordered TCP stream is a corrupt WebSocket.
+ */
 function shaped(to: Socket, bps: number, delayMs: number, count: (n: number) => void): (chunk: Buffer) => void {
   let free = 0; // when the bucket's link is next idle
-  let last = 0; // when the previous chunk leaves: never reorder
+  const queue: { at: number; chunk: Buffer }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const drain = () => {
+    timer = undefined;
+    const now = performance.now();
+    while (queue.length > 0 && queue[0]!.at <= now) {
+      const { chunk } = queue.shift()!;
+      if (to.writable) to.write(chunk);
+    }
+    if (queue.length > 0) timer = setTimeout(drain, queue[0]!.at - now);
+  };
   return (chunk) => {
     count(chunk.byteLength);
     const now = performance.now();
     free = Math.max(free, now) + (chunk.byteLength * 8 * 1000) / bps;
-    const at = Math.max(last, free + delayMs);
-    last = at;
-    setTimeout(() => to.writable && to.write(chunk), Math.max(0, at - performance.now()));
+    queue.push({ at: free + delayMs, chunk });
+    if (!timer) timer = setTimeout(drain, Math.max(0, queue[0]!.at - now));
   };
 }
 

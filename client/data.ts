@@ -33,6 +33,8 @@ export class ShardSet {
     private readonly dataKey: string,
     private readonly cache: ShardCache,
     private readonly fetchFn: typeof fetch = fetch,
+    /** The Authorization header the PS wants for shards (a session's token or the worker's id tag). */
+    private readonly authorization: () => string | undefined = () => undefined,
   ) {}
 
   get examples(): number {
@@ -58,7 +60,8 @@ export class ShardSet {
     }
     const url = new URL(shardPath(this.dataKey, index), typeof this.baseUrl === 'function' ? this.baseUrl() : this.baseUrl);
     // A shard is a few MB at most: a minute without it is an outage, not a slow link.
-    const res = await this.fetchFn(url, { signal: AbortSignal.timeout(60_000) });
+    const auth = this.authorization();
+    const res = await this.fetchFn(url, { signal: AbortSignal.timeout(60_000), ...(auth ? { headers: { authorization: auth } } : {}) });
     if (!res.ok) throw new Error(`ShardSet.load: GET ${url} answered ${res.status}: ${await res.text()}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const shard = decodeShard(bytes);

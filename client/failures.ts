@@ -25,8 +25,10 @@ export function classify(e: TabswarmError): ErrorAction {
     case 'PS_SESSION_EXPIRED':
     case 'PS_REPLACED':
     case 'PS_WRONG_WORKER':
+    case 'PS_NO_WORK':
       return 'rejoin';
     case 'PS_BAD_RESUME':
+    case 'PS_RECORD_EXPIRED': // the loop also drops what it owed under the old id (client/loop.ts)
       return 'forget-identity';
     case 'PROTO_LAYOUT_MISMATCH':
     case 'MODEL_UNKNOWN':

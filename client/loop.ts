@@ -75,7 +75,7 @@ export class WorkerLoop {
     this.status = initialStatus(host.backend, this.session.url, host.backendReason);
     this.ledger = new WorkerLedger(opts.logAcks ?? false);
     const random = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
-    this.replica = new Replica({ tf: host.tf, cache: host.cache, fetch: fetchFn, shardsUrl: () => this.session.url, random, onModel: (size) => this.outage.resize(size) });
+    this.replica = new Replica({ tf: host.tf, cache: host.cache, fetch: fetchFn, shardsUrl: () => this.session.url, authorization: () => this.session.authorization(), random, onModel: (size) => this.outage.resize(size) });
     this.outage = new Outage(this.status);
     this.coder = this.makeCoder(opts.codec ?? 'float32');
     const snapshot = () => ({ join: this.session.info, outbox: this.outage.outbox, buffer: this.outage.buffer, tagged: this.replica.tagged, connected: this.connection.connected, residual: this.coder.residual });

@@ -18,6 +18,8 @@ export interface ReplicaOptions {
   readonly fetch: typeof fetch;
   /** Where shards are fetched from (read on every fetch: it follows failover). */
   readonly shardsUrl: () => string;
+  /** The Authorization header for shard downloads (client/session.ts). */
+  readonly authorization?: () => string | undefined;
   /** Seeded source of batch sampling. */
   readonly random: () => number;
   /** A trainer for another model (or batch) was made: its layout has `size` values. */
@@ -59,7 +61,7 @@ export class Replica {
   async useShards(dataKey: string, shards: number[]): Promise<void> {
     if (dataKey !== this.dataKey) this.shardSet = undefined;
     this.dataKey = dataKey;
-    this.shardSet ??= new ShardSet(this.opts.shardsUrl, dataKey, this.opts.cache, this.opts.fetch);
+    this.shardSet ??= new ShardSet(this.opts.shardsUrl, dataKey, this.opts.cache, this.opts.fetch, this.opts.authorization);
     await this.shardSet.use(shards);
   }
 

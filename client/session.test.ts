@@ -11,7 +11,7 @@ import { PsSession } from './session.ts';
 
 const join: JoinResponse = {
   workerId: 7, idTag: 'a'.repeat(64), token: 't0k3n', model: 'mnist-mlp', lr: 0.1, bufferMode: 'frozen', lastSeq: 41,
-  layoutHash: 123, layoutSize: 50890, batch: 32, pullEvery: 1, dataset: 'synthetic', dataKey: 'k', shardCount: 4, shards: [0, 1], wsPath: '/ws', codecs: ['float32', 'f16'],
+  layoutHash: 123, layoutSize: 50890, batch: 32, pullEvery: 1, localSteps: 1, dataset: 'synthetic', dataKey: 'k', shardCount: 4, shards: [0, 1], wsPath: '/ws', codecs: ['float32', 'f16'],
 };
 
 function scripted(answer: (body: unknown) => { status: number; body: unknown }) {

@@ -81,6 +81,12 @@ export class PsSession {
     this.current = undefined;
   }
 
+  /** What proves this worker to the PS on plain requests: the session's token, else its id tag. */
+  authorization(): string | undefined {
+    if (this.current) return `Bearer ${this.current.token}`;
+    return this.info?.workerId && this.info.idTag ? `Worker ${this.info.workerId}:${this.info.idTag}` : undefined;
+  }
+
   /** The WebSocket URL of the current session. */
   socketUrl(): string {
     const join = this.current!;
@@ -122,6 +128,7 @@ export class PsSession {
 export function reportBody(s: Readonly<WorkerStatus>): ReportRequest {
   return {
     backend: s.backend,
+    ...(s.backendReason ? { backendReason: s.backendReason.slice(0, 300) } : {}),
     examplesPerSec: s.examplesPerSec,
     steps: s.steps,
     numTensors: s.numTensors,

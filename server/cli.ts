@@ -6,13 +6,18 @@
  *   tabswarm zk [--ensemble N]  a local ZooKeeper for development (server/zk)
  *   tabswarm cluster | swarm | experiment   see server/cluster-supervisor, server/swarm, server/experiment
  */
+import type { CodecName } from '../shared/codec/index.ts';
+import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { TabswarmError } from '../shared/errors.ts';
 import { buildServer, type Built } from './app.ts';
-import { chromiumAvailable, launchWorkerTabs, type WorkerTabs } from './browsers.ts';
+import { FASHION_MNIST_DIR } from './data.ts';
+import { loggerOptions, resolveLogFormat, type LogSink } from './start/logger.ts';
+import { Sampler, StatusLine } from './start/view.ts';
+import { installSystemPackages, launchWorkers, type LaunchedWorkers } from './start/workers.ts';
 import { parseOptions, renderHelp, wantsHelp, type Values } from './options/schema.ts';
 import { CHAIN_OPTIONS, NODE_OPTIONS, PS_OPTIONS, START_OPTIONS, WORKER_OPTIONS } from './options/server.ts';
-import { CLUSTER_OPTIONS, EXPERIMENT_OPTIONS, SWARM_OPTIONS, ZK_OPTIONS } from './options/tools.ts';
+import { CLUSTER_OPTIONS, DOCTOR_OPTIONS, EXPERIMENT_OPTIONS, SWARM_OPTIONS, ZK_OPTIONS } from './options/tools.ts';
 
 const USAGE = `tabswarm: train a model on volunteer browser tabs
 
@@ -24,6 +29,9 @@ Usage:
   tabswarm cluster [options]      PS node(s) under a local supervisor, with the cluster's admin console
   tabswarm swarm --url URL        headless Chromium worker tabs against a PS (docs/console.md)
   tabswarm experiment [options]   the failure-schedule experiment harness (docs/experiments.md)
+  tabswarm doctor [options]       check what tabswarm needs here (Node, Chromium and its backends,
+                                  ZooKeeper, data sets, the port) and print the command fixing each gap
+  tabswarm --version              the version (package.json)
   tabswarm help                   this text; \`tabswarm COMMAND --help\`: one command's options
 
 Each option: what it does (allowed values; default), then, where there is one, the symptom that calls for it.`;
@@ -37,6 +45,7 @@ const SECTIONS = {
   cluster: () => `cluster options (every other option goes to each node, e.g. --model, --strategy, --lr):\n${renderHelp(CLUSTER_OPTIONS)}`,
   swarm: () => `swarm options:\n${renderHelp(SWARM_OPTIONS)}`,
   experiment: () => `experiment options (docs/experiments.md):\n${renderHelp(EXPERIMENT_OPTIONS)}`,
+  doctor: () => `doctor options (exit 1 when something required is missing):\n${renderHelp(DOCTOR_OPTIONS)}`,
 };
 
 /** The whole help, generated from the declarations in server/options/. */
@@ -50,14 +59,26 @@ export function commandHelp(command: keyof typeof SECTIONS): string {
   return `tabswarm ${SECTIONS[command]()}`;
 }
 
+/**
+ * Where the PS's log and `start`'s own lines go: stdout, until the live status line takes over
+ * the terminal (then above it).
+ */
+const STDOUT: LogSink = { write: (text) => void process.stdout.write(text) };
+let sink: LogSink = STDOUT;
+/** One line of `start`'s own, through the same sink as the log. */
+const say = (line: string): void => sink.write(`${line}\n`);
+
 /** The embedded PS's options out of a parsed `start` or `node` command line. */
 function serverOptions(values: Values<typeof START_OPTIONS>) {
   const ps = Object.fromEntries(Object.keys(PS_OPTIONS).map((key) => [key, values[key as keyof typeof values]])) as Values<typeof PS_OPTIONS>;
-  return { logger: { level: values.logLevel }, ...ps };
+  return { logger: loggerOptions(values.logLevel, resolveLogFormat(values.logFormat), () => sink), ...ps };
 }
 
 async function start(argv: string[]): Promise<void> {
   const values = parseOptions(START_OPTIONS, argv);
+  // As root, what this run needs from Debian comes first (Chromium comes with the workers).
+  const fashion = `${FASHION_MNIST_DIR}/train-images-idx3-ubyte.gz`;
+  if (values.dataset === 'fashion-mnist' && values.installDeps === 'auto' && !existsSync(fashion)) installSystemPackages(['dataset-fashion-mnist'], say);
   const built = await buildServer(serverOptions(values));
   const address = await built.app.listen({ port: values.port, host: values.host });
   await serve(built, joinUrl(address, values.host), values, async () => {});
@@ -90,32 +111,42 @@ async function node(argv: string[]): Promise<void> {
   await serve(chain.built, joinUrl(chain.url, host), values, () => chain.coord.close());
 }
 
-/** After listen: the ready line, optional worker tabs, and a clean shutdown on signals. */
-async function serve(built: Built, url: string, values: { workers: number; workerBackend: string }, afterClose: () => Promise<void>): Promise<void> {
+/**
+ * After listen: the ready line, the workers (server/start/workers.ts), on a terminal the live
+ * status line (server/start/view.ts), and a clean shutdown on signals.
+ */
+async function serve(built: Built, url: string, values: Values<typeof START_OPTIONS>, afterClose: () => Promise<void>): Promise<void> {
   const { app, options, admin } = built;
   // One line a wrapper can parse: tests and scripts wait for it.
-  console.log(`tabswarm: parameter server for ${options.model} on ${options.dataset} ready; join at ${url}`);
-  if (admin.generated) console.log(`tabswarm: admin token (Authorization: Bearer ... on /api/admin/*; set --admin-token or TABSWARM_ADMIN_TOKEN to choose it): ${admin.token}`);
+  say(`tabswarm: parameter server for ${options.model} on ${options.dataset} ready; join at ${url}`);
+  if (admin.generated) say(`tabswarm: admin token (Authorization: Bearer ... on /api/admin/*; set --admin-token or TABSWARM_ADMIN_TOKEN to choose it): ${admin.token}`);
 
-  let tabs: WorkerTabs | undefined;
-  const workers = values.workers;
-  if (workers > 0) {
-    if (!chromiumAvailable()) {
-      console.log('tabswarm: no Chromium at /usr/bin/chromium, so no worker tabs were launched; open the URL above in any browser (or install chromium: scripts/install-system-deps.sh)');
-    } else {
-      tabs = await launchWorkerTabs({ url, count: workers, backend: values.workerBackend });
-      console.log(`tabswarm: launched ${workers} headless Chromium worker tab(s) (backend ${values.workerBackend}); watch accuracy in the log or at ${url}api/series`);
-    }
-  }
+  let workers: LaunchedWorkers | undefined;
+  let view: StatusLine | undefined;
+  // Handled from here on, so a signal during the launch (a browser starting, apt-get) stops cleanly too.
   const shutdown = async (signal: string) => {
+    view?.stop();
+    sink = STDOUT;
     app.log.info({ signal }, 'shutting down');
-    await tabs?.close().catch(() => {});
+    await workers?.close();
     await app.close();
     await afterClose().catch(() => {});
     process.exit(0);
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
+
+  workers = await launchWorkers({
+    url, count: values.workers, backend: values.workerBackend, runtime: values.workerRuntime, installDeps: values.installDeps,
+    say, warn: (line) => app.log.warn(line),
+  });
+  if (process.stdout.isTTY) {
+    const line = (view = new StatusLine(process.stdout, new Sampler(built.ps, url)));
+    sink = { write: (text) => line.print(text) };
+    line.start();
+    // However the process ends, the terminal is left on a fresh line.
+    process.once('exit', () => line.stop());
+  }
 }
 
 function joinUrl(address: string, host: string): string {
@@ -144,6 +175,10 @@ async function worker(argv: string[]): Promise<void> {
     logAcks: values.logAcks,
     ...(values.requestTimeoutMs !== undefined ? { requestTimeoutMs: values.requestTimeoutMs } : {}),
     ...(values.drainTimeoutMs !== undefined ? { drainTimeoutMs: values.drainTimeoutMs } : {}),
+    codec: values.codec as CodecName,
+    overlap: values.overlap,
+    ...(values.topkRatio !== undefined ? { topkRatio: values.topkRatio } : {}),
+    ...(values.int8Block !== undefined ? { int8Block: values.int8Block } : {}),
     ...(values.attack ? { attack: (await import('../client/attack.ts')).createAttack(values.attack, values.seed ?? 1) } : {}),
     onStatus: (s) => {
       if (ledger && ledger.acks.length > 0) console.log(JSON.stringify({ worker: s.workerId, acks: ledger.acks.splice(0) }));
@@ -156,7 +191,7 @@ async function worker(argv: string[]): Promise<void> {
       const mem = process.memoryUsage();
       console.log(JSON.stringify({
         worker: s.workerId, state: s.state, steps: s.steps, examplesPerSec: Math.round(s.examplesPerSec), version: s.serverVersion, loss: s.loss,
-        psUrl: s.psUrl, failovers: s.failovers, shards: s.shards, buffered: s.buffered, outageSteps: s.outageSteps, flushes: ledger?.flushes.length ?? 0, lastFlush: s.lastFlush,
+        codec: s.codec, pushBytes: s.pushBytes, psUrl: s.psUrl, failovers: s.failovers, shards: s.shards, buffered: s.buffered, outageSteps: s.outageSteps, flushes: ledger?.flushes.length ?? 0, lastFlush: s.lastFlush,
         ...(s.drain ? { drain: s.drain } : {}),
         heapUsed: mem.heapUsed, arrayBuffers: mem.arrayBuffers, rss: mem.rss, error: s.lastError || undefined,
       }));
@@ -183,6 +218,11 @@ async function worker(argv: string[]): Promise<void> {
   console.log(JSON.stringify({ done: true, worker: final.workerId, steps: final.steps, version: final.serverVersion, flushLog: loop.ledger.flushes, acks: loop.ledger.acks.splice(0), failovers: final.failovers, drain: final.drain }));
 }
 
+/** package.json's version: what `tabswarm --version` prints. */
+export function version(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command = 'start', ...rest] = argv;
   try {
@@ -203,6 +243,13 @@ export async function main(argv: string[]): Promise<void> {
         return await (await import('./swarm/cli.ts')).swarmCommand(rest);
       case 'experiment':
         return await (await import('./experiment/cli.ts')).experimentCommand(rest);
+      case 'doctor':
+        return void (process.exitCode = await (await import('./start/doctor.ts')).doctorCommand(parseOptions(DOCTOR_OPTIONS, rest)));
+      case 'version':
+      case '--version':
+      case '-v':
+        console.log(version());
+        return;
       case 'help':
       case '--help':
       case '-h':

@@ -8,9 +8,11 @@ import { checkValues, defaultsOf } from './options/schema.ts';
 import { PS_OPTIONS } from './options/server.ts';
 import type { CheckpointOptions } from './strategies/checkpoint/options.ts';
 import type { AggregatorOptions } from './ps/aggregate/types.ts';
+import type { AbuseOptions } from './ps/admission.ts';
 
 /** The checkpoint strategy's options live in strategies/checkpoint/options.ts, with their defaults. */
-export interface ServerOptions extends CheckpointOptions, AggregatorOptions {
+/** The admission, liveness and bounded-state options live in ps/admission.ts. */
+export interface ServerOptions extends CheckpointOptions, AggregatorOptions, AbuseOptions {
   /** Bearer token of /api/admin/*. @default env TABSWARM_ADMIN_TOKEN, else random per process and printed at start */
   adminToken?: string;
   /** Model from the registry (shared/models.ts). @default 'fashion-cnn' */
@@ -43,12 +45,26 @@ export interface ServerOptions extends CheckpointOptions, AggregatorOptions {
   maxNormJump: number;
   /** Most gradients one push or flush may claim. @default 100000 */
   maxCount: number;
+  /** Push codecs workers may use (shared/codec/); float32 is always accepted. @default all */
+  codecs: readonly string[];
+  /** Local steps H: > 1 makes the PS's optimizer Nesterov SGD on model deltas (DiLoCo). @default 1 */
+  localSteps: number;
+  /** The outer learning rate when localSteps > 1. @default 1 */
+  outerLr: number;
+  /** The outer Nesterov momentum when localSteps > 1. @default 0 */
+  outerMomentum: number;
   /**
    * Secret for the HMAC tags on worker ids and weight copies, shared by every PS process of a
    * deployment so a restarted PS trusts what its predecessor issued. @default TABSWARM_SECRET,
    * else random per process (then nothing survives a restart: the log warns)
    */
   secret?: string;
+  /**
+   * The run this PS serves (letters, digits, '_', '.', '-'): part of the weights signing key,
+   * so copies from another run under the same secret are refused. A chain node takes its
+   * cluster's, fixed in ZooKeeper when the cluster was created. @default none
+   */
+  runId?: string;
   /**
    * What workers do with gradients while the PS is unreachable: 'frozen' sums gradients against
    * the last pulled weights (the reference); 'local' also applies them to the worker's own copy

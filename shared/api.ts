@@ -9,6 +9,7 @@
  * sends; response schemas describe exactly what the PS sends, no tighter, so a worker never
  * refuses a correct answer.
  */
+import { CODEC_NAMES } from './codec/index.ts';
 import { Type, type Static } from '@sinclair/typebox';
 
 /** A non-negative integer (a count, a version, an index). */
@@ -33,6 +34,8 @@ export const JoinBodySchema = Type.Union([JoinRequestSchema, Type.Null()]);
 
 export const ReportRequestSchema = Type.Object({
   backend: Type.Optional(Type.String({ maxLength: 32 })),
+  /** Why the worker runs on that backend (client/backend.ts: asked for, or the measured race). */
+  backendReason: Type.Optional(Type.String({ maxLength: 300 })),
   /** Gradients buffered and not yet flushed. */
   buffered: Type.Optional(Count()),
   /** When buffering began (ms since the epoch), 0 when not buffering. */
@@ -68,6 +71,8 @@ export type ClusterQuery = Static<typeof ClusterQuerySchema>;
 
 // ---- PS -> worker answers (exactly what the PS sends) ----
 
+const CodecNameSchema = Type.Union(CODEC_NAMES.map((name) => Type.Literal(name)));
+
 export const JoinResponseSchema = Type.Object({
   workerId: WorkerId(),
   /** Proof of the id, to present in `resume` after a PS restart. */
@@ -84,6 +89,11 @@ export const JoinResponseSchema = Type.Object({
   layoutSize: Count(),
   batch: Type.Integer({ minimum: 1 }),
   pullEvery: Type.Integer({ minimum: 1 }),
+  /**
+   * Local steps H (client/local-phase.ts): H > 1 means take H steps at `lr` on an own copy, then
+   * push their sum as one update, which the PS applies with its outer optimizer.
+   */
+  localSteps: Type.Integer({ minimum: 1 }),
   dataset: Type.String(),
   /** Identifies the shard set (data set, shard count, seed): the key of the worker's cache. */
   dataKey: Type.String(),
@@ -91,6 +101,8 @@ export const JoinResponseSchema = Type.Object({
   shards: Type.Array(Count()),
   /** WebSocket path; connect with ?token=... */
   wsPath: Type.String(),
+  /** Push codecs this PS accepts (shared/codec/; float32 always); the worker picks one. */
+  codecs: Type.Array(CodecNameSchema),
 });
 export type JoinResponse = Static<typeof JoinResponseSchema>;
 
@@ -173,10 +185,17 @@ export const ModelInfoSchema = Type.Object({
     size: Count(),
     entries: Type.Array(Type.Object({ name: Type.String(), shape: Type.Array(Count()), offset: Count(), length: Count() })),
   }),
-  hyperparameters: Type.Object({ lr: Type.Number(), momentum: Type.Number(), batch: Type.Integer({ minimum: 1 }), pullEvery: Type.Integer({ minimum: 1 }), rule: Type.String() }),
+  hyperparameters: Type.Object({
+    lr: Type.Number(), momentum: Type.Number(), batch: Type.Integer({ minimum: 1 }), pullEvery: Type.Integer({ minimum: 1 }), rule: Type.String(),
+    /** Local steps H; with H > 1, `lr` is the workers' inner rate and `outer` the PS's optimizer. */
+    localSteps: Type.Integer({ minimum: 1 }),
+    outer: Type.Optional(Type.Object({ lr: Type.Number(), momentum: Type.Number(), nesterov: Type.Boolean() })),
+  }),
   strategy: Type.String(),
   dataset: Type.String(),
   shards: Count(),
+  /** Push codecs this PS accepts (shared/codec/). */
+  codecs: Type.Array(CodecNameSchema),
   /** Workers verify weights relayed by peers with this key (shared/signing.ts). */
   weightsKey: Type.Object({ algorithm: Type.String(), publicKey: Type.String() }),
 });
@@ -192,6 +211,8 @@ export const StatusWorkerSchema = Type.Object({
   id: WorkerId(),
   /** The worker's own report when it sent one, else the PS's view (joined, connected, ...). */
   state: Type.String(),
+  /** The PS's view of the session (joined, connected, disconnected), never taken from a report. */
+  sessionState: Type.Optional(Type.String()),
   shards: Type.Array(Count()),
   pushes: Count(),
   lastStaleness: Count(),
@@ -249,9 +270,12 @@ export const SeriesPointSchema = Type.Object({
 });
 export type SeriesPoint = Static<typeof SeriesPointSchema>;
 
-/** GET /api/series: the run's evaluations, oldest first. */
-export const SeriesResponseSchema = Type.Object({ model: Type.String(), dataset: Type.String(), points: Type.Array(SeriesPointSchema) });
+/** GET /api/series: the run's evaluations, oldest first; `startedAt` (ms since the epoch) is t = 0. */
+export const SeriesResponseSchema = Type.Object({ model: Type.String(), dataset: Type.String(), startedAt: Type.Optional(Type.Number()), points: Type.Array(SeriesPointSchema) });
 export type SeriesResponse = Static<typeof SeriesResponseSchema>;
+
+/** GET /api/series?since=T: only the points with t > T (pollers ask for what they lack). */
+export const SeriesQuerySchema = Type.Object({ since: Type.Optional(Type.String({ pattern: '^-?\\d{1,9}(\\.\\d{1,6})?$' })) }, { additionalProperties: false });
 
 export function shardPath(dataKey: string, index: number): string {
   return `/api/shards/${encodeURIComponent(dataKey)}/${index}`;

@@ -31,10 +31,11 @@ export const ERRORS = {
   PROTO_BAD_LENGTH: { message: 'Payload of {got} values does not match the {want} the {type} frame needs', http: 400, wsClose: 4405, retryable: false },
   PROTO_NON_FINITE: { message: 'Payload value at index {index} is not finite ({value})', http: 422, wsClose: 4406, retryable: false },
   PROTO_OVERSIZE: { message: 'Frame of {bytes} bytes exceeds the limit of {limit} bytes', http: 413, wsClose: 4407, retryable: false },
-  PROTO_BAD_DTYPE: { message: 'Payload dtype {dtype} is not supported (only float32)', http: 400, wsClose: 4408, retryable: false },
+  PROTO_BAD_DTYPE: { message: 'Payload dtype {dtype} is not accepted here (this PS accepts {accepted})', http: 400, wsClose: 4408, retryable: false },
   PROTO_BAD_COUNT: { message: 'Gradient count {count} must be a positive integer', http: 400, wsClose: 4409, retryable: false },
   PROTO_NOT_BINARY: { message: 'Text message received where a binary frame was expected', http: 400, wsClose: 4410, retryable: false },
   PROTO_BAD_META: { message: 'Meta block of a weights frame is malformed: {detail}', http: 400, wsClose: 4412, retryable: false },
+  PROTO_BAD_CODEC: { message: 'The {codec} payload of a push is malformed: {detail}', http: 400, wsClose: 4419, retryable: false },
   // Sessions: who may send what.
   PS_NO_SESSION: { message: 'No valid session: join at POST /api/join and present the token', http: 401, wsClose: 4420, retryable: false },
   PS_WRONG_WORKER: { message: 'Frame claims worker {claimed} but the session belongs to worker {owner}', http: 403, wsClose: 4421, retryable: false },
@@ -47,6 +48,13 @@ export const ERRORS = {
   PS_FULL: { message: 'The server already serves {max} workers', http: 503, wsClose: 4001, retryable: true },
   PS_SHUTTING_DOWN: { message: 'The parameter server is shutting down', http: 503, wsClose: 4000, retryable: true },
   PS_BAD_REQUEST: { message: 'Invalid request: {detail}', http: 400, wsClose: 4411, retryable: false },
+  // Admission, liveness and backpressure (server/ps/admission.ts, server/plugins/ws.ts): a public PS under load or abuse.
+  PS_RATE_LIMITED: { message: 'Too many joins from {address}: at most {max} per {window}; retry in {retryAfterSec} s', http: 429, wsClose: 4002, retryable: true },
+  PS_TOO_MANY_SESSIONS: { message: 'Address {address} already holds {max} worker sessions; retry when one ends', http: 429, wsClose: 4006, retryable: true },
+  PS_SLOW_READER: { message: 'Worker {worker} does not read its replies: {bytes} bytes queued, the limit is {limit}', http: 503, wsClose: 4007, retryable: true },
+  PS_NO_WORK: { message: 'Session of worker {worker} held a socket without a push or pull for {ms} ms: rejoin', http: 401, wsClose: 4428, retryable: false },
+  PS_RECORD_EXPIRED: { message: 'The applied-push record of worker {worker} is past the retention horizon: join as a new worker; gradients buffered under the old id are dropped', http: 409, wsClose: 4429, retryable: false },
+  PS_REQUEST_TIMEOUT: { message: 'The request did not arrive within {ms} ms', http: 408, wsClose: 4008, retryable: true },
   // Data.
   DATA_MISSING: { message: 'Data set {dataset} not found at {path}: {hint}', http: 500, wsClose: 4430, retryable: false },
   DATA_BAD_IDX: { message: 'IDX file {file} is malformed: {detail}', http: 500, wsClose: 4431, retryable: false },
@@ -81,6 +89,7 @@ export const ERRORS = {
   COORD_BAD_ARGUMENT: { message: 'Invalid argument to {op}: {detail}', http: 400, wsClose: 4463, retryable: false },
   COORD_CLOSED: { message: 'The coordination client is closed; {op} {path} refused', http: 500, wsClose: 4464, retryable: false },
   COORD_FAILED: { message: 'ZooKeeper {op} {path} failed: {detail}', http: 500, wsClose: 4465, retryable: false },
+  COORD_NO_AUTH: { message: 'ZooKeeper refused {op} {path}: the znode\'s ACL does not grant it to this client\'s credentials (another deployment secret, or none)', http: 403, wsClose: 4466, retryable: false },
   // Chain replication (server/chain): a PS cluster whose membership and order ZooKeeper keeps.
   CHAIN_NOT_HEAD: { message: 'This node ({node}) is not the head of the chain at epoch {epoch}; send writes to the head: {head}', http: 421, wsClose: 4020, retryable: true },
   CHAIN_FENCED: { message: 'This node ({node}) is fenced: {reason}; it accepts no writes until it is back in the chain', http: 503, wsClose: 4021, retryable: true },
@@ -89,6 +98,7 @@ export const ERRORS = {
   CHAIN_BAD_LINK: { message: 'Chain link from {from} refused: {detail}', http: 403, wsClose: 4490, retryable: false },
   CHAIN_BAD_FRAME: { message: 'Chain frame refused: {detail}', http: 400, wsClose: 4491, retryable: false },
   CHAIN_CONFIG_MISMATCH: { message: 'Node options do not match cluster {cluster}: {detail}', http: 409, wsClose: 4492, retryable: false },
+  CHAIN_BAD_MAC: { message: 'Chain message from {from} refused: {detail}; the link is closed', http: 403, wsClose: 4493, retryable: false },
   // Worker mesh (client/mesh): messages from other workers' tabs, which are untrusted. Never applied, counted, and the peer is disconnected.
   MESH_BAD_MESSAGE: { message: 'Peer {peer} sent a malformed mesh message: {detail}', http: 400, wsClose: 4470, retryable: false },
   MESH_BAD_LENGTH: { message: 'Peer {peer} sent a {kind} message of {got} bytes where {want} were expected', http: 400, wsClose: 4471, retryable: false },

@@ -4,6 +4,7 @@
  * takes its DEFAULTS and its checks from PS_OPTIONS; server/cli.ts its parsing and help.
  * Keys are the ServerOptions fields (server/config.ts), flags their kebab-case unless named.
  */
+import { CODEC_NAMES } from '../../shared/codec/index.ts';
 import { MODEL_NAMES } from '../../shared/models.ts';
 import { DATASET_NAMES } from '../data.ts';
 import { AGGREGATOR_DEFAULTS as A, AGGREGATOR_NAMES, DEFAULT_AGGREGATOR } from '../ps/aggregate/index.ts';
@@ -14,6 +15,9 @@ import { defineOptions } from './schema.ts';
 
 export const BACKENDS = ['auto', 'webgpu', 'webgl', 'wasm', 'cpu'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** `start`'s log (server/start/logger.ts) and what runs its --workers (server/start/workers.ts). */
+export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
+export const WORKER_RUNTIMES = ['auto', 'chromium', 'node'] as const;
 const ON_OFF = ['on', 'off'] as const;
 const C = CHECKPOINT_DEFAULTS;
 
@@ -22,15 +26,27 @@ export const PS_OPTIONS = defineOptions({
   model: { type: 'choice', values: MODEL_NAMES, default: 'fashion-cnn', help: 'model from the registry (shared/models.ts)' },
   dataset: { type: 'choice', values: DATASET_NAMES, default: 'mnist', help: 'training and test data' },
   shards: { type: 'int', min: 1, default: 16, help: 'disjoint training shards handed out to workers' },
-  lr: { type: 'number', min: 0, exclusive: 'min', arg: 'X', defaultText: "the model's, 0.01 for fashion-cnn", help: 'SGD learning rate', symptom: 'loss diverges (lower it) or creeps (raise it)' },
+  lr: { type: 'number', min: 0, exclusive: 'min', arg: 'X', defaultText: "the model's: 0.1 for mnist-mlp, 0.01 for fashion-cnn", help: 'SGD learning rate', symptom: 'loss diverges (lower it) or creeps (raise it)' },
   momentum: { type: 'number', min: 0, max: 1, exclusive: 'max', arg: 'X', default: 0, help: 'SGD momentum' },
-  batch: { type: 'int', min: 1, defaultText: "the model's, 32 for fashion-cnn", help: 'worker batch size' },
+  batch: { type: 'int', min: 1, defaultText: "the model's: 64 for mnist-mlp, 32 for fashion-cnn", help: 'worker batch size' },
   pullEvery: { type: 'int', min: 1, default: 1, help: 'workers pull weights every N steps', symptom: 'pull traffic dominates the PS (raise it, at the cost of staler gradients)' },
   seed: { type: 'int', min: 0, default: 1, help: 'seed of the initial weights and the shard split' },
   evalEveryMs: { flag: 'eval-every', type: 'int', min: 0, arg: 'MS', default: 5000, help: 'test-set evaluation period, 0 = off', symptom: 'evaluation slows a small machine (raise it or 0)' },
   evalExamples: { type: 'int', min: 1, default: 10000, help: 'evaluate on the first N test examples' },
   idleMs: { type: 'int', min: 100, arg: 'MS', default: 30000, help: 'drop a worker silent this long and reassign its shards', symptom: 'shards of closed tabs stay idle too long (lower it) or slow tabs lose theirs (raise it)' },
   maxWorkers: { type: 'int', min: 1, default: 1024, help: 'most concurrent workers', symptom: 'WORKERS_FULL refuses volunteers the machine could serve' },
+  joinRate: { type: 'int', min: 0, arg: 'N', default: 120, help: 'joins one address may make per minute, 0 = no limit (PS_RATE_LIMITED, 429 with Retry-After)', symptom: 'one client looping joins slows the PS (lower it) or a lab behind one NAT is refused (raise it)' },
+  maxSessionsPerAddress: { flag: 'sessions-per-address', type: 'int', min: 0, arg: 'N', default: 64, help: 'live worker sessions one address may hold, 0 = no limit (PS_TOO_MANY_SESSIONS)', symptom: 'one client hoards the --max-workers slots (lower it) or many tabs behind one NAT are refused (raise it)' },
+  refusalDelayMs: { type: 'int', min: 0, arg: 'MS', default: 1000, help: 'answer a join refused for its rate (PS_RATE_LIMITED) after this long, at most 1024 held at once, 0 = at once', symptom: 'a client looping joins still slows the PS (raise it)' },
+  trustProxy: { type: 'string', arg: 'P', default: 'off', help: 'behind a reverse proxy: take the client address from X-Forwarded-For; on = trust every hop, N = trust N hops, or a comma list of proxy addresses/CIDRs', symptom: 'every worker shares the proxy\'s address and the per-address limits refuse them all' },
+  corsOrigin: { type: 'string', arg: 'ORIGINS', default: '', help: 'other origins whose pages may call /api/* (comma list, or *); the PS\'s own origin always may. A chain node also allows its chain\'s nodes', symptom: 'a worker page served from another site cannot join' },
+  wsPingMs: { type: 'int', min: 0, arg: 'MS', default: 10000, help: 'ping every worker socket this often; one without a pong by the next ping is dropped and its session expired, 0 = off', symptom: 'half-open sockets of vanished tabs hold slots (lower it)' },
+  workIdleMs: { type: 'int', min: 0, arg: 'MS', default: 120000, help: 'end a session whose socket carries no push or pull for this long (PS_NO_WORK), 0 = off', symptom: 'idle sockets hold --max-workers slots (lower it) or slow CPU tabs lose their session between steps (raise it)' },
+  maxQueuedBytes: { type: 'int', min: 65536, arg: 'B', default: 16777216, help: 'bytes of unsent replies one worker socket may queue before it is closed (PS_SLOW_READER)', symptom: 'the PS\'s memory grows with clients that do not read' },
+  requestTimeoutMs: { type: 'int', min: 0, arg: 'MS', default: 30000, help: 'an HTTP request (headers and body) must arrive within this, 0 = off', symptom: 'slow uploads hold the server (lower it) or big pushes on slow links fail (raise it)' },
+  connectionTimeoutMs: { type: 'int', min: 0, arg: 'MS', default: 60000, help: 'close an HTTP connection idle this long (not upgraded WebSockets), 0 = off' },
+  recordHorizon: { type: 'int', min: 1, arg: 'V', default: 1000000, help: 'the applied-push record forgets a worker whose last push is more than V versions old (PS_RECORD_EXPIRED when it returns)', symptom: 'workers returning from long outages lose their buffered gradients (raise it)' },
+  recordMax: { type: 'int', min: 1, max: 65535, arg: 'N', default: 65535, help: 'most workers the applied-push record holds; the oldest are forgotten first (the protocol carries at most 65,536 entries)' },
   strategy: { type: 'choice', values: STRATEGY_NAMES, default: 'none', help: 'recovery strategy (server/strategies)', symptom: 'a PS crash loses training (checkpoint) or must be survived without disk (stateless)' },
   rule: { type: 'choice', values: RULE_NAMES, default: 'mean', help: 'stale-update rule (server/ps/rules.ts)', symptom: 'accuracy drops after outages because stale buffered gradients dominate (staleness)' },
   aggregator: { type: 'choice', values: AGGREGATOR_NAMES, default: DEFAULT_AGGREGATOR, help: 'robust aggregation of pushes before the optimizer (server/ps/aggregate; README "Threat model")', symptom: 'one hostile or broken worker ruins the model (clip); none only for trusted workers' },
@@ -41,8 +57,13 @@ export const PS_OPTIONS = defineOptions({
   buckets: { type: 'int', min: 1, arg: 'B', default: A.buckets, help: 'trimmed-mean: buckets per window, one update per window' },
   trim: { type: 'int', min: 0, default: A.trim, help: 'trimmed-mean: bucket means dropped at each end per coordinate, (B-1)/2 = median', symptom: 'more attackers than trim x bucket size (raise it)' },
   maxNormJump: { type: 'number', min: 0, arg: 'X', default: 2, help: 'refuse a new version whose weight norm exceeds X times the current one (floor 1), 0 = off; non-finite versions are always refused' },
+  localSteps: { type: 'int', min: 1, arg: 'H', default: 1, help: 'workers take H steps on their own copy (at --lr) and push their sum as one update, which the PS applies with Nesterov SGD at --outer-lr and --outer-momentum (DiLoCo); outages flush the same way, so outage compute counts in full. 1 = a push per step', symptom: 'uploads or round trips dominate the step time (raise it, at some cost in staleness)' },
+  outerLr: { type: 'number', min: 0, exclusive: 'min', arg: 'X', default: 1, help: '--local-steps > 1: the outer learning rate (on the model delta, inner lr x the summed gradients); 1 with momentum 0 is local SGD', symptom: 'DiLoCo\'s 0.7 with momentum 0.9 suits H in the hundreds; at small H it overshoots (measured: mnist-mlp at H = 4 did not learn)' },
+  outerMomentum: { type: 'number', min: 0, max: 1, exclusive: 'max', arg: 'X', default: 0, help: '--local-steps > 1: the outer Nesterov momentum' },
+  codecs: { type: 'list', of: 'string', values: CODEC_NAMES, default: [...CODEC_NAMES], help: 'push codecs workers may use (shared/codec/; listed in /api/model and the join answer); float32 is always accepted', symptom: 'a lossy codec costs the run accuracy you cannot spare (leave only float32)' },
   maxCount: { type: 'int', min: 1, default: 100000, help: 'most gradients one push or flush may claim (PS_COUNT_TOO_LARGE)', symptom: 'honest flushes after long outages are refused (raise it)' },
   secret: { type: 'string', minLength: 16, arg: 'S', defaultText: 'env TABSWARM_SECRET, else random: then nothing workers hold survives a restart', help: 'HMAC secret shared by all PS processes of a deployment' },
+  runId: { type: 'string', arg: 'ID', defaultText: 'none (a cluster fixes its own when created)', help: 'the run this PS serves, part of the weights signing key: copies from another run under the same secret are refused', symptom: 'a restarted stateless PS or the mesh takes weights left over from an earlier run (give each run its own)' },
   adminToken: { type: 'string', minLength: 16, arg: 'T', defaultText: 'env TABSWARM_ADMIN_TOKEN, else random, printed', help: 'bearer token of /api/admin/*' },
   adoptWindowMs: { type: 'int', min: 0, arg: 'MS', default: 3500, help: 'stateless: collect workers\' weight copies this long before adopting', symptom: 'a restarted stateless PS adopts an old copy before the freshest worker reconnects (raise it)' },
   bufferMode: { type: 'choice', values: ['frozen', 'local'], default: 'frozen', help: 'while the PS is down workers sum gradients against their last weights (frozen) or also apply them locally (local)' },
@@ -68,9 +89,16 @@ export const START_OPTIONS = defineOptions({
   port: { type: 'int', min: 0, max: 65535, default: 8080, help: 'port to listen on, 0 picks a free one' },
   host: { type: 'string', arg: 'H', default: '127.0.0.1', help: 'address to bind; 0.0.0.0 lets other machines join' },
   ...PS_OPTIONS,
+  // The newcomer's default: mnist-mlp passes 90% test accuracy within a minute on 2 CPU cores
+  // (docs/benchmarks.md). The reference workload is `--model fashion-cnn --dataset fashion-mnist`;
+  // buildServer({}) and `tabswarm node` keep fashion-cnn.
+  model: { ...PS_OPTIONS.model, default: 'mnist-mlp', help: 'model from the registry (shared/models.ts); the reference workload is --model fashion-cnn --dataset fashion-mnist' },
   workers: { type: 'int', min: 0, default: 2, help: 'headless Chromium worker tabs to launch, 0 = none' },
   workerBackend: { type: 'choice', values: BACKENDS, default: 'auto', help: 'backend of those tabs' },
+  workerRuntime: { type: 'choice', values: WORKER_RUNTIMES, default: 'auto', help: 'what runs the --workers: Chromium tabs (chromium), headless Node processes on the tfjs cpu backend (node), or tabs when Chromium is there and Node workers otherwise, said in one line (auto); env TABSWARM_NO_BROWSER=1 means node', symptom: 'no browser on the machine, or a browser that fails to start (node)' },
+  installDeps: { type: 'choice', values: ['auto', 'off'], default: 'auto', help: 'as root, apt-get install what start is missing (chromium; dataset-fashion-mnist for --dataset fashion-mnist) through scripts/install-system-deps.sh, as npm test does; off: never', symptom: 'start must not touch the system packages (off)' },
   logLevel: { type: 'choice', values: LOG_LEVELS, default: 'info', help: 'the PS\'s log level' },
+  logFormat: { type: 'choice', values: LOG_FORMATS, default: 'auto', help: 'human-readable lines (pretty, without the routine per-request lines) or pino JSON lines (json); auto: pretty on a terminal, json otherwise. On a terminal a live status line sits under the log', symptom: 'a program reads the log from a terminal (json)' },
 });
 
 /** The chain's own options (server/chain/node.ts), added to START_OPTIONS by `node`. */
@@ -89,6 +117,7 @@ export const CHAIN_OPTIONS = defineOptions({
 export const NODE_OPTIONS = defineOptions({
   ...START_OPTIONS,
   port: { ...START_OPTIONS.port, default: 0 },
+  model: PS_OPTIONS.model,
   workers: { ...START_OPTIONS.workers, default: 0 },
   strategy: { ...START_OPTIONS.strategy, help: 'recovery strategy the chain wraps (server/strategies)' },
   ...CHAIN_OPTIONS,
@@ -103,6 +132,10 @@ export const WORKER_OPTIONS = defineOptions({
   logEveryMs: { type: 'int', min: 0, arg: 'MS', default: 2000, help: 'status line period (also printed on every state change)' },
   requestTimeoutMs: { type: 'int', min: 100, arg: 'MS', defaultText: '10000 (the loop\'s)', help: 'timeout of every request to the PS; no reply in time counts as an outage', symptom: 'a hung PS is noticed too late (lower it) or a loaded one is taken for down (raise it)' },
   drainTimeoutMs: { type: 'int', min: 0, arg: 'MS', defaultText: '--request-timeout-ms + 5000', help: 'on --steps, SIGINT or SIGTERM, deliver the unacknowledged push and flush the buffer, waiting for the acks at most this long; a second Ctrl-C stops at once', symptom: 'workers exit with "outcome":"timeout" and gradients left while the PS was only slow to come back (raise it), or stopping takes too long (lower it)' },
+  codec: { type: 'choice', values: CODEC_NAMES, default: 'float32', help: 'how pushes travel: float32 (exact), f16 (half the bytes), int8 (blockwise, about a quarter) or topk (--topk-ratio of the values); the lossy ones keep error feedback. float32 when the PS does not accept it', symptom: 'uploads dominate each step on a slow uplink (f16, int8, topk)' },
+  overlap: { type: 'flag', help: 'compute the next gradient while the last push is in flight (one in flight at most): upload and compute overlap, each gradient one push staler', symptom: 'a slow uplink or a distant PS leaves the worker idle between steps' },
+  topkRatio: { type: 'number', min: 0, max: 0.5, exclusive: 'min', arg: 'R', default: 0.01, help: 'topk: fraction of the values each push keeps' },
+  int8Block: { type: 'int', min: 1, max: 65536, arg: 'B', default: 256, help: 'int8: values per scale' },
   attack: { type: 'string', arg: 'A', help: 'TEST ONLY: turn this worker hostile (client/attack.ts: sign-flip, scale:1e30, noise:S, zero, alie, ipm, lie-base, lie-count, replay)' },
   logAcks: { type: 'flag', help: 'print every acknowledged push as {"worker":W,"acks":[[seq,version,duplicate],...]}; the last line\'s "drain" adds what stopping delivered and left' },
 });

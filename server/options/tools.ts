@@ -75,3 +75,16 @@ export const EXPERIMENT_OPTIONS = defineOptions({
   out: { type: 'string', arg: 'DIR', defaultText: 'experiments/<date>', help: 'results folder' },
   reportOnly: { type: 'flag', help: 're-render the figures and summary from the runs in --out' },
 });
+
+/**
+ * `tabswarm doctor` (server/start/doctor.ts): where to look for each component. Each default is
+ * where Debian and `npm install` put it; pointing one elsewhere is how a test shows a gap.
+ */
+export const DOCTOR_OPTIONS = defineOptions({
+  chromium: { type: 'string', arg: 'PATH', defaultText: 'env TABSWARM_CHROMIUM, else /usr/bin/chromium', help: 'the Chromium executable to check (and launch, for the backends)' },
+  java: { type: 'string', arg: 'J', defaultText: 'env JAVA, else java on PATH', help: 'the java that runs ZooKeeper' },
+  zkJars: { type: 'string', arg: 'DIR', default: '/usr/share/java', help: 'folder holding zookeeper.jar (Debian\'s zookeeper package)' },
+  fashionDir: { type: 'string', arg: 'DIR', default: '/usr/share/datasets/fashion-mnist', help: 'Fashion-MNIST\'s IDX files (Debian\'s dataset-fashion-mnist)' },
+  port: { type: 'int', min: 0, max: 65535, default: 8080, help: 'the port `tabswarm start` will listen on, checked free' },
+  browser: { type: 'choice', values: ['on', 'off'], default: 'on', help: 'launch Chromium to check WebGPU, WebGL and wasm (off: only check it is there)', symptom: 'a quick check without starting a browser (off)' },
+});

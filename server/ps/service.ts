@@ -3,6 +3,7 @@
  * recovery strategy make the update safe, acknowledge. Nothing from a frame that fails any check
  * is applied; the error is thrown to the transport, which reports it to that client alone.
  */
+import { CODEC_NAMES, Codec, type CodecName } from '../../shared/codec/index.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
 import type { Layout } from '../../shared/layout.ts';
@@ -25,6 +26,8 @@ export interface ParameterServerDeps {
   readonly metrics: Metrics;
   readonly log: FastifyBaseLogger;
   readonly signer: Signer;
+  /** Push codecs accepted besides float32 (shared/codec/). @default every registered one */
+  readonly codecs?: readonly string[];
 }
 
 /** One applied (or recognised as duplicate) flush, as /api/flushes lists it. */
@@ -63,6 +66,9 @@ export class ParameterServer {
   private readonly log: FastifyBaseLogger;
   /** Largest frame accepted: a header plus one full gradient. */
   readonly maxFrameBytes: number;
+  /** Push codecs workers may use (float32 always): the join answer and /api/model list them. */
+  readonly codecs: readonly CodecName[];
+  private readonly codecDtypes: readonly number[];
   /** Updates applied by this process (unlike the version, never reset by a restore). */
   appliedCount = 0;
   private weightsCache: { key: string; bytes: Uint8Array } | undefined;
@@ -81,15 +87,25 @@ export class ParameterServer {
     this.log = deps.log;
     this.signer = deps.signer;
     this.maxFrameBytes = HEADER_BYTES + 4 * deps.layout.size;
+    this.codecs = CODEC_NAMES.filter((name) => name === 'float32' || (deps.codecs ?? CODEC_NAMES).includes(name));
+    this.codecDtypes = this.codecs.map((name) => Codec[name]);
     this.metrics.modelVersion.set(this.store.version);
   }
 
-  /** Joins a worker; with `resume`, under its old id once the id tag verifies. */
-  join(userAgent: string, resume?: { workerId: number; idTag: string }): WorkerSession {
+  /**
+   * Joins a worker; with `resume`, under its old id once the id tag verifies. A resumed id the
+   * applied-push record no longer holds, while the record has forgotten workers, is refused
+   * (PS_RECORD_EXPIRED): its pushes may have been applied, and the PS could not tell a retry.
+   */
+  join(userAgent: string, resume?: { workerId: number; idTag: string }, address = ''): WorkerSession {
     this.strategy.admitWrite();
     if (resume && !this.signer.verifyIdTag(resume.workerId, resume.idTag)) throw new TabswarmError('PS_BAD_RESUME', { worker: resume.workerId });
+    const marked = resume !== undefined && this.store.appliedMark(resume.workerId) !== undefined;
+    if (resume && !marked && this.store.recordFloor > 0) throw new TabswarmError('PS_RECORD_EXPIRED', { worker: resume.workerId });
     if (resume && this.sessions.get(resume.workerId)) this.leave(resume.workerId, 'resumed in a new session');
-    const session = this.sessions.join(userAgent, Date.now(), resume?.workerId);
+    const session = this.sessions.join(userAgent, Date.now(), resume?.workerId, address);
+    session.marked = marked;
+    session.resumed = resume !== undefined;
     this.claims.joined(session, this.store.version, resume !== undefined);
     this.reassign(this.assignment.join(session.id));
     this.log.info({ worker: session.id, shards: session.shards }, 'worker joined');
@@ -128,9 +144,9 @@ export class ParameterServer {
    */
   async handle(session: WorkerSession, bytes: Uint8Array): Promise<Uint8Array> {
     const started = performance.now();
-    const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES });
+    const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES, codecs: this.codecDtypes });
     if (frame.workerId !== session.id) throw new TabswarmError('PS_WRONG_WORKER', { claimed: frame.workerId, owner: session.id });
-    session.lastSeen = Date.now();
+    session.lastSeen = session.lastWork = Date.now();
     switch (frame.type) {
       case MsgType.PULL:
         await this.strategy.ready();
@@ -166,6 +182,7 @@ export class ParameterServer {
     // run in one synchronous step, so no update slips in once a hold is taken.
     while (this.store.held) await this.store.held;
     this.strategy.admitWrite();
+    this.checkRecord(session);
     if (!this.store.isRetry(update)) {
       this.claims.check(session, update.workerId, update.baseVersion, update.count, this.store.version); // a retry is acked again, never re-checked
     }
@@ -181,6 +198,7 @@ export class ParameterServer {
     }
     this.metrics.applySeconds.observe((performance.now() - started) / 1000);
     this.counted(result.version, result.staleness);
+    session.marked = true;
     session.pushes += 1;
     session.lastStaleness = result.staleness;
     if (isFlush) this.logFlush(update, result.version, result.staleness, false);
@@ -188,6 +206,18 @@ export class ParameterServer {
     const fwd = forwardOf(this.store.lastDecision, this.layout.size);
     await this.strategy.afterApply({ ...update, grad: fwd.grad, version: result.version, flags: (frame.flags & Flag.FLUSH) | fwd.flags });
     return this.ack(session, frame.seq, frame.count, result.version, 0);
+  }
+
+  /**
+   * Refuses a push the record cannot place: the worker had a mark (this session saw it, or it
+   * resumed an id after the record forgot workers) and the mark is gone, so whether its pushes
+   * were applied is unknown. The worker drops what it holds and joins as a new worker.
+   */
+  private checkRecord(session: WorkerSession): void {
+    // Floor 0: the record never forgot anyone, so a missing mark means a rollback (a restore to
+    // before this worker's first push), after which its pushes are new: the old behaviour.
+    if (this.store.recordFloor === 0 || this.store.appliedMark(session.id)) return;
+    if (session.marked || session.resumed) throw new TabswarmError('PS_RECORD_EXPIRED', { worker: session.id });
   }
 
   /**

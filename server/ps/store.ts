@@ -2,6 +2,15 @@
  * The parameter server's state behind one small interface: the flat weights, the model
  * version, the optimizer, and the record of applied pushes per worker (so a retried push is
  * acknowledged again, never applied twice). Recovery strategies snapshot and restore it.
+ *
+ * The record is bounded (docs/PROTOCOL.md, "The applied-push record"): it keeps the workers
+ * whose last applied push is at most `recordHorizon` versions old, at most `recordMax` of them,
+ * forgetting the oldest first. What it forgot is summed up by one entry under worker id 0 (an
+ * id no session ever gets): its version is the newest version a forgotten mark held, the
+ * record's *floor*. Because the floor is an ordinary entry, it travels wherever the record
+ * does (WEIGHTS frames, checkpoints, chain state transfer, stateless copies) with no format
+ * change, and the PS that restores it knows its record is incomplete. Eviction depends only on
+ * versions, so every chain replica forgets the same workers at the same version.
  */
 import type { Layout } from '../../shared/layout.ts';
 import type { AppliedRecordEntry } from '../../shared/protocol.ts';
@@ -13,6 +22,17 @@ import { RULES, type StaleRule } from './rules.ts';
 export interface AppliedMark {
   readonly seq: number;
   readonly version: number;
+}
+
+/** Worker id of the record's floor entry (no session ever gets id 0). */
+export const FLOOR_WORKER = 0;
+
+/** Bounds of the applied-push record. */
+export interface RecordBounds {
+  /** Forget a worker whose last applied push is more than this many versions old. @default 1000000 */
+  horizon: number;
+  /** Most workers remembered (one more entry carries the floor). @default 65535 */
+  max: number;
 }
 
 export interface PsSnapshot {
@@ -64,7 +84,15 @@ export class ParameterStore {
   private versionValue = 0;
   /** Bumped by every restore, so caches keyed by version can tell restored weights apart. */
   generation = 0;
+  /**
+   * Worker id -> mark, in the order of the marks' versions (a mark is deleted and set again on
+   * every apply), so the oldest mark is always first and eviction is O(1).
+   */
   private readonly applied = new Map<number, AppliedMark>();
+  /** Newest version of a forgotten mark; 0 while the record is complete. */
+  private floorVersion = 0;
+  /** Bounds of the record. @default horizon 1000000, max 65535; the PS sets --record-horizon, --record-max */
+  recordBounds: RecordBounds = { horizon: 1_000_000, max: 65535 };
   /** How a (possibly stale, possibly summed) update is applied. @default RULES.mean */
   rule: StaleRule = RULES.mean;
   /** Robust aggregation in front of the optimizer (aggregate/). @default none */
@@ -99,6 +127,26 @@ export class ParameterStore {
   /** The applied-push record of one worker, if any. */
   appliedMark(workerId: number): AppliedMark | undefined {
     return this.applied.get(workerId);
+  }
+
+  /** Newest version of a mark the record forgot; 0 while it forgot none. */
+  get recordFloor(): number {
+    return this.floorVersion;
+  }
+
+  /** Workers the record remembers (the floor entry not counted). */
+  get recordSize(): number {
+    return this.applied.size;
+  }
+
+  /** Forgets the oldest marks past the horizon or beyond the most entries; O(1) per mark forgotten. */
+  private evict(): void {
+    const { horizon, max } = this.recordBounds;
+    for (const [w, m] of this.applied) {
+      if (this.applied.size <= max && this.versionValue - m.version <= horizon) break;
+      this.applied.delete(w);
+      this.floorVersion = Math.max(this.floorVersion, m.version);
+    }
   }
 
   /**
@@ -161,7 +209,9 @@ export class ParameterStore {
 
   private advance(update: Update, staleness: number): ApplyResult {
     this.versionValue += 1;
+    this.applied.delete(update.workerId); // re-inserted last: the map stays in version order
     this.applied.set(update.workerId, { seq: update.seq, version: this.versionValue });
+    this.evict();
     return { applied: true, version: this.versionValue, staleness };
   }
 
@@ -202,7 +252,9 @@ export class ParameterStore {
 
   /** The applied-push record as it travels with the weights, sorted by worker id. */
   record(): AppliedRecordEntry[] {
-    return [...this.applied].map(([workerId, m]) => ({ workerId, seq: m.seq, version: m.version })).sort((a, b) => a.workerId - b.workerId);
+    const out = [...this.applied].map(([workerId, m]) => ({ workerId, seq: m.seq, version: m.version }));
+    if (this.floorVersion > 0) out.push({ workerId: FLOOR_WORKER, seq: 0, version: this.floorVersion });
+    return out.sort((a, b) => a.workerId - b.workerId);
   }
 
   /** A deep copy: one copy of each flat array. */
@@ -212,7 +264,7 @@ export class ParameterStore {
       version: this.versionValue,
       weights: Float32Array.from(this.weights),
       velocity: Float32Array.from(this.optimizer.velocity),
-      applied: new Map(this.applied),
+      applied: this.floorVersion > 0 ? new Map([...this.applied, [FLOOR_WORKER, { seq: 0, version: this.floorVersion }]]) : new Map(this.applied),
     };
   }
 
@@ -228,7 +280,15 @@ export class ParameterStore {
     // The aggregator's history belongs to the weights it was built on; it starts over (warm-up).
     this.aggregator.reset();
     this.applied.clear();
-    for (const [w, m] of s.applied) this.applied.set(w, m);
+    this.floorVersion = 0;
+    // Back into version order (a snapshot's map may come sorted by worker id), then bounded as
+    // this store's options say: a copy made under looser bounds shrinks to these.
+    const marks = [...s.applied].sort((a, b) => a[1].version - b[1].version);
+    for (const [w, m] of marks) {
+      if (w === FLOOR_WORKER) this.floorVersion = Math.max(this.floorVersion, m.version);
+      else this.applied.set(w, m);
+    }
+    this.evict();
   }
 }
 

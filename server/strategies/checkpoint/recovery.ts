@@ -76,7 +76,8 @@ export async function recoverFull(ck: Checkpointer): Promise<RecoveryReport> {
     version = Math.max(version, l.version);
     for (const [w, seq, v] of l.applied) {
       const had = applied.get(w);
-      if (!had || seq > had.seq) applied.set(w, { seq, version: v });
+      // Worker 0 is the record's floor (store.ts): the newest forgotten version of any stream.
+      if (!had || seq > had.seq || (w === 0 && v > had.version)) applied.set(w, { seq, version: v });
     }
   });
   store.restore({ layoutHash: store.layout.hash, version, weights, velocity, applied });
