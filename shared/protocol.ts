@@ -26,6 +26,7 @@
  *   36+metaBytes 4*n payload
  */
 import { TabswarmError } from './errors.ts';
+import { LITTLE_ENDIAN, f32At } from './codec/bytes.ts';
 import { CODEC_NAMES, Codec, codecOf } from './codec/index.ts';
 
 export const MAGIC = 0x4d575354;
@@ -159,8 +160,6 @@ export function encodeCodedPush(header: FrameHeader, coded: CodedPayload): Uint8
 export function metaBytes(record: readonly unknown[]): number {
   return TAG_BYTES + 4 + 12 * record.length;
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Encodes a frame into a fresh buffer. The payload is copied once. WEIGHTS and OFFER need `meta`. */
 export function encodeFrame(header: FrameHeader, payload?: Float32Array, meta?: WeightsMeta): Uint8Array {
@@ -308,15 +307,9 @@ function readMeta(bytes: Uint8Array, view: DataView, maxEntries: number): Weight
   return { tag, record };
 }
 
+/** n float32 values at `offset`: a view when 4-byte aligned on a little-endian host, else a copy. */
 export function readFloat32(bytes: Uint8Array, offset: number, n: number): Float32Array {
-  if (n === 0) return new Float32Array(0);
-  const start = bytes.byteOffset + offset;
-  // A Float32Array view needs 4-byte alignment (and a little-endian host); otherwise copy.
-  if (LITTLE_ENDIAN && start % 4 === 0) return new Float32Array(bytes.buffer, start, n);
-  const out = new Float32Array(n);
-  const view = new DataView(bytes.buffer, start, 4 * n);
-  for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
-  return out;
+  return n === 0 ? new Float32Array(0) : f32At(bytes, offset, n);
 }
 
 /** Index of the first NaN or infinity, or -1. A plain loop: this runs on every gradient. */

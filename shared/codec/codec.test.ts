@@ -6,22 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TabswarmError } from '../errors.ts';
+import { mulberry32 } from '../layout.ts';
 import { CODECS, CODEC_NAMES, Codec, ErrorFeedback, codecOf } from './index.ts';
 import { F16_MAX, toHalf } from './f16.ts';
 import { topkCount } from './topk.ts';
 import { MsgType, decodeFrame, encodeCodedPush, encodeFrame } from '../protocol.ts';
 
-/** A small deterministic PRNG (mulberry32), so a failure names a reproducible case. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG, so a failure names a reproducible case. */
+const rng = mulberry32;
 
 /** Gradient-like values: mostly small, a few large, some exact zeros, one subnormal-range value. */
 function gradient(n: number, seed: number, scale = 0.01): Float32Array {
