@@ -37,8 +37,13 @@ async function metric(p: PsProc, re: RegExp): Promise<number> {
   return text.split('\n').filter((l) => re.test(l) && !l.startsWith('#')).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
-/** Two honest workers and optionally one attacker, to the end of their steps; the evaluation of the final version. */
-async function run(args: string[], attack?: string): Promise<{ point: SeriesPoint; p: PsProc }> {
+/**
+ * Two honest workers and optionally one attacker, to the end of their steps: the evaluation of
+ * the final version, and the mean accuracy over the last fifth of the run (at least three
+ * evaluations), which judges the model rather than the instant the last push landed (the
+ * attacker may push last, alone, with clipped steps of twice the median norm).
+ */
+async function run(args: string[], attack?: string): Promise<{ point: SeriesPoint; late: number; p: PsProc }> {
   const p = await ps(args);
   const ws = [worker(p, 1), worker(p, 2), ...(attack ? [worker(p, 9, ['--attack', attack])] : [])];
   await until(() => ws.every((w) => w.child.exitCode !== null), 'every worker to finish its steps', 120_000, 200);
@@ -48,7 +53,10 @@ async function run(args: string[], attack?: string): Promise<{ point: SeriesPoin
     const pt = await latestAccuracy(p);
     return pt && pt.version >= version ? pt : undefined;
   }, `an evaluation of version ${version}`, 30_000, 200);
-  return { point, p };
+  const { points } = await p.get<{ points: SeriesPoint[] }>('/api/series');
+  const tail = points.filter((x) => x.version >= 0.8 * version);
+  const late = (tail.length >= 3 ? tail : points.slice(-3)).map((x) => x.accuracy);
+  return { point, late: late.reduce((a, b) => a + b, 0) / late.length, p };
 }
 
 test('one worker pushing ×1e30 ruins the model without aggregation; the default aggregator keeps it within 5 points of clean', { timeout: 240_000 }, async () => {
@@ -63,7 +71,7 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(!(ruined.point.loss < 100), `without aggregation the attack should ruin the model: ${JSON.stringify(ruined.point)} vs clean ${JSON.stringify(clean.point)}`);
 
   const kept = await run([], 'scale:1e30');
-  assert.ok(kept.point.accuracy >= clean.point.accuracy - 0.05, `default aggregator under attack: ${JSON.stringify(kept.point)} vs clean ${JSON.stringify(clean.point)}`);
+  assert.ok(kept.late >= clean.late - 0.05, `default aggregator under attack: late accuracy ${kept.late.toFixed(4)} (final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)} (final ${JSON.stringify(clean.point)})`);
   assert.ok(kept.point.loss < 5, `loss ${kept.point.loss}`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_clipped_total/)) > 0, 'the attacker\'s pushes were clipped');
   await kept.p.kill();
