@@ -5,18 +5,22 @@
  * timeout. A timeout or any answer proves nothing and leaves it to ZooKeeper.
  */
 export async function refusesConnections(url: string, stillMember: () => boolean): Promise<boolean> {
-  for (let attempt = 0; attempt < 3; attempt++) {
+  let refused = 0;
+  for (let attempt = 0; attempt < 10 && refused < 3; attempt++) {
     if (!stillMember()) return false;
     try {
       await fetch(new URL('/api/cluster', url), { signal: AbortSignal.timeout(500) });
       return false; // it answers: alive
     } catch (err) {
       const code = (err as { cause?: { code?: string } }).cause?.code;
-      if (code !== 'ECONNREFUSED') return false; // a timeout proves nothing
+      if (code === 'ECONNREFUSED') refused += 1;
+      // A process being killed can close its links before its listening socket (seen on a
+      // loaded machine): the probe's connection is then reset, not refused. Ask again.
+      else if (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET') return false; // a timeout proves nothing
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, refused > 0 ? 20 : 100));
   }
-  return stillMember();
+  return refused >= 3 && stillMember();
 }
 
 /** Promises that resolve once a counter (the chain epoch) reaches a value, or after a timeout. */
