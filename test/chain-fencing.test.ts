@@ -8,7 +8,7 @@
  *   client hears from ZooKeeper every third of it, so silence starts up to 1/3 before the stop),
  *   the sync node stays writable; after SIGCONT all take writes again in the same session.
  * - "A node started with anything else is refused with CHAIN_CONFIG_MISMATCH": other model,
- *   other replication mode, other secret; the node exits with the catalogued message.
+ *   other replication mode, other applied-record bound, other secret; the node exits with the catalogued message.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -93,6 +93,7 @@ test('a node whose options differ from the cluster\'s is refused with CHAIN_CONF
   const cases: [string, string[], RegExp][] = [
     ['model', ['--secret', SECRET, '--model', 'mnist-mlp', '--dataset', 'synthetic', '--replication', 'sync'], /model is "mnist-mlp" here but "mnist-logreg" in the cluster/],
     ['replication', ['--secret', SECRET, '--model', 'mnist-logreg', '--dataset', 'synthetic', '--replication', 'async'], /replication is "async" here but "sync" in the cluster/],
+    ['record bound', ['--secret', SECRET, '--model', 'mnist-logreg', '--dataset', 'synthetic', '--replication', 'sync', '--record-max', '100'], /recordMax is 100 here but 65535 in the cluster/],
     ['secret', ['--secret', 'another-secret-0123456789abcdef', '--model', 'mnist-logreg', '--dataset', 'synthetic', '--replication', 'sync'], /the secret differs from the one its other nodes use/],
   ];
   for (const [what, args, detail] of cases) {

@@ -55,6 +55,23 @@ test('sync chain of 3: SIGKILL head, middle, tail in turn; no acknowledged updat
   assert.equal(redirect.retryable, true);
   assert.equal(redirect.details.head, nodes[0]!.url, 'the head travels in details: the worker never parses the message');
 
+  // CORS on a chain node: a page loaded from another node of the chain writes to the head, so the
+  // head allows the chain's own origins; an origin that is neither a node nor --cors-origin gets
+  // no allow header (the browser then refuses the response), and the admin API none at all.
+  const preflight = (origin: string, path = '/api/push') => fetch(new URL(path, nodes[0]!.url), { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+  for (const peer of [nodes[1]!, nodes[2]!]) {
+    const origin = new URL(peer.url).origin;
+    const res = await preflight(origin);
+    assert.equal(res.headers.get('access-control-allow-origin'), origin, `the head allows its peer ${origin}`);
+    assert.match(res.headers.get('access-control-allow-methods') ?? '', /POST/);
+  }
+  const foreign = await preflight('http://evil.example');
+  assert.equal(foreign.headers.get('access-control-allow-origin'), null, 'an origin outside the chain is not allowed');
+  const peerOrigin = new URL(nodes[1]!.url).origin;
+  assert.equal((await preflight(peerOrigin, '/api/admin/status')).headers.get('access-control-allow-origin'), null, 'the admin API never answers cross-origin');
+  const status = await fetch(new URL('/api/status', nodes[0]!.url), { headers: { origin: peerOrigin } });
+  assert.equal(status.headers.get('access-control-allow-origin'), peerOrigin, 'a simple request from a peer origin is allowed too');
+
   // Workers start on nodes that are not the head: they are redirected (CHAIN_NOT_HEAD) to it.
   // The second worker codes its pushes (int8, error feedback) and overlaps upload and compute:
   // exactly-once through the kills must hold for it as for the plain one.

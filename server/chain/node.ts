@@ -84,6 +84,13 @@ interface ClusterConfig {
   shards: number;
   replication: ReplicationMode;
   /**
+   * The applied-push record's bounds (--record-horizon, --record-max): every replica must forget
+   * the same workers at the same version, or a retry after a failover would be applied twice on
+   * one node and refused on another.
+   */
+  recordHorizon: number;
+  recordMax: number;
+  /**
    * The run id (server/ps/signer.ts), fixed by the node that creates the cluster: part of the
    * weights signing key, so copies from another run under the same secret are refused.
    */
@@ -128,6 +135,7 @@ export async function startChainNode(o: ChainNodeOptions): Promise<ChainNode> {
     // A new cluster's run id: the operator's (--run-id), else a fresh one; a later node takes the cluster's.
     const run = await retrying(() => checkConfig(coord, membership.root, o.cluster, {
       model: options.model, dataset: options.dataset, layoutHash: deriveLayout(options.modelSpec).hash, seed: options.seed, shards: options.shards, replication,
+      recordHorizon: options.recordHorizon, recordMax: options.recordMax,
       run: options.runId || newRunId(options.model, options.dataset, options.seed),
     }, options.runId !== undefined && options.runId !== ''));
     const replica = new ChainReplica(membership, { mode: replication, secret: o.secret, snapshotEvery, asyncWindow, historyLimit: REPLICA_DEFAULTS.historyLimit, fastDetect: o.fastDetect ?? REPLICA_DEFAULTS.fastDetect });
