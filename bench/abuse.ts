@@ -13,6 +13,10 @@
  *   (d) churn    N simulated workers (mnist-logreg) joining, pulling, pushing and leaving, spread
  *                over the phase, each from its own address (X-Forwarded-For, --trust-proxy on).
  *
+ * The abusers run in a child process of their own: on the Internet they are other machines, and
+ * run in the measuring process their own work (2,000 socket writes a second, 64 churning
+ * workers' requests) would delay the good worker's event loop and be counted as the PS's.
+ *
  * The PS runs in a child process with its default limits (only --trust-proxy on, so the churn
  * workers count as distinct volunteers; the abusers send no X-Forwarded-For and share one
  * address). Its RSS is sampled every second from /proc and the phase's maximum is reported.
@@ -23,7 +27,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { JoinResponse } from '../shared/api.ts';
-import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
+import { defineOptions, parseCommandLine, type Values } from '../server/options/schema.ts';
 import { RawWorkerSocket, join, mustJoin, postJson, pullHttp, pushHttp } from '../test/abuse-tools.ts';
 import { machineLine, printTable } from './sys.ts';
 
@@ -223,6 +227,40 @@ const OPTIONS = defineOptions({
   churnSeconds: { type: 'int', min: 1, arg: 'S', default: 600, help: '(d): the phase they are spread over' },
 });
 
+type Options = Values<typeof OPTIONS>;
+type Abuse = 'none' | 'joins' | 'idle' | 'slow' | 'churn';
+
+/** Runs one abuse in a child process for `seconds`; resolves with what the abusers got. */
+function abuser(kind: Abuse, url: string, seconds: number, o: Options): Promise<string> {
+  const child = fork(fileURLToPath(import.meta.url), ['abuse', JSON.stringify({ kind, url, seconds, o })], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let note: string | undefined;
+    // Bounded: the phase's length plus a minute for the abusers to close their sockets.
+    const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 60) * 1000);
+    child.on('message', (m) => (note = String(m)));
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (note !== undefined) resolve(note);
+      else reject(new Error(`abuser ${kind} exited (${code ?? signal}) without a report`));
+    });
+  });
+}
+
+async function abuse(spec: { kind: Abuse; url: string; seconds: number; o: Options }): Promise<void> {
+  const { kind, url, seconds, o } = spec;
+  const until = Date.now() + seconds * 1000;
+  const stop = () => Date.now() >= until;
+  const note = kind === 'joins' ? await joinFlood(url, stop)
+    : kind === 'idle' ? await idleSockets(url, stop, o.idleSockets)
+    : kind === 'slow' ? await slowBodies(url, stop, o.slowBodies)
+    : kind === 'churn' ? await churn(url, stop, o.churnWorkers, o.churnSeconds)
+    : await (async () => {
+      while (!stop()) await sleep(200);
+      return 'no abuse';
+    })();
+  process.send!(note, () => process.exit(0));
+}
+
 async function main(): Promise<void> {
   const o = parseCommandLine(OPTIONS, 'npm run bench:abuse -- [options]: a good worker\'s latency under abuse (docs/benchmarks.md)');
   console.log(machineLine());
@@ -239,20 +277,17 @@ async function main(): Promise<void> {
   await socket.next(); // hello
   const good = { join: goodJoin, socket, seq: 0 };
   const results: PhaseResult[] = [];
-  const run = async (name: string, seconds: number, abuse: (stop: () => boolean) => Promise<string>) => {
+  const run = async (name: string, seconds: number, kind: Abuse) => {
     console.log(`phase ${name}: ${seconds} s`);
-    const r = await phase(name, url, pid, good, seconds, abuse);
+    const r = await phase(name, url, pid, good, seconds, () => abuser(kind, url, seconds, o));
     const s = await stats();
     results.push({ ...r, note: `${r.note}; PS: ${s.sessions} sessions, record ${s.record} workers (floor ${s.floor})` });
   };
-  await run('none', o.baselineSeconds, async (stop) => {
-    while (!stop()) await sleep(200);
-    return 'no abuse';
-  });
-  await run('(a) join flood', o.abuseSeconds, (stop) => joinFlood(url, stop));
-  await run(`(b) ${o.idleSockets} idle sockets`, o.abuseSeconds, (stop) => idleSockets(url, stop, o.idleSockets));
-  await run(`(c) ${o.slowBodies} slow bodies`, o.abuseSeconds, (stop) => slowBodies(url, stop, o.slowBodies));
-  await run(`(d) ${o.churnWorkers} workers churning`, o.churnSeconds, (stop) => churn(url, stop, o.churnWorkers, o.churnSeconds));
+  await run('none', o.baselineSeconds, 'none');
+  await run('(a) join flood', o.abuseSeconds, 'joins');
+  await run(`(b) ${o.idleSockets} idle sockets`, o.abuseSeconds, 'idle');
+  await run(`(c) ${o.slowBodies} slow bodies`, o.abuseSeconds, 'slow');
+  await run(`(d) ${o.churnWorkers} workers churning`, o.churnSeconds, 'churn');
   const base = quantile(results[0]!.push, 0.99);
   printTable([
     ['abuse', 'pushes', 'push p50 ms', 'push p99 ms', 'p99 / none', 'status p50 ms', 'status p99 ms', 'status timeouts', 'PS RSS max MB'],
@@ -269,4 +304,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === 'serve') void serve();
+else if (process.argv[2] === 'abuse') void abuse(JSON.parse(process.argv[3]!));
 else await main();
