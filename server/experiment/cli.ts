@@ -100,7 +100,8 @@ export async function experimentCommand(argv: string[]): Promise<void> {
       `model ${setup.model} on ${setup.dataset}; lr ${setup.lr ?? "the model's default"}, batch ${setup.batch ?? "the model's default"}; ${setup.workers} ${setup.backend} worker tab(s) in ${setup.browsers} headless Chromium process(es)`,
       `strategies: ${strategies.map((s) => s.label).join(', ')}; ${repeats} repeat(s)${a.baseline === 'yes' ? ', plus one run without failures per strategy' : ''}`,
       `evaluation every ${setup.evalEveryMs} ms on ${setup.evalExamples} test examples; extra node options: ${setup.nodeArgs.join(' ') || 'none'}`,
-      `machine: ${cpus.length} x ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; ${new Date().toISOString()}`,
+      // When the runs ran, not when this report was written (--report-only rewrites it later).
+      `machine: ${cpus.length} x ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; runs from ${runSpan(runs)}`,
       `command: tabswarm experiment ${argv.join(' ')}`,
     ],
   });
@@ -109,4 +110,9 @@ export async function experimentCommand(argv: string[]): Promise<void> {
   console.log(markdown);
   console.log(`\ntabswarm experiment: results in ${out} (summary.md, ${figures.join(', ')}, one CSV per run)`);
   if (interrupted) process.exit(130);
+}
+
+function runSpan(runs: readonly RunRecord[]): string {
+  const at = runs.map((r) => r.startedAt).filter(Number.isFinite).sort((a, b) => a - b);
+  return at.length ? `${new Date(at[0]!).toISOString()} to ${new Date(at.at(-1)!).toISOString()}` : 'unknown';
 }
