@@ -6,12 +6,22 @@
  * (client/attack.ts). Every worker runs the same number of steps, so a run with attackers has
  * the same number of pushes as the clean run; the PS evaluates the final version on the first
  * `--eval-examples` test images. A cell misses when its accuracy is more than 2 points below
- * the clean run of `none` (the issue's target). Second table: the in-process cost of one apply
- * per aggregator on a fashion-cnn gradient (813,258 values), against `none`.
+ * the clean run of `none` (the issue's target). The PS runs with `--offender-strikes 0`: the
+ * table measures the aggregators, not the repeat-offender rule that would disconnect most of
+ * these attackers (test/byzantine.test.ts and test/offenders.test.ts cover that rule).
+ *
+ * Then the cost of the default aggregator: PS ingest (pushes acknowledged per second) of a
+ * `tabswarm start` PS with `--aggregator clip` and one with `none`, side by side in the same
+ * run, the same way bench/ps.ts measures it (`--ingest-clients` WebSocket clients, one push in
+ * flight each, fashion-cnn gradients, rounds alternating between the two), and the in-process
+ * cost of one apply per aggregator on a fashion-cnn gradient (813,258 values).
  *
  * Short defaults (mnist-logreg, n = 8, f = 1, 40 steps per worker) fit a few minutes on two
- * cores; `--full` runs f = 1 and 2 with mnist-mlp and 150 steps.
+ * cores; `--full` runs f = 1 and 2 with mnist-mlp and 150 steps. `--aggregators-f2` narrows the
+ * f = 2 schedule (a full table is 4 x 12 cells).
  */
+import WebSocket from 'ws';
+import { HEADER_BYTES, MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
 import { deriveLayout } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
 import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
@@ -20,7 +30,7 @@ import { ParameterStore } from '../server/ps/store.ts';
 import { latestAccuracy, spawnCli, startPs, until, type Proc, type Status } from '../test/helpers.ts';
 import { machineLine, printTable } from './sys.ts';
 
-const ATTACKS = ['clean', 'sign-flip', 'scale:1e3', 'scale:1e30', 'noise:1', 'zero', 'alie', 'ipm:2', 'lie-base', 'lie-count', 'replay'];
+const ATTACKS = ['clean', 'sign-flip', 'scale:1e3', 'scale:1e30', 'noise:1', 'zero', 'alie', 'ipm:2', 'lie-base', 'lie-count', 'replay', 'label-flip'];
 
 const OPTIONS = defineOptions({
   full: { type: 'flag', help: 'f = 1 and 2, mnist-mlp, 150 steps per worker' },
@@ -31,6 +41,11 @@ const OPTIONS = defineOptions({
   aggregators: { type: 'list', of: 'string', default: [...AGGREGATOR_NAMES], help: 'aggregators to run' },
   attacks: { type: 'list', of: 'string', default: ATTACKS, help: 'attacks to run (clean = none)' },
   evalExamples: { type: 'int', min: 100, default: 2000, help: 'test images evaluated' },
+  aggregatorsF2: { flag: 'aggregators-f2', type: 'list', of: 'string', help: 'aggregators for f >= 2 (default: --aggregators)' },
+  ingestSeconds: { type: 'int', min: 0, default: 10, help: 'seconds per ingest round (0 = skip the ingest comparison)' },
+  ingestRounds: { type: 'int', min: 1, default: 3, help: 'ingest rounds per aggregator, alternating' },
+  ingestClients: { type: 'int', min: 1, default: 4, help: 'concurrent pushing clients in the ingest comparison' },
+  skipAttacks: { type: 'flag', help: 'only the ingest and apply-cost tables' },
 });
 
 interface Cell {
@@ -48,7 +63,7 @@ async function metric(url: string, re: RegExp): Promise<number> {
 }
 
 async function cell(o: { model: string; aggregator: string; attack: string; n: number; f: number; steps: number; evalExamples: number }): Promise<Cell> {
-  const ps = await startPs(['--model', o.model, '--dataset', 'mnist', '--shards', String(o.n), '--seed', '3', '--eval-every', '500', '--eval-examples', String(o.evalExamples), '--aggregator', o.aggregator]);
+  const ps = await startPs(['--model', o.model, '--dataset', 'mnist', '--shards', String(o.n), '--seed', '3', '--eval-every', '500', '--eval-examples', String(o.evalExamples), '--aggregator', o.aggregator, '--offender-strikes', '0']);
   const procs: Proc[] = [];
   try {
     const hostile = o.attack === 'clean' ? 0 : o.f;
@@ -73,6 +88,57 @@ async function cell(o: { model: string; aggregator: string; attack: string; n: n
     };
   } finally {
     for (const p of procs.reverse()) await p.kill('SIGKILL');
+    await ps.kill('SIGKILL');
+  }
+}
+
+/**
+ * Pushes acknowledged per second by a real PS (`tabswarm start`, fashion-cnn, synthetic data)
+ * with `aggregator`: `clients` WebSocket clients, one push in flight each, each push based on
+ * the version its last ack reported (so no claim is refused), `seconds` timed after 2 s of warm-up.
+ */
+async function ingest(aggregator: string, clients: number, seconds: number): Promise<number> {
+  const ps = await startPs(['--model', 'fashion-cnn', '--dataset', 'synthetic', '--eval-every', '0', '--aggregator', aggregator, '--offender-strikes', '0']);
+  const sockets: WebSocket[] = [];
+  try {
+    let acks = 0;
+    let counting = false;
+    let running = true;
+    await Promise.all(Array.from({ length: clients }, async (_, i) => {
+      const res = await fetch(new URL('/api/join', ps.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      const join = (await res.json()) as { workerId: number; token: string; layoutHash: number; layoutSize: number };
+      const grad = Float32Array.from({ length: join.layoutSize }, (_, k) => Math.sin(k * 0.37 + i) * 1e-3);
+      const frame = encodeFrame({ type: MsgType.PUSH, layoutHash: join.layoutHash, modelVersion: 0, workerId: join.workerId, seq: 1, count: 1 }, grad);
+      const url = new URL(`/ws?token=${join.token}`, ps.url);
+      url.protocol = 'ws:';
+      const ws = new WebSocket(url, { maxPayload: 64 << 20 });
+      sockets.push(ws);
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      let seq = 0;
+      const send = (version: number): void => {
+        seq += 1;
+        writeHeader(frame, { type: MsgType.PUSH, layoutHash: join.layoutHash, modelVersion: version, workerId: join.workerId, seq, count: 1 }, join.layoutSize);
+        ws.send(frame);
+      };
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (!isBinary || data.byteLength < HEADER_BYTES) return;
+        if (counting) acks += 1;
+        if (running) send(data.readUInt32LE(12)); // the ack's modelVersion (shared/protocol.ts)
+      });
+      ws.on('close', (code, reason) => {
+        if (running) console.error(`ingest ${aggregator}: socket closed ${code} ${reason.toString()}`);
+      });
+      send(0);
+    }));
+    await new Promise((r) => setTimeout(r, 2000));
+    counting = true;
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    counting = false;
+    running = false;
+    return acks / ((performance.now() - t0) / 1000);
+  } finally {
+    for (const ws of sockets) ws.terminate();
     await ps.kill('SIGKILL');
   }
 }
@@ -107,10 +173,11 @@ async function main(): Promise<void> {
   const fs = full ? [1, 2] : o.byzantine;
   console.log(machineLine());
   console.log(`${model}, n = ${o.workers}, f = ${fs.join(', ')}, ${steps} steps per worker, accuracy on the first ${o.evalExamples} MNIST test images; a miss is more than 2 points below clean 'none'`);
-  for (const f of fs) {
+  for (const f of o.skipAttacks ? [] : fs) {
     const results = new Map<string, Cell>();
+    const aggregators = f >= 2 && o.aggregatorsF2 ? o.aggregatorsF2 : o.aggregators;
     for (const attack of o.attacks) {
-      for (const aggregator of o.aggregators) {
+      for (const aggregator of aggregators) {
         const t0 = Date.now();
         const c = await cell({ model, aggregator, attack, n: o.workers, f, steps, evalExamples: o.evalExamples });
         results.set(`${attack}/${aggregator}`, c);
@@ -118,9 +185,9 @@ async function main(): Promise<void> {
       }
     }
     const ref = results.get('clean/none')?.accuracy;
-    const rows = [['attack', ...o.aggregators]];
+    const rows = [['attack', ...aggregators]];
     for (const attack of o.attacks) {
-      rows.push([attack, ...o.aggregators.map((a) => {
+      rows.push([attack, ...aggregators.map((a) => {
         const c = results.get(`${attack}/${a}`)!;
         const miss = ref !== undefined && !(c.accuracy >= ref - 0.02);
         return `${(100 * c.accuracy).toFixed(1)}${miss ? ' MISS' : ''}`;
@@ -128,6 +195,21 @@ async function main(): Promise<void> {
     }
     console.log(`\nf = ${f}: test accuracy (%)`);
     printTable(rows);
+  }
+  if (o.ingestSeconds > 0) {
+    const rates: Record<string, number[]> = { none: [], clip: [] };
+    for (let r = 0; r < o.ingestRounds; r++) {
+      for (const a of r % 2 === 0 ? ['none', 'clip'] : ['clip', 'none']) {
+        rates[a]!.push(await ingest(a, o.ingestClients, o.ingestSeconds));
+        console.error(`ingest round ${r + 1} ${a}: ${rates[a]!.at(-1)!.toFixed(1)} pushes/s`);
+      }
+    }
+    const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
+    console.log(`\nPS ingest, fashion-cnn, ${o.ingestClients} clients, ${o.ingestRounds} rounds of ${o.ingestSeconds} s each, alternating`);
+    printTable([
+      ['aggregator', 'pushes/s (median)', 'rounds', 'vs none'],
+      ...(['none', 'clip'] as const).map((a) => [a, median(rates[a]!).toFixed(1), rates[a]!.map((x) => x.toFixed(1)).join(' '), `${((median(rates[a]!) / median(rates.none!)) * 100).toFixed(1)}%`]),
+    ]);
   }
   console.log('\napply cost, fashion-cnn gradient, in process');
   printTable(applyCost());

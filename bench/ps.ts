@@ -14,6 +14,11 @@
  *   json     what JSON-based browser systems do: the same gradient as a JSON array in a WebSocket
  *            text message; the server JSON.parses it, applies w -= lr*g to a Float32Array, acks.
  *
+ * main and ceiling are measured once per push codec (`--codecs`, default float32,f16,int8,topk):
+ * the client sends the same gradient coded (shared/codec/, as `--codec` workers push it), and the
+ * ceiling receives the same coded bytes, so main/ceiling is per codec; main/json compares each
+ * codec's main against the one JSON cell.
+ *
  * Each server runs in its own child process (this file, run as `serve <kind>`), so clients and
  * server do not share an event loop; all clients live in this process. Clients send pre-encoded
  * bytes (only the seq changes), so the client side costs the same for all three servers and the
@@ -30,7 +35,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { deriveLayout } from '../shared/layout.ts';
 import { getModel } from '../shared/models.ts';
 import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
-import { HEADER_BYTES, MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
+import { CODECS, CODEC_NAMES, Codec, type CodecName } from '../shared/codec/index.ts';
+import { HEADER_BYTES, MsgType, encodeCodedPush, encodeFrame, writeHeader } from '../shared/protocol.ts';
 import { cpuMeter, machineLine, ownCpuMs, pct, printTable, pushWindow, treeCpuMs } from './sys.ts';
 
 const MODEL = 'fashion-cnn';
@@ -96,7 +102,7 @@ function randomGradient(seed: number): Float32Array {
   return g;
 }
 
-async function connect(kind: Kind, port: number, index: number): Promise<Client> {
+async function connect(kind: Kind, port: number, index: number, codec: CodecName): Promise<Client> {
   const grad = randomGradient(index + 1);
   let url = `ws://127.0.0.1:${port}/`;
   let send: (seq: number) => Buffer | Uint8Array;
@@ -115,9 +121,10 @@ async function connect(kind: Kind, port: number, index: number): Promise<Client>
       ({ workerId, layoutHash } = join);
       url = `ws://127.0.0.1:${port}/ws?token=${join.token}`;
     }
-    // One PUSH frame encoded once with encodeFrame; each push rewrites its header in place.
-    const frame = encodeFrame({ type: MsgType.PUSH, layoutHash, modelVersion: 0, workerId, seq: 0, count: 1 }, grad);
-    send = (seq) => (writeHeader(frame, { type: MsgType.PUSH, layoutHash, modelVersion: seq - 1, workerId, seq, count: 1 }, LAYOUT.size), frame);
+    // One PUSH frame encoded once (coded as `codec` says); each push rewrites its header in place.
+    const header = { type: MsgType.PUSH, layoutHash, modelVersion: 0, workerId, seq: 0, count: 1 } as const;
+    const frame = codec === 'float32' ? encodeFrame(header, grad) : encodeCodedPush(header, { dtype: Codec[codec], bytes: CODECS[codec].encode(grad), values: LAYOUT.size });
+    send = (seq) => (writeHeader(frame, { ...header, modelVersion: seq - 1, seq }, LAYOUT.size, Codec[codec]), frame);
   }
   const socket = new WebSocket(url, { maxPayload: 64 << 20 });
   await once(socket, 'open');
@@ -145,8 +152,8 @@ interface Cell {
 }
 
 /** Runs `n` clients against one server: `warmupMs` untimed, then `seconds` timed. */
-async function measure(kind: Kind, server: Server, n: number, seconds: number, warmupMs: number): Promise<Cell> {
-  const clients = await Promise.all(Array.from({ length: n }, (_, i) => connect(kind, server.port, i)));
+async function measure(kind: Kind, server: Server, n: number, seconds: number, warmupMs: number, codec: CodecName): Promise<Cell> {
+  const clients = await Promise.all(Array.from({ length: n }, (_, i) => connect(kind, server.port, i, codec)));
   const r = await pushWindow(clients, seconds, warmupMs, () => cpuMeter({ server: () => treeCpuMs(server.child.pid!), client: ownCpuMs }), (meter) => meter());
   return { updatesPerSec: r.updatesPerSec, p50: r.p50, p99: r.p99, cpu: r.end };
 }
@@ -192,10 +199,11 @@ const OPTIONS = defineOptions({
   warmup: { type: 'number', min: 0, arg: 'S', default: 1, help: 'warm-up before each window' },
   rounds: { type: 'int', min: 1, default: 3, help: 'rounds, the best kept' },
   clients: { type: 'list', of: 'int', min: 1, arg: 'N,...', default: [1, 4, 16], help: 'client counts to measure' },
+  codecs: { type: 'list', of: 'string', arg: 'C,...', values: CODEC_NAMES, default: [...CODEC_NAMES], help: 'push codecs for the main and ceiling cells' },
 });
 
 async function main(): Promise<void> {
-  const { seconds, rounds, warmup, clients: concurrencies } = parseCommandLine(OPTIONS, 'npm run bench:ps -- [options]: PS gradient ingest (docs/benchmarks.md)');
+  const { seconds, rounds, warmup, clients: concurrencies, codecs: codecList } = parseCommandLine(OPTIONS, 'npm run bench:ps -- [options]: PS gradient ingest (docs/benchmarks.md)');
   const warmupMs = warmup * 1000;
 
   console.log(machineLine());
@@ -213,40 +221,53 @@ async function main(): Promise<void> {
   const servers = new Map<Kind, Server>();
   for (const kind of KINDS) servers.set(kind, await startServer(kind));
 
+  // Cells: main and ceiling once per codec (the same coded bytes to both), json once.
+  const codecs = codecList as CodecName[];
+  const cells: { kind: Kind; codec: CodecName | 'json' }[] = [
+    ...codecs.flatMap((codec) => [{ kind: 'main' as Kind, codec }, { kind: 'ceiling' as Kind, codec }]),
+    { kind: 'json', codec: 'json' },
+  ];
+  for (const codec of codecs) {
+    const bytes = codec === 'float32' ? 4 * LAYOUT.size : CODECS[codec].encode(g).byteLength;
+    console.log(`  ${codec}: ${(bytes / 1e6).toFixed(2)} MB per push`);
+  }
   // Rounds of every cell, round-robin over the servers, so that a burst of load from another
-  // process hits all three alike; each cell reports its best round.
+  // process hits all of them alike; each cell reports its best round.
   const runs = new Map<string, Cell[]>();
   for (let round = 1; round <= rounds; round++) {
     for (const n of concurrencies) {
-      for (const kind of KINDS) {
-        const c = await measure(kind, servers.get(kind)!, n, seconds, warmupMs);
-        runs.set(`${kind}/${n}`, [...(runs.get(`${kind}/${n}`) ?? []), c]);
-        console.log(`  round ${round}/${rounds}, ${n} clients, ${kind}: ${c.updatesPerSec.toFixed(1)} updates/s (CPU: server ${pct(c.cpu.server)}, clients ${pct(c.cpu.client)}, others ${pct(c.cpu.others)})`);
+      for (const { kind, codec } of cells) {
+        const c = await measure(kind, servers.get(kind)!, n, seconds, warmupMs, codec === 'json' ? 'float32' : codec);
+        runs.set(`${kind}/${codec}/${n}`, [...(runs.get(`${kind}/${codec}/${n}`) ?? []), c]);
+        console.log(`  round ${round}/${rounds}, ${n} clients, ${kind} ${codec}: ${c.updatesPerSec.toFixed(1)} updates/s (CPU: server ${pct(c.cpu.server)}, clients ${pct(c.cpu.client)}, others ${pct(c.cpu.others)})`);
       }
     }
   }
   const best = new Map<string, Cell>();
-  const rows = [['clients', 'server', 'updates/s', 'MB/s', 'p50 ms', 'p99 ms', 'server CPU', 'client CPU', 'others CPU', 'all rounds (updates/s)']];
+  const rows = [['clients', 'server', 'codec', 'updates/s', 'MB/s', 'p50 ms', 'p99 ms', 'server CPU', 'server CPU ms/update', 'client CPU', 'others CPU', 'all rounds (updates/s)']];
   for (const n of concurrencies) {
-    for (const kind of KINDS) {
-      const all = runs.get(`${kind}/${n}`)!;
+    for (const { kind, codec } of cells) {
+      const all = runs.get(`${kind}/${codec}/${n}`)!;
       const c = all.reduce((a, b) => (b.updatesPerSec > a.updatesPerSec ? b : a));
-      best.set(`${kind}/${n}`, c);
-      rows.push([String(n), kind, c.updatesPerSec.toFixed(1), (c.updatesPerSec * GRAD_MB).toFixed(0), c.p50.toFixed(1), c.p99.toFixed(1),
-        pct(c.cpu.server), pct(c.cpu.client), pct(c.cpu.others), all.map((r) => r.updatesPerSec.toFixed(1)).join(' ')]);
+      best.set(`${kind}/${codec}/${n}`, c);
+      rows.push([String(n), kind, codec, c.updatesPerSec.toFixed(1), (c.updatesPerSec * GRAD_MB).toFixed(0), c.p50.toFixed(1), c.p99.toFixed(1),
+        pct(c.cpu.server), (c.cpu.server * 10 / c.updatesPerSec).toFixed(1), pct(c.cpu.client), pct(c.cpu.others), all.map((r) => r.updatesPerSec.toFixed(1)).join(' ')]);
     }
   }
   console.log('');
-  printTable(rows, 2);
+  printTable(rows, 3);
   console.log('');
-  const ratios = [['clients', 'main/ceiling', 'target >= 0.50', 'main/json', 'target >= 20x']];
+  // main/ceiling and main/json side by side, one row per client count and codec.
+  const ratios = [['clients', 'codec', 'main/ceiling', 'target >= 0.50', 'main/json', 'target >= 20x']];
   for (const n of concurrencies) {
-    const main = best.get(`main/${n}`)!.updatesPerSec;
-    const ceiling = main / best.get(`ceiling/${n}`)!.updatesPerSec;
-    const json = main / best.get(`json/${n}`)!.updatesPerSec;
-    ratios.push([String(n), ceiling.toFixed(2), ceiling >= 0.5 ? 'met' : 'MISSED', `${json.toFixed(1)}x`, json >= 20 ? 'met' : 'MISSED']);
+    const json = best.get(`json/json/${n}`)!.updatesPerSec;
+    for (const codec of codecs) {
+      const main = best.get(`main/${codec}/${n}`)!.updatesPerSec;
+      const ceiling = main / best.get(`ceiling/${codec}/${n}`)!.updatesPerSec;
+      ratios.push([String(n), codec, ceiling.toFixed(2), ceiling >= 0.5 ? 'met' : 'MISSED', `${(main / json).toFixed(1)}x`, main / json >= 20 ? 'met' : 'MISSED']);
+    }
   }
-  printTable(ratios);
+  printTable(ratios, 2);
 }
 
 if (process.argv[2] === 'serve') {

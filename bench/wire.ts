@@ -30,12 +30,14 @@ const OPTIONS = defineOptions({
   codecs: { type: 'list', of: 'string', values: CODEC_NAMES, default: [...CODEC_NAMES], help: 'codecs to run' },
   topkRatio: { type: 'number', min: 0, max: 0.5, exclusive: 'min', default: 0.01, help: 'topk: fraction kept' },
   overlap: { type: 'list', of: 'string', values: ['off', 'on'], default: ['off', 'on'], help: 'overlap settings to run' },
+  localSteps: { type: 'list', of: 'int', min: 1, arg: 'H,...', default: [1], help: 'local steps per push to run (the PS\'s --local-steps; H > 1 uses its outer optimizer defaults)' },
   evalExamples: { type: 'int', min: 100, default: 2000, help: 'test images evaluated' },
 });
 
 interface Row {
   codec: string;
   overlap: string;
+  localSteps: number;
   seconds: number;
   examples: number;
   upBytes: number;
@@ -44,8 +46,8 @@ interface Row {
   accuracyAtBudget: number | undefined;
 }
 
-async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean): Promise<Row> {
-  const ps = await startPs(['--model', o.model, '--dataset', o.dataset, '--seed', '3', '--eval-every', '2000', '--eval-examples', String(o.evalExamples)]);
+async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean, localSteps: number): Promise<Row> {
+  const ps = await startPs(['--model', o.model, '--dataset', o.dataset, '--seed', '3', '--eval-every', '2000', '--eval-examples', String(o.evalExamples), '--local-steps', String(localSteps)]);
   const link = await throttledLink(ps.url, { upBps: o.upMbps * 1e6, downBps: o.downMbps * 1e6, delayMs: o.rttMs / 2 });
   const worker = spawnCli(['worker', '--url', link.url, '--seed', '1', '--steps', String(o.steps), '--log-every-ms', '1000', '--codec', codec, '--topk-ratio', String(o.topkRatio), ...(overlap ? ['--overlap'] : [])]);
   try {
@@ -61,7 +63,7 @@ async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean)
       return p && p.version >= version ? { p, points } : undefined;
     }, 'an evaluation of the final version', 120_000, 250);
     const inBudget = final.points.filter((p) => p.t <= started + o.budgetS * 1000).at(-1);
-    return { codec, overlap: overlap ? 'on' : 'off', seconds, examples: o.steps * model.defaults.batch, upBytes: link.up(), version, accuracy: final.p.accuracy, accuracyAtBudget: inBudget?.accuracy };
+    return { codec, overlap: overlap ? 'on' : 'off', localSteps, seconds, examples: o.steps * model.defaults.batch, upBytes: link.up(), version, accuracy: final.p.accuracy, accuracyAtBudget: inBudget?.accuracy };
   } finally {
     await worker.kill('SIGKILL');
     await link.close();
@@ -70,7 +72,7 @@ async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean)
 }
 
 function parse() {
-  return parseCommandLine(OPTIONS, 'npm run bench:wire -- [options]: push codecs x overlap on a shaped uplink (docs/benchmarks.md)');
+  return parseCommandLine(OPTIONS, 'npm run bench:wire -- [options]: push codecs x overlap x local steps on a shaped uplink (docs/benchmarks.md)');
 }
 
 async function main(): Promise<void> {
@@ -78,21 +80,23 @@ async function main(): Promise<void> {
   console.log(machineLine());
   console.log(`${o.model} on ${o.dataset}, one Node worker, ${o.steps} steps per row, link ${o.upMbps} Mbit/s up, ${o.downMbps} down, ${o.rttMs} ms RTT; accuracy on ${o.evalExamples} test images`);
   const rows: Row[] = [];
-  for (const codec of o.codecs) {
-    for (const ov of o.overlap) {
-      const r = await row(o, codec, ov === 'on');
-      rows.push(r);
-      console.error(`${codec} overlap ${ov}: ${JSON.stringify(r)}`);
+  for (const h of o.localSteps) {
+    for (const codec of o.codecs) {
+      for (const ov of o.overlap) {
+        const r = await row(o, codec, ov === 'on', h);
+        rows.push(r);
+        console.error(`H ${h} ${codec} overlap ${ov}: ${JSON.stringify(r)}`);
+      }
     }
   }
-  const base = rows.find((r) => r.codec === 'float32' && r.overlap === 'off') ?? rows[0]!;
+  const base = rows.find((r) => r.codec === 'float32' && r.overlap === 'off' && r.localSteps === 1) ?? rows[0]!;
   const perEx = (r: Row) => r.upBytes / r.examples;
   const exPerS = (r: Row) => r.examples / r.seconds;
   const pts = (v: number | undefined) => (v === undefined ? 'n/a' : (100 * v).toFixed(1));
   printTable([
-    ['codec', 'overlap', 'up bytes/example', 'vs float32', 'examples/s', 'vs float32', 'updates/s', `acc after ${base.examples} ex`, 'vs float32 (pts)', `acc at ${o.budgetS} s`],
+    ['H', 'codec', 'overlap', 'up bytes/example', 'vs float32', 'examples/s', 'vs float32', 'updates/s', `acc after ${base.examples} ex`, 'vs float32 (pts)', `acc at ${o.budgetS} s`],
     ...rows.map((r) => [
-      r.codec, r.overlap, perEx(r).toFixed(0), `${(perEx(base) / perEx(r)).toFixed(2)}x fewer`, exPerS(r).toFixed(1), `${(exPerS(r) / exPerS(base)).toFixed(2)}x`,
+      String(r.localSteps), r.codec, r.overlap, perEx(r).toFixed(0), `${(perEx(base) / perEx(r)).toFixed(2)}x fewer`, exPerS(r).toFixed(1), `${(exPerS(r) / exPerS(base)).toFixed(2)}x`,
       (r.version / r.seconds).toFixed(2), pts(r.accuracy), ((r.accuracy - base.accuracy) * 100).toFixed(1), pts(r.accuracyAtBudget),
     ]),
   ]);

@@ -1,6 +1,6 @@
 /**
  * Worker training-speed benchmark: `npm run bench:worker [-- --seconds 10 --warmup 2 --rounds 2
- * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown]`.
+ * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown --overlap]`.
  *
  * What it measures: examples/s of one headless-Chromium tab per tfjs backend and model, two ways,
  * on the same backend and batch:
@@ -54,6 +54,7 @@ const OPTIONS = defineOptions({
   models: { type: 'list', of: 'string', arg: 'M,...', default: ['fashion-cnn', 'mnist-mlp'], help: 'models to measure' },
   batch: { type: 'int', min: 1, defaultText: "the model's", help: 'batch size' },
   breakdown: { type: 'flag', help: 'add the step and upload+step columns (twice as long)' },
+  overlap: { type: 'flag', help: 'the worker page overlaps push and pull with the next step (?overlap=1; README, "Slow uplinks")' },
 });
 
 /** Bundles bench/fit-page.ts in memory (same settings as scripts/build.mjs). */
@@ -97,9 +98,9 @@ const LOOP_TIMER = `async ({ warmup, seconds, timeoutMs }) => {
   return { steps: steps() - s0, seconds: (t1 - t0) / 1000, backend: page().backend };
 }`;
 
-async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number): Promise<Timed> {
+async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number, overlap: boolean): Promise<Timed> {
   const page = await context.newPage();
-  await page.goto(`${base}/?backend=${backend}`);
+  await page.goto(`${base}/?backend=${backend}${overlap ? '&overlap=1' : ''}`);
   const r = (await page.evaluate(`(${LOOP_TIMER})(${JSON.stringify({ warmup, seconds, timeoutMs: 300_000 })})`)) as { steps: number; seconds: number; backend: string };
   if (r.backend !== backend) throw new Error(`the page trained on ${r.backend}, not ${backend}`);
   return { steps: r.steps, seconds: r.seconds, examplesPerSec: (r.steps * batch) / r.seconds, others: NaN };
@@ -140,7 +141,7 @@ type Side = 'tabswarm' | 'step' | 'upload+step' | 'model.fit';
 
 async function main(): Promise<void> {
   const opts = parseCommandLine(OPTIONS, 'npm run bench:worker -- [options]: worker training speed per backend vs model.fit (docs/benchmarks.md)');
-  const { seconds, warmup, rounds, backends, breakdown, batch: batchArg } = opts;
+  const { seconds, warmup, rounds, backends, breakdown, overlap, batch: batchArg } = opts;
   const models = opts.models.map(getModel);
   if (!existsSync(join(ROOT, 'public', 'app.js'))) throw new Error('public/app.js is missing: run `npm run build` first');
 
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
   const bundle = await bundleFitPage();
   browser = await launchChromium({ webgpu: true });
   console.log(`browser: ${CHROMIUM_PATH} ${browser.version()} (WebGPU on SwiftShader, i.e. on the CPU)`);
-  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating\n`);
+  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating; worker page ${overlap ? 'with' : 'without'} --overlap\n`);
 
   const sides: Side[] = breakdown ? ['tabswarm', 'step', 'upload+step', 'model.fit'] : ['tabswarm', 'model.fit'];
   const head = ['model', 'backend', 'batch', 'tabswarm ex/s', 's/step', 'model.fit ex/s', 's/step', 'ratio', 'within 10%', 'others CPU'];
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
         continue;
       }
       const run: Record<Side, (c: BrowserContext) => Promise<Timed>> = {
-        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds),
+        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds, overlap),
         step: (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: false }),
         'upload+step': (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: true }),
         'model.fit': (c) => timePage(c, base, bundle, 'benchFit', { ...args, backend }),

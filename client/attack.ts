@@ -13,14 +13,18 @@
  *   lie-base        claims a base version far ahead of anything sent (PS_CLAIM_AHEAD)
  *   lie-count       claims 10^9 gradients (PS_COUNT_TOO_LARGE)
  *   replay          the first gradient again and again, under fresh sequence numbers
- *
- * Label flipping needs the data path, not the push, and is not here.
+ *   label-flip      trains on its own shards with every label y turned into 9 - y (the push is
+ *                   the honest gradient of the wrong labels: `relabel`, applied by client/replica.ts)
  */
 import type { Outgoing } from './state.ts';
 
-export type PushAttack = (out: Outgoing) => Outgoing;
+/** Rewrites a push; `relabel`, when set, rewrites each training batch's labels first. */
+export type PushAttack = ((out: Outgoing) => Outgoing) & { relabel?: (labels: Uint8Array) => void };
 
-export const ATTACK_NAMES = ['sign-flip', 'scale', 'noise', 'zero', 'alie', 'ipm', 'lie-base', 'lie-count', 'replay'] as const;
+export const ATTACK_NAMES = ['sign-flip', 'scale', 'noise', 'zero', 'alie', 'ipm', 'lie-base', 'lie-count', 'replay', 'label-flip'] as const;
+
+/** Classes of the data sets (MNIST, Fashion-MNIST): label-flip maps y to CLASSES - 1 - y. */
+const CLASSES = 10;
 
 /** Seeded normal samples (Box-Muller over mulberry32), so a run is repeatable. */
 function gaussian(seed: number): () => number {
@@ -107,6 +111,12 @@ export function createAttack(spec: string, seed = 1): PushAttack {
         return { ...out, grad: first };
       };
     }
+    case 'label-flip':
+      return Object.assign((out: Outgoing) => out, {
+        relabel: (labels: Uint8Array) => {
+          for (let i = 0; i < labels.length; i++) labels[i] = CLASSES - 1 - labels[i]!;
+        },
+      });
     default:
       throw new RangeError(`createAttack: option '--attack' must be one of ${ATTACK_NAMES.join(', ')}, got '${spec}'`);
   }

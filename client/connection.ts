@@ -223,7 +223,7 @@ export class WorkerConnection {
     try {
       await transport.offer(retypeFrame(tagged, MsgType.OFFER, workerId));
     } catch (err) {
-      if (err instanceof TabswarmError && (err.code === 'PS_FORGED_WEIGHTS' || err.code === 'PROTO_BAD_META')) this.hooks.refused();
+      if (err instanceof TabswarmError && (err.code === 'PS_FORGED_WEIGHTS' || err.code === 'PS_OTHER_RUN' || err.code === 'PROTO_BAD_META')) this.hooks.refused();
       throw err;
     }
   }

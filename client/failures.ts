@@ -14,6 +14,7 @@ export function classify(e: TabswarmError): ErrorAction {
     case 'WORKER_DISCONNECTED':
     case 'WORKER_TIMEOUT':
     case 'PS_FORGED_WEIGHTS': // the copy was dropped by the caller; reconnect without offering
+    case 'PS_OTHER_RUN': // another run's copy (issue 13): dropped the same way
     case 'PROTO_BAD_META':
       return 'retry';
     case 'CHAIN_NOT_HEAD':

@@ -7,7 +7,8 @@
  *
  * An outage is a long local phase: a phase the connection drops in is handed over to the outage
  * buffer (`local` mode: the own copy goes on stepping) and flushed the same way when the PS is
- * back. A phase is not journaled: a reload loses at most H - 1 steps of it.
+ * back. A graceful stop hands the phase over the same way, so the drain flushes it. A phase is
+ * not journaled: a reload (or a kill) loses at most H - 1 steps of it.
  */
 import { GradientBuffer } from './buffer.ts';
 import type { Outage } from './outage.ts';

@@ -14,7 +14,8 @@
  * seq) at most once, so a retried flush is acknowledged again and never applied twice.
  *
  * Stopping (maxSteps, stop(), a signal in the Node worker) drains: the same delivery of the
- * outbox and the buffer, reconnecting as needed, bounded by drainTimeoutMs; `status.drain`
+ * outbox and the buffer (a local phase under way joins the buffer first, so no step computed is
+ * dropped), reconnecting as needed, bounded by drainTimeoutMs; `status.drain`
  * then says what was delivered and what was left, so the acks reconcile with the PS's version.
  * A second stop ends the drain at once. A closed tab cannot drain: its journal keeps the rest.
  */
@@ -75,7 +76,7 @@ export class WorkerLoop {
     this.status = initialStatus(host.backend, this.session.url, host.backendReason);
     this.ledger = new WorkerLedger(opts.logAcks ?? false);
     const random = mulberry32(opts.seed ?? Math.floor(Math.random() * 2 ** 31));
-    this.replica = new Replica({ tf: host.tf, cache: host.cache, fetch: fetchFn, shardsUrl: () => this.session.url, authorization: () => this.session.authorization(), random, onModel: (size) => this.outage.resize(size) });
+    this.replica = new Replica({ tf: host.tf, cache: host.cache, fetch: fetchFn, shardsUrl: () => this.session.url, authorization: () => this.session.authorization(), random, onModel: (size) => this.outage.resize(size), relabel: opts.attack?.relabel });
     this.outage = new Outage(this.status);
     this.coder = this.makeCoder(opts.codec ?? 'float32');
     const snapshot = () => ({ join: this.session.info, outbox: this.outage.outbox, buffer: this.outage.buffer, tagged: this.replica.tagged, connected: this.connection.connected, residual: this.coder.residual });
@@ -152,6 +153,8 @@ export class WorkerLoop {
         if (this.connection.connected && now - this.lastReport >= (this.opts.reportEveryMs ?? 2000)) this.report(now);
       }
       await this.landed();
+      // A local phase cut by the stop is owed like an outage's steps: the drain flushes it.
+      this.phase.handOver(this.outage);
       const ms = this.opts.drainTimeoutMs ?? (this.opts.requestTimeoutMs ?? 10000) + 5000;
       this.draining = new Drain({ outage: this.outage, connection: this.connection, flush: (t) => this.flush(t), aborting: this.aborting, aborted: () => this.aborted, setState: (st) => this.setState(st) }, ms);
       this.status.drain = await this.draining.run();

@@ -141,7 +141,11 @@ async function main(): Promise<void> {
         if (reason) throw new TabswarmError('WORKER_BACKEND_UNSUPPORTED', { backend: choice.backend, model: name, reason });
       },
     },
-    { maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}), ...uploadOptions(params) },
+    {
+      maxSteps, logAcks: params.get('acks') === '1', ...(bufferMode === 'frozen' || bufferMode === 'local' ? { bufferMode } : {}), ...uploadOptions(params),
+      // TEST ONLY (test/byzantine-tab.test.ts): ?attack=NAME[:PARAM] turns this tab hostile (client/attack.ts).
+      ...(params.has('attack') ? { attack: (await import('./attack.ts')).createAttack(params.get('attack')!) } : {}),
+    },
   );
   page.ledger = { acks: loop.ledger.acks, flushes: loop.ledger.flushes };
   page.weights = () => {

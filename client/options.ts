@@ -73,5 +73,5 @@ export interface LoopOptions extends ReconnectOptions {
   /** int8: values per scale. @default 256 */
   int8Block?: number;
   /** TEST ONLY: rewrites each push just before it is sent (client/attack.ts, `--attack`). @default none */
-  attack?: (out: import('./state.ts').Outgoing) => import('./state.ts').Outgoing;
+  attack?: import('./attack.ts').PushAttack;
 }

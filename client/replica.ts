@@ -24,6 +24,8 @@ export interface ReplicaOptions {
   readonly random: () => number;
   /** A trainer for another model (or batch) was made: its layout has `size` values. */
   readonly onModel: (size: number) => void;
+  /** TEST ONLY: rewrites each batch's labels (client/attack.ts, label-flip). */
+  readonly relabel?: ((labels: Uint8Array) => void) | undefined;
 }
 
 export class Replica {
@@ -71,6 +73,7 @@ export class Replica {
     const [h, w, c] = trainer.model.input;
     if (this.batch?.labels.length !== trainer.batch) this.batch = { pixels: new Uint8Array(trainer.batch * h * w * c), labels: new Uint8Array(trainer.batch) };
     this.shardSet!.sample(this.opts.random, this.batch.pixels, this.batch.labels);
+    this.opts.relabel?.(this.batch.labels);
     return trainer.step(this.batch.pixels, this.batch.labels);
   }
 

@@ -80,6 +80,32 @@ export interface EvalView {
   readonly t: number;
 }
 
+/** A worker disconnected as a repeat offender and kept out for a while (server/ps/pace.ts). */
+export interface KeptOutView {
+  readonly workerId: number;
+  readonly address: string;
+  /** The strike that tipped it: clipped, or the refusal's code (PS_CLAIM_AHEAD, PS_PUSH_RATE, ...). */
+  readonly reason: string;
+  /** Wall clock, ms since the epoch: when it was disconnected, and until when it is kept out. */
+  readonly at: number;
+  readonly until: number;
+}
+
+/** What the node taking pushes (the head, or the single PS) did against untrusted workers. */
+export interface RobustnessView {
+  readonly node: string;
+  readonly aggregator: string;
+  /** Pushes the aggregator cut, and the radius it cuts to now (0: none). */
+  readonly clipped: number;
+  readonly radius: number;
+  /** Versions the output guard refused (the last good weights stayed), and the last one's reason. */
+  readonly versionsRefused: number;
+  readonly lastGuardRefusal: { readonly version: number; readonly workerId: number; readonly reason: string } | null;
+  /** Sessions disconnected as repeat offenders since the node started. */
+  readonly offenders: number;
+  readonly keptOut: KeptOutView[];
+}
+
 /** One look at the whole system. */
 export interface Snapshot {
   readonly mode: 'single' | 'cluster';
@@ -87,6 +113,8 @@ export interface Snapshot {
   readonly nodes: NodeView[];
   readonly workers: WorkerView[];
   readonly eval: EvalView | null;
+  /** Absent from a node too old to report it. */
+  readonly robustness?: RobustnessView | null;
 }
 
 /** One row of the run's time series. */

@@ -225,6 +225,32 @@ export type StatusWorker = Static<typeof StatusWorkerSchema>;
  * GET /api/status. `strategy` holds the strategy's own status fields beside its name (open, so
  * the route has no response schema).
  */
+/** A worker disconnected as a repeat offender and kept out (server/ps/pace.ts). */
+export const KeptOutSchema = Type.Object({
+  workerId: WorkerId(),
+  address: Type.String(),
+  /** The strike that tipped it: clipped, or the refusal's code. */
+  reason: Type.String(),
+  at: Type.Number(),
+  until: Type.Number(),
+});
+
+/** What the PS did against untrusted workers (README, "Threat model"). */
+export const RobustnessSchema = Type.Object({
+  aggregator: Type.String(),
+  /** Pushes the aggregator cut. */
+  clipped: Count(),
+  /** Current clipping radius, 0 when none. */
+  radius: Type.Number(),
+  /** Versions the output guard refused; the last good weights stayed. */
+  versionsRefused: Count(),
+  lastGuardRefusal: Type.Optional(Type.Object({ version: Count(), workerId: WorkerId(), seq: Count(), reason: Type.String() })),
+  /** Sessions disconnected as repeat offenders since the PS started. */
+  offenders: Count(),
+  keptOut: Type.Array(KeptOutSchema),
+});
+export type Robustness = Static<typeof RobustnessSchema>;
+
 export const StatusResponseSchema = Type.Object({
   model: Type.String(),
   dataset: Type.String(),
@@ -235,6 +261,7 @@ export const StatusResponseSchema = Type.Object({
   uptimeSec: Type.Number(),
   strategy: Type.Intersect([Type.Record(Type.String(), Type.Unknown()), Type.Object({ name: Type.String() })]),
   workers: Type.Array(StatusWorkerSchema),
+  robustness: Type.Optional(RobustnessSchema),
 });
 export type StatusResponse = Static<typeof StatusResponseSchema>;
 

@@ -105,6 +105,15 @@ export const ERRORS = {
   MESH_LAYOUT_MISMATCH: { message: 'Peer {peer} sent weights for layout {got}, not this model\'s {want}', http: 409, wsClose: 4472, retryable: false },
   MESH_NON_FINITE: { message: 'Peer {peer} sent weights with a non-finite value at index {index} ({value})', http: 422, wsClose: 4473, retryable: false },
   MESH_FORGED_WEIGHTS: { message: 'Peer {peer} relayed weights at version {version} that the PS did not sign: {detail}', http: 403, wsClose: 4474, retryable: false },
+  // Run identity (issue 13): a copy or checkpoint another run (or another deployment) made.
+  PS_OTHER_RUN: { message: 'Offered weights at version {version} were signed by another run or deployment (key {got}, this run\'s is {want}): {detail}', http: 409, wsClose: 4437, retryable: false },
+  MESH_OTHER_RUN: { message: 'Peer {peer} relayed weights at version {version} signed by another run or deployment (key {got}, this run\'s is {want})', http: 409, wsClose: 4475, retryable: false },
+  CHECKPOINT_OTHER_RUN: { message: 'Checkpoint {file} belongs to run {got}, not this run ({want}): {detail}', http: 409, wsClose: 4453, retryable: false },
+  // Pace and repeat offenders (issue 11, server/ps/pace.ts): one session pushing too fast, too much at once, or too often hostile.
+  PS_PUSH_RATE: { message: 'Worker {worker} pushes faster than {max} per second; retry in {retryAfterSec} s', http: 429, wsClose: 4009, retryable: true },
+  PS_PUSHES_IN_FLIGHT: { message: 'Worker {worker} already has {max} pushes in flight; wait for their acks', http: 429, wsClose: 4013, retryable: true },
+  PS_OFFENDER: { message: 'Worker {worker} was disconnected: {strikes} of its last {window} pushes were clipped or refused', http: 429, wsClose: 4014, retryable: true },
+  PS_KEPT_OUT: { message: 'Worker {worker} was disconnected as an offender ({reason}); retry in {retryAfterSec} s', http: 429, wsClose: 4015, retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -65,9 +65,10 @@ describe('encodeFrame / decodeFrame round trips', () => {
     const bytes = encodeFrame(h);
     assert.equal(bytes.byteLength, HEADER_BYTES);
     const f = decodeFrame(bytes, OPTS);
-    const { payload: _p, payloadBytes: _b, ...fields } = f;
+    const { payload: _p, payloadBytes: _b, normSq, ...fields } = f;
     assert.deepEqual(fields, { ...h, flags: 0 });
     assert.equal(f.payload.length, 0);
+    assert.equal(normSq, 0);
   });
 
   test('PUSH: header fields and payload bitwise equal', () => {
@@ -83,6 +84,9 @@ describe('encodeFrame / decodeFrame round trips', () => {
     assert.equal(f.count, 3);
     assert.deepEqual(bits(f.payload), bits(TRICKY));
     assert.ok(Object.is(f.payload[0], -0), '-0 keeps its sign');
+    let sq = 0;
+    for (const v of TRICKY) sq += v * v;
+    assert.equal(f.normSq, sq, 'the scan hands on the squared norm, summed in index order');
   });
 
   test('WEIGHTS: payload bitwise equal, count 0 is fine', () => {

@@ -23,11 +23,14 @@
  *   36     64   tag            Ed25519 signature over layout hash, version, record, SHA-256(weights) (signing.ts)
  *   100    4    k              record entries
  *   104    12*k record         (workerId u32, seq u32, version u32) per worker
+ *   104+12k 8   keyId          optional (metaBytes 76 + 12 * k): the first 8 bytes of SHA-256 of
+ *                              the signing public key, in clear, so a verifier can tell a copy of
+ *                              another run (another key) from a forged one (issue 13)
  *   36+metaBytes 4*n payload
  */
 import { TabswarmError } from './errors.ts';
 import { LITTLE_ENDIAN, f32At } from './codec/bytes.ts';
-import { CODEC_NAMES, Codec, codecOf } from './codec/index.ts';
+import { CODEC_NAMES, Codec, codecOf, finiteSumSq, topkSupport, type ScratchPool } from './codec/index.ts';
 
 export const MAGIC = 0x4d575354;
 export const PROTOCOL_VERSION = 1;
@@ -103,7 +106,12 @@ export interface AppliedRecordEntry {
 export interface WeightsMeta {
   readonly tag: Uint8Array;
   readonly record: readonly AppliedRecordEntry[];
+  /** KEY_ID_BYTES naming the key that signed (shared/signing.ts keyIdOf); absent in older frames. */
+  readonly keyId?: Uint8Array;
 }
+
+/** Bytes of the meta block's optional key id. */
+export const KEY_ID_BYTES = 8;
 
 export const Dtype = { FLOAT32: 0 } as const;
 export type Dtype = (typeof Dtype)[keyof typeof Dtype];
@@ -127,6 +135,13 @@ export interface Frame extends FrameHeader {
   readonly meta?: WeightsMeta;
   /** The payload's little-endian bytes, a view on the frame (what a weights tag covers). */
   readonly payloadBytes: Uint8Array;
+  /**
+   * The payload's squared L2 norm (shared/codec/norm.ts's order), from the pass that validated
+   * it: the PS's aggregator takes it instead of a pass of its own.
+   */
+  readonly normSq: number;
+  /** A sparse push (topk): the indices of the only values that may be non-zero, increasing. */
+  readonly support?: Uint32Array;
 }
 
 export interface DecodeOptions {
@@ -139,6 +154,11 @@ export interface DecodeOptions {
   readonly maxRecordEntries?: number;
   /** Push codecs (dtypes, shared/codec/) accepted besides float32. @default every registered one */
   readonly codecs?: readonly number[];
+  /**
+   * Where a coded PUSH decodes to: a buffer lent by this pool, which the caller releases once
+   * it is done with `payload` (the PS, after the push is handled). @default a new array per frame
+   */
+  readonly scratch?: ScratchPool;
 }
 
 /** A PUSH whose payload a codec already encoded (shared/codec/): `values` is what it decodes to. */
@@ -157,15 +177,15 @@ export function encodeCodedPush(header: FrameHeader, coded: CodedPayload): Uint8
   return bytes;
 }
 
-export function metaBytes(record: readonly unknown[]): number {
-  return TAG_BYTES + 4 + 12 * record.length;
+export function metaBytes(record: readonly unknown[], keyId?: Uint8Array): number {
+  return TAG_BYTES + 4 + 12 * record.length + (keyId ? KEY_ID_BYTES : 0);
 }
 
 /** Encodes a frame into a fresh buffer. The payload is copied once. WEIGHTS and OFFER need `meta`. */
 export function encodeFrame(header: FrameHeader, payload?: Float32Array, meta?: WeightsMeta): Uint8Array {
   const n = payload?.length ?? 0;
   if (HAS_META.has(header.type) !== (meta !== undefined)) throw new TypeError(`encodeFrame: a ${typeName(header.type)} frame ${meta ? 'has no' : 'needs a'} meta block`);
-  const metaLength = meta ? 4 + metaBytes(meta.record) : 0;
+  const metaLength = meta ? 4 + metaBytes(meta.record, meta.keyId) : 0;
   const start = HEADER_BYTES + metaLength;
   const bytes = new Uint8Array(start + 4 * n);
   writeHeader(bytes, header, n);
@@ -182,8 +202,9 @@ export function encodeFrame(header: FrameHeader, payload?: Float32Array, meta?: 
 
 function writeMeta(bytes: Uint8Array, meta: WeightsMeta): void {
   if (meta.tag.length !== TAG_BYTES) throw new TypeError(`encodeFrame: tag must be ${TAG_BYTES} bytes, got ${meta.tag.length}`);
+  if (meta.keyId && meta.keyId.length !== KEY_ID_BYTES) throw new TypeError(`encodeFrame: keyId must be ${KEY_ID_BYTES} bytes, got ${meta.keyId.length}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  view.setUint32(HEADER_BYTES, metaBytes(meta.record), true);
+  view.setUint32(HEADER_BYTES, metaBytes(meta.record, meta.keyId), true);
   bytes.set(meta.tag, HEADER_BYTES + 4);
   view.setUint32(HEADER_BYTES + 4 + TAG_BYTES, meta.record.length, true);
   let o = HEADER_BYTES + 8 + TAG_BYTES;
@@ -193,6 +214,7 @@ function writeMeta(bytes: Uint8Array, meta: WeightsMeta): void {
     view.setUint32(o + 8, r.version >>> 0, true);
     o += 12;
   }
+  if (meta.keyId) bytes.set(meta.keyId, o);
 }
 
 /** A copy of a frame with another type and worker id (a worker offers the WEIGHTS it was sent). */
@@ -227,7 +249,7 @@ export function writeHeader(bytes: Uint8Array, h: FrameHeader, payloadLength: nu
 export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
   const maxBytes = opts.maxBytes ?? HEADER_BYTES + 4 * opts.layoutSize;
   const maxEntries = opts.maxRecordEntries ?? MAX_RECORD_ENTRIES;
-  const hardLimit = maxBytes + 4 + TAG_BYTES + 4 + 12 * maxEntries;
+  const hardLimit = maxBytes + 4 + TAG_BYTES + 4 + 12 * maxEntries + KEY_ID_BYTES;
   if (bytes.byteLength > hardLimit) throw new TabswarmError('PROTO_OVERSIZE', { bytes: bytes.byteLength, limit: hardLimit });
   if (bytes.byteLength < HEADER_BYTES) throw new TabswarmError('PROTO_TOO_SHORT', { bytes: bytes.byteLength, header: HEADER_BYTES });
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -254,17 +276,24 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
   if (dtype !== Dtype.FLOAT32) {
     // A coded PUSH: the codec checks its payload's length and content (PROTO_BAD_CODEC).
     const coded = bytes.subarray(HEADER_BYTES);
-    const payload = codecOf(dtype)!.decode(coded, payloadLength);
-    return { type: type as MsgType, flags: view.getUint8(7), layoutHash, modelVersion: view.getUint32(12, true), workerId: view.getUint32(16, true), seq: view.getUint32(20, true), count, payload, payloadBytes: coded };
+    const payload = opts.scratch?.acquire() ?? new Float32Array(payloadLength);
+    let normSq: number;
+    try {
+      normSq = codecOf(dtype)!.decodeInto(coded, payloadLength, payload);
+    } catch (err) {
+      opts.scratch?.release(payload);
+      throw err;
+    }
+    const support = dtype === Codec.topk ? { support: topkSupport(coded) } : {};
+    return { type: type as MsgType, flags: view.getUint8(7), layoutHash, modelVersion: view.getUint32(12, true), workerId: view.getUint32(16, true), seq: view.getUint32(20, true), count, payload, payloadBytes: coded, normSq, ...support };
   }
   const meta = hasMeta ? readMeta(bytes, view, maxEntries) : undefined;
-  const start = HEADER_BYTES + (meta ? 4 + metaBytes(meta.record) : 0);
+  const start = HEADER_BYTES + (meta ? 4 + metaBytes(meta.record, meta.keyId) : 0);
   if (bytes.byteLength !== start + 4 * payloadLength) {
     throw new TabswarmError('PROTO_BAD_LENGTH', { got: (bytes.byteLength - start) / 4, want, type: typeLabel });
   }
   const payload = readFloat32(bytes, start, payloadLength);
-  const bad = firstNonFinite(payload);
-  if (bad >= 0) throw new TabswarmError('PROTO_NON_FINITE', { index: bad, value: String(payload[bad]) });
+  const normSq = finiteSumSq(payload); // the non-finite scan; the norm comes with it
   return {
     type: type as MsgType,
     flags: view.getUint8(7),
@@ -275,6 +304,7 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions): Frame {
     count,
     payload,
     payloadBytes: bytes.subarray(start, start + 4 * payloadLength),
+    normSq,
     ...(meta ? { meta } : {}),
   };
 }
@@ -296,7 +326,8 @@ function readMeta(bytes: Uint8Array, view: DataView, maxEntries: number): Weight
   const length = view.getUint32(HEADER_BYTES, true);
   const entries = view.getUint32(HEADER_BYTES + 4 + TAG_BYTES, true);
   if (entries > maxEntries) throw bad(`${entries} record entries exceed the limit of ${maxEntries}`);
-  if (length !== TAG_BYTES + 4 + 12 * entries) throw bad(`meta length ${length} does not fit ${entries} record entries`);
+  const plain = TAG_BYTES + 4 + 12 * entries;
+  if (length !== plain && length !== plain + KEY_ID_BYTES) throw bad(`meta length ${length} does not fit ${entries} record entries`);
   if (bytes.byteLength < HEADER_BYTES + 4 + length) throw bad(`meta block of ${length} bytes runs past the end of the frame`);
   const tag = bytes.slice(HEADER_BYTES + 4, HEADER_BYTES + 4 + TAG_BYTES);
   const record: AppliedRecordEntry[] = [];
@@ -304,7 +335,7 @@ function readMeta(bytes: Uint8Array, view: DataView, maxEntries: number): Weight
   for (let i = 0; i < entries; i++, o += 12) {
     record.push({ workerId: view.getUint32(o, true), seq: view.getUint32(o + 4, true), version: view.getUint32(o + 8, true) });
   }
-  return { tag, record };
+  return length === plain ? { tag, record } : { tag, record, keyId: bytes.slice(o, o + KEY_ID_BYTES) };
 }
 
 /** n float32 values at `offset`: a view when 4-byte aligned on a little-endian host, else a copy. */

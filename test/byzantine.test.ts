@@ -5,7 +5,9 @@
  *   - clean: two honest workers, the default aggregator: the reference accuracy;
  *   - `--aggregator none` (and the output guard's norm check off): one worker pushing its
  *     gradients ×1e30 ruins the model (test loss about 1e29), so this file can fail;
- *   - the default aggregator: the same attack leaves accuracy within 5 points of clean;
+ *   - the default aggregator: the same attack leaves accuracy within 5 points of clean, and the
+ *     attacker, clipped push after push, is disconnected as a repeat offender (PS_OFFENDER) and
+ *     kept out, shown in /metrics and /api/status;
  *   - a worker lying about its base version or count is refused with the catalogued code.
  *
  * Accuracy bounds across attacks and aggregators are measured in bench/byzantine.ts.
@@ -43,10 +45,12 @@ async function metric(p: PsProc, re: RegExp): Promise<number> {
  * evaluations), which judges the model rather than the instant the last push landed (the
  * attacker may push last, alone, with clipped steps of twice the median norm).
  */
-async function run(args: string[], attack?: string): Promise<{ point: SeriesPoint; late: number; p: PsProc }> {
+async function run(args: string[], attack?: string): Promise<{ point: SeriesPoint; late: number; p: PsProc; attacker?: Proc }> {
   const p = await ps(args);
-  const ws = [worker(p, 1), worker(p, 2), ...(attack ? [worker(p, 9, ['--attack', attack])] : [])];
-  await until(() => ws.every((w) => w.child.exitCode !== null), 'every worker to finish its steps', 120_000, 200);
+  const ws = [worker(p, 1), worker(p, 2)];
+  const attacker = attack ? worker(p, 9, ['--attack', attack]) : undefined;
+  // The honest workers finish; an attacker disconnected as an offender retries its join until killed.
+  await until(() => ws.every((w) => w.child.exitCode !== null), 'every honest worker to finish its steps', 120_000, 200);
   for (const w of ws) assert.equal(w.child.exitCode, 0, w.output().slice(-2000));
   const { version } = await p.get<Status>('/api/status');
   const point = await until(async () => {
@@ -56,7 +60,7 @@ async function run(args: string[], attack?: string): Promise<{ point: SeriesPoin
   const { points } = await p.get<{ points: SeriesPoint[] }>('/api/series');
   const tail = points.filter((x) => x.version >= 0.8 * version);
   const late = (tail.length >= 3 ? tail : points.slice(-3)).map((x) => x.accuracy);
-  return { point, late: late.reduce((a, b) => a + b, 0) / late.length, p };
+  return { point, late: late.reduce((a, b) => a + b, 0) / late.length, p, ...(attacker ? { attacker } : {}) };
 }
 
 test('one worker pushing ×1e30 ruins the model without aggregation; the default aggregator keeps it within 5 points of clean', { timeout: 240_000 }, async () => {
@@ -65,6 +69,7 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(clean.point.accuracy >= 0.7, `clean run reached only ${clean.point.accuracy}`);
 
   const ruined = await run(['--aggregator', 'none', '--max-norm-jump', '0'], 'scale:1e30');
+  await ruined.attacker?.kill();
   await ruined.p.kill();
   // Ruined: test loss about 1e29 (the weights blown up ×1e29). mnist-logreg's argmax can survive
   // that scale, so accuracy alone is not the measure; the loss is.
@@ -74,6 +79,11 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(kept.late >= clean.late - 0.05, `default aggregator under attack: late accuracy ${kept.late.toFixed(4)} (final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)} (final ${JSON.stringify(clean.point)})`);
   assert.ok(kept.point.loss < 5, `loss ${kept.point.loss}`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_clipped_total/)) > 0, 'the attacker\'s pushes were clipped');
+  assert.equal(await metric(kept.p, /^tabswarm_offenders_total\{reason="clipped"\}/), 1, 'the attacker was disconnected as an offender');
+  const { robustness } = await kept.p.get<Status & { robustness?: { keptOut: { reason: string }[] } }>('/api/status');
+  assert.deepEqual(robustness?.keptOut.map((k) => k.reason), ['clipped']);
+  assert.match(kept.attacker!.output(), /PS_OFFENDER|PS_KEPT_OUT/);
+  await kept.attacker!.kill();
   await kept.p.kill();
 });
 

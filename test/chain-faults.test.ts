@@ -126,7 +126,7 @@ test('the chain link refuses a foreign secret, a node that is not the predecesso
   assert.ok(link.ok, 'a link with the cluster\'s secret from the predecessor\'s name');
   assert.ok(link.hello.version >= before.version);
   const outcome = closed(link.socket);
-  link.socket.send(link.auth.seal(encodeForward(layout.layout.hash, { epoch: chain.epoch - 1, version: link.hello.version + 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad: new Float32Array(layout.layout.size) })));
+  link.socket.send(link.auth.seal(encodeForward(layout.layout.hash, { control: { version: 0, rule: 0, lr: 0.1 }, epoch: chain.epoch - 1, version: link.hello.version + 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad: new Float32Array(layout.layout.size) })));
   const refused = await outcome;
   assert.equal(refused?.code, 4023, refused?.reason);
   await settled(nodes, 3);

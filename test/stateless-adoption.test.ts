@@ -140,7 +140,7 @@ test('a copy carries its applied record: the adopting PS acks a replayed flush a
   assert.deepEqual(flushes.map((f) => [f.seq, f.duplicate]), [[3, true], [4, false], [4, true]]);
 });
 
-test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, counted, and change nothing', async () => {
+test('forged or altered copies are refused with PS_FORGED_WEIGHTS, foreign ones with PS_OTHER_RUN, counted, and change nothing', async () => {
   // A genuine copy at version 2 from PS A, and one from a PS with another secret.
   const a = await freshPs();
   const wa = await join(a);
@@ -163,19 +163,20 @@ test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, coun
     return bytes;
   };
   const payloadAt = genuine.bytes.byteLength - 4 * wa.layoutSize;
-  const attacks: [string, (w: JoinResponse) => Uint8Array][] = [
-    ['a weight changed', (w) => { const t = tampered((x) => new DataView(x.buffer).setFloat32(payloadAt + 40, 123, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
-    ['the version raised', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(12, 999, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
-    ['the record rewritten', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(HEADER_BYTES + 4 + TAG_BYTES + 4 + 4, 1, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }],
-    ['a copy signed under another secret', (w) => retypeFrame(foreign.bytes, MsgType.OFFER, w.workerId)],
+  // The code each is refused with: a copy naming another signing key is another run's or deployment's.
+  const attacks: [string, (w: JoinResponse) => Uint8Array, 'PS_FORGED_WEIGHTS' | 'PS_OTHER_RUN'][] = [
+    ['a weight changed', (w) => { const t = tampered((x) => new DataView(x.buffer).setFloat32(payloadAt + 40, 123, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }, 'PS_FORGED_WEIGHTS'],
+    ['the version raised', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(12, 999, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }, 'PS_FORGED_WEIGHTS'],
+    ['the record rewritten', (w) => { const t = tampered((x) => new DataView(x.buffer).setUint32(HEADER_BYTES + 4 + TAG_BYTES + 4 + 4, 1, true)); return retypeFrame(t, MsgType.OFFER, w.workerId); }, 'PS_FORGED_WEIGHTS'],
+    ['a copy signed under another secret', (w) => retypeFrame(foreign.bytes, MsgType.OFFER, w.workerId), 'PS_OTHER_RUN'],
   ];
-  for (const [what, make] of attacks) {
+  for (const [what, make, code] of attacks) {
     const w = await join(b);
     const c = await connect(b, w);
     c.send(make(w)).catch(() => {});
     const closed = await c.closed;
-    assert.equal(closed.code, ERRORS.PS_FORGED_WEIGHTS.wsClose, `${what}: close code`);
-    assert.match(closed.reason, /^PS_FORGED_WEIGHTS/, what);
+    assert.equal(closed.code, ERRORS[code].wsClose, `${what}: close code`);
+    assert.match(closed.reason, new RegExp(`^${code}`), what);
   }
   // The genuine copy is taken, and it alone decides the adopted state.
   const w = await join(b);
@@ -189,7 +190,8 @@ test('forged, altered or foreign copies are refused with PS_FORGED_WEIGHTS, coun
   const now = await pullRaw(c, w);
   assert.deepEqual(Buffer.from(now.frame.payloadBytes), Buffer.from(genuine.frame.payloadBytes));
   const metrics = await (await fetch(new URL('/metrics', b.url))).text();
-  assert.match(metrics, /tabswarm_frames_rejected_total\{reason="PS_FORGED_WEIGHTS",transport="ws"\} 4/);
+  assert.match(metrics, /tabswarm_frames_rejected_total\{reason="PS_FORGED_WEIGHTS",transport="ws"\} 3/);
+  assert.match(metrics, /tabswarm_frames_rejected_total\{reason="PS_OTHER_RUN",transport="ws"\} 1/);
 });
 
 test("a forged id tag cannot take over another worker's id", async () => {

@@ -10,7 +10,7 @@ import { Peer, type DataConnection } from 'peerjs';
 import { MeshConfigSchema, ModelInfoSchema, type MeshConfig } from '../../shared/api.ts';
 import { TabswarmError } from '../../shared/errors.ts';
 import { MeshKind, asBytes, decodeMesh, encodeMesh, type MeshMessage } from '../../shared/mesh.ts';
-import { importWeightsKey, verifyWeights } from '../../shared/signing.ts';
+import { checkWeights, hexOf, importWeightsKey, keyIdOf } from '../../shared/signing.ts';
 import { parseAs } from '../../shared/validate.ts';
 import type { PullResult } from '../transport.ts';
 import type { GossipHandler, MeshStatus, WorkerMesh } from './index.ts';
@@ -58,7 +58,8 @@ export async function createPeerJsMesh(opts: PeerJsMeshOptions): Promise<PeerJsM
   if (!config.enabled || config.peers <= 0) return undefined;
   const model = parseAs(ModelInfoSchema, await (await get(new URL('/api/model', opts.baseUrl), { signal: signal() })).json(), 'GET /api/model');
   const key = await importWeightsKey(model.weightsKey.publicKey).catch(() => undefined);
-  return new PeerJsMesh(opts, config, model.layout, key);
+  const keyId = key ? await keyIdOf(model.weightsKey.publicKey) : undefined;
+  return new PeerJsMesh(opts, config, model.layout, key, keyId);
 }
 
 export class PeerJsMesh implements WorkerMesh {
@@ -80,7 +81,7 @@ export class PeerJsMesh implements WorkerMesh {
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly host: string;
 
-  constructor(private readonly opts: PeerJsMeshOptions, private config: MeshConfig, private readonly layout: { hash: number; size: number }, private readonly key: CryptoKey | undefined) {
+  constructor(private readonly opts: PeerJsMeshOptions, private config: MeshConfig, private readonly layout: { hash: number; size: number }, private readonly key: CryptoKey | undefined, private readonly keyId: Uint8Array = new Uint8Array(0)) {
     this.gossipEveryMs = config.gossipEveryMs;
     this.relay = config.relay && key !== undefined;
     this.relayMaxLag = config.relayMaxLag;
@@ -136,8 +137,13 @@ export class PeerJsMesh implements WorkerMesh {
       this.status.relayMisses += 1;
       return undefined;
     }
-    if (!(await verifyWeights(this.key, m.frame))) {
-      this.refuse(id, new TabswarmError('MESH_FORGED_WEIGHTS', { peer: id, version: m.frame.modelVersion, detail: 'the signature does not verify with the PS\'s public key (forged, altered, or from another run)' }));
+    const verdict = await checkWeights(this.key, this.keyId, m.frame);
+    if (verdict !== 'ok') {
+      const version = m.frame.modelVersion;
+      // The key id in clear only names the refusal (another run's copy, or a forgery); the signature decided it.
+      this.refuse(id, verdict === 'other-run'
+        ? new TabswarmError('MESH_OTHER_RUN', { peer: id, version, got: hexOf(m.frame.meta?.keyId), want: hexOf(this.keyId) })
+        : new TabswarmError('MESH_FORGED_WEIGHTS', { peer: id, version, detail: 'the signature does not verify with the PS\'s public key (forged or altered)' }));
       this.status.relayMisses += 1;
       return undefined;
     }

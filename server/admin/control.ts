@@ -2,13 +2,15 @@
  * What the console's buttons do. The single embedded PS (`tabswarm start`) can change its own
  * run settings, drop one of its checkpoint shards and disconnect a worker; it cannot kill or
  * restart itself as a node (that needs a supervisor that outlives it: `tabswarm cluster`), so
- * those controls are reported as unavailable and answer ADMIN_NO_SUPERVISOR.
+ * those controls are reported as unavailable and answer ADMIN_NO_SUPERVISOR. On a chain node a
+ * run change is replicated: accepted at the head only, and carried down the chain.
  */
 import { TabswarmError } from '../../shared/errors.ts';
 import type { ResolvedOptions } from '../config.ts';
 import { getRule, RULE_NAMES } from '../ps/rules.ts';
 import type { ParameterServer } from '../ps/service.ts';
 import { isCheckpointControl } from '../strategies/checkpoint/strategy.ts';
+import { isRunReplication, ruleNameOf } from '../chain/control.ts';
 import type { Capabilities, RunChange, RunSettings } from '../../shared/admin-api.ts';
 
 /** POST /api/admin/run's body; declared (with its route schema) in shared/admin-api.ts. */
@@ -42,17 +44,21 @@ export class EmbeddedControl implements ConsoleControl {
 
   run(): RunSettings {
     const o = this.options;
-    return { lr: this.ps.store.optimizer.lr, rule: o.rule, rules: RULE_NAMES, strategy: this.ps.strategy.name, model: o.model, dataset: o.dataset, bufferMode: o.bufferMode };
+    // The store's rule, not the options': a chain replica takes the head's from the stream.
+    return { lr: this.ps.store.optimizer.lr, rule: ruleNameOf(this.ps.store) ?? o.rule, rules: RULE_NAMES, strategy: this.ps.strategy.name, model: o.model, dataset: o.dataset, bufferMode: o.bufferMode };
   }
 
   async setRun(change: RunChange): Promise<RunSettings> {
     validateRunChange(change);
-    if (change.lr !== undefined) this.ps.store.optimizer.lr = change.lr;
-    if (change.rule !== undefined) {
-      this.ps.store.rule = getRule(change.rule);
-      // /api/model reports the run's rule from the options.
-      this.options.rule = change.rule;
+    // A chain node: a change is made at the head only and replicated down the chain in order
+    // with the updates (server/chain/control.ts); elsewhere CHAIN_NOT_HEAD names the head.
+    if (isRunReplication(this.ps.strategy)) this.ps.strategy.replicateRun(change);
+    else {
+      if (change.lr !== undefined) this.ps.store.optimizer.lr = change.lr;
+      if (change.rule !== undefined) this.ps.store.rule = getRule(change.rule);
     }
+    // /api/model reports the run's rule from the options.
+    if (change.rule !== undefined) this.options.rule = change.rule;
     return this.run();
   }
 

@@ -5,7 +5,7 @@
  * A node that does not answer within the timeout is `down`; a PS without /api/cluster (404)
  * is the single embedded PS.
  */
-import type { ClusterView, EvalView, NodeHealth, NodeView, Snapshot, WorkerView } from '../../shared/admin-api.ts';
+import type { ClusterView, EvalView, NodeHealth, NodeView, RobustnessView, Snapshot, WorkerView } from '../../shared/admin-api.ts';
 import type { ClusterInfo, SeriesResponse, StatusResponse } from '../../shared/api.ts';
 import type { HistoryPoint } from './recorder.ts';
 
@@ -92,10 +92,22 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
     if (p && (!evalView || p.version > evalView.version)) evalView = { accuracy: p.accuracy, loss: p.loss, version: p.version, node: l.target.name, t: p.t };
   }
 
+  // Pushes reach the head (or the single PS) only: its aggregator, guard and offenders are the run's.
+  let robustness: RobustnessView | null = null;
+  for (const [i, l] of looks.entries()) {
+    const r = l.status?.robustness;
+    if (!r || (robustness && nodes[i]!.role !== 'head')) continue;
+    const g = r.lastGuardRefusal;
+    robustness = {
+      node: l.target.name, aggregator: r.aggregator, clipped: r.clipped, radius: r.radius, versionsRefused: r.versionsRefused,
+      lastGuardRefusal: g ? { version: g.version, workerId: g.workerId, reason: g.reason } : null, offenders: r.offenders, keptOut: r.keptOut,
+    };
+  }
+
   const info: ClusterView | null = cluster
     ? { name: cluster.cluster, epoch: cluster.epoch, replication: cluster.replication, reads: cluster.reads, head: cluster.head, tail: cluster.tail }
     : null;
-  return { mode: single ? 'single' : 'cluster', cluster: info, nodes, workers: [...workers.values()].sort((a, b) => a.id - b.id), eval: evalView };
+  return { mode: single ? 'single' : 'cluster', cluster: info, nodes, workers: [...workers.values()].sort((a, b) => a.id - b.id), eval: evalView, robustness };
 }
 
 /** A node's evaluation series as wall-clock points: what a late recorder backfills from. */

@@ -6,6 +6,8 @@ import { CHAIN_HEADER_BYTES, decodeChainFrame, encodeAck, encodeForward, encodeS
 
 const opts = { layoutHash: 0xabcdef01, layoutSize: 5 };
 const grad = Float32Array.from([0.5, -1, 2.25, 0, 1e-7]);
+/** A control block whose lr has no exact float32: it must travel as a float64. */
+const C = { version: 3, rule: 1, lr: 0.1 + 1e-12 };
 
 function refused(bytes: Uint8Array, detail: RegExp): void {
   assert.throws(() => decodeChainFrame(bytes, opts), (e: unknown) => e instanceof TabswarmError && e.code === 'CHAIN_BAD_FRAME' && detail.test(e.message));
@@ -13,11 +15,11 @@ function refused(bytes: Uint8Array, detail: RegExp): void {
 
 describe('chain frames', () => {
   test('FORWARD round trip keeps every field and the gradient bit for bit', () => {
-    const bytes = encodeForward(opts.layoutHash, { epoch: 7, version: 123, workerId: 0xfffffffe, seq: 99, count: 3, baseVersion: 120, flags: 4, grad });
+    const bytes = encodeForward(opts.layoutHash, { control: C, epoch: 7, version: 123, workerId: 0xfffffffe, seq: 99, count: 3, baseVersion: 120, flags: 4, grad });
     const f = decodeChainFrame(bytes, opts);
     assert.equal(f.type, ChainMsg.FORWARD);
     if (f.type !== ChainMsg.FORWARD) return;
-    assert.deepEqual({ ...f, grad: [...f.grad] }, { type: ChainMsg.FORWARD, epoch: 7, version: 123, workerId: 0xfffffffe, seq: 99, count: 3, baseVersion: 120, flags: 4, grad: [...grad] });
+    assert.deepEqual({ ...f, grad: [...f.grad] }, { type: ChainMsg.FORWARD, epoch: 7, version: 123, workerId: 0xfffffffe, seq: 99, count: 3, baseVersion: 120, flags: 4, control: C, grad: [...grad] });
   });
 
   test('CHAIN_ACK round trip', () => {
@@ -25,7 +27,7 @@ describe('chain frames', () => {
   });
 
   test('STATE round trip: weights, velocity, record, history', () => {
-    const s = { epoch: 2, version: 10, weights: grad, velocity: Float32Array.from([1, 2, 3, 4, 5]), record: [{ workerId: 5, seq: 9, version: 10 }], historyStart: 8, history: [{ workerId: 5, seq: 7 }, { workerId: 6, seq: 1 }, { workerId: 5, seq: 9 }] };
+    const s = { control: C, epoch: 2, version: 10, weights: grad, velocity: Float32Array.from([1, 2, 3, 4, 5]), record: [{ workerId: 5, seq: 9, version: 10 }], historyStart: 8, history: [{ workerId: 5, seq: 7 }, { workerId: 6, seq: 1 }, { workerId: 5, seq: 9 }] };
     const f = decodeChainFrame(encodeState(opts.layoutHash, s), opts);
     assert.equal(f.type, ChainMsg.STATE);
     if (f.type !== ChainMsg.STATE) return;
@@ -34,32 +36,36 @@ describe('chain frames', () => {
     assert.deepEqual(f.record, s.record);
     assert.deepEqual(f.history, s.history);
     assert.equal(f.historyStart, 8);
+    assert.deepEqual(f.control, C, 'a node that joins later takes the run\'s lr and rule');
     const noVelocity = decodeChainFrame(encodeState(opts.layoutHash, { ...s, velocity: new Float32Array(0) }), opts);
     assert.equal(noVelocity.type === ChainMsg.STATE && noVelocity.velocity.length, 0);
   });
 
   test('malformed frames are CHAIN_BAD_FRAME', () => {
-    const good = encodeForward(opts.layoutHash, { epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad });
+    const good = encodeForward(opts.layoutHash, { control: C, epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad });
     refused(good.subarray(0, 20), /shorter than the 40-byte header/);
     const magic = Uint8Array.from(good);
     magic[0] = 0;
     refused(magic, /bad magic/);
-    refused(encodeForward(0x1234, { epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad }), /layout hash/);
+    refused(encodeForward(0x1234, { control: C, epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad }), /layout hash/);
     refused(good.subarray(0, good.byteLength - 4), /forward of 5 values/);
-    refused(encodeForward(opts.layoutHash, { epoch: 1, version: 1, workerId: 1, seq: 1, count: 0, baseVersion: 0, flags: 0, grad }), /count 0/);
-    refused(encodeForward(opts.layoutHash, { epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad: Float32Array.from([0, 0, NaN, 0, 0]) }), /non-finite gradient value at 2/);
+    refused(encodeForward(opts.layoutHash, { control: C, epoch: 1, version: 1, workerId: 1, seq: 1, count: 0, baseVersion: 0, flags: 0, grad }), /count 0/);
+    refused(encodeForward(opts.layoutHash, { control: C, epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad: Float32Array.from([0, 0, NaN, 0, 0]) }), /non-finite gradient value at 2/);
     const unknown = Uint8Array.from(good);
     unknown[5] = 0x5f;
     refused(unknown, /not a chain frame/);
-    const state = encodeState(opts.layoutHash, { epoch: 1, version: 1, weights: grad, velocity: grad, record: [], historyStart: 1, history: [{ workerId: 1, seq: 1 }] });
+    const state = encodeState(opts.layoutHash, { control: C, epoch: 1, version: 1, weights: grad, velocity: grad, record: [], historyStart: 1, history: [{ workerId: 1, seq: 1 }] });
     refused(state.subarray(0, state.byteLength - 3), /state truncated in history/);
     refused(Uint8Array.from([...state, 0, 0, 0, 0]), /stray bytes/);
     refused(Uint8Array.from([...encodeAck(opts.layoutHash, 1, 1), 0]), /no payload/);
     assert.equal(CHAIN_HEADER_BYTES, 40);
+    refused(encodeForward(opts.layoutHash, { control: { ...C, lr: 0 }, epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad }), /control block with lr 0/);
+    refused(encodeForward(opts.layoutHash, { control: { ...C, lr: Infinity }, epoch: 1, version: 1, workerId: 1, seq: 1, count: 1, baseVersion: 0, flags: 0, grad }), /control block with lr Infinity/);
+    assert.throws(() => decodeChainFrame(encodeState(opts.layoutHash, { control: { ...C, rule: 7 }, epoch: 1, version: 1, weights: grad, velocity: grad, record: [], historyStart: 1, history: [] }), { ...opts, rules: 3 }), /control block with rule 7/);
   });
 
   test('restampEpoch rewrites the epoch of a FORWARD and a STATE in place and nothing else', () => {
-    const fwd = encodeForward(opts.layoutHash, { epoch: 1, version: 9, workerId: 2, seq: 3, count: 1, baseVersion: 8, flags: 0, grad });
+    const fwd = encodeForward(opts.layoutHash, { control: C, epoch: 1, version: 9, workerId: 2, seq: 3, count: 1, baseVersion: 8, flags: 0, grad });
     const before = Uint8Array.from(fwd);
     restampEpoch(fwd, 0xfffffff0);
     assert.equal(frameEpoch(fwd), 0xfffffff0);
@@ -67,7 +73,7 @@ describe('chain frames', () => {
     assert.equal(f.epoch, 0xfffffff0);
     assert.deepEqual([...fwd.subarray(0, 12), ...fwd.subarray(16)], [...before.subarray(0, 12), ...before.subarray(16)], 'only the epoch bytes change');
     // A frame inside a larger buffer (a received WebSocket message): the offset is the view's.
-    const state = encodeState(opts.layoutHash, { epoch: 4, version: 1, weights: grad, velocity: grad, record: [], historyStart: 1, history: [] });
+    const state = encodeState(opts.layoutHash, { control: C, epoch: 4, version: 1, weights: grad, velocity: grad, record: [], historyStart: 1, history: [] });
     const host = new Uint8Array(state.byteLength + 8);
     host.set(state, 8);
     const view = host.subarray(8);

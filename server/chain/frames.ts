@@ -18,7 +18,17 @@
  *   32     4    baseVersion    FORWARD: version the gradient was computed on; STATE: version of
  *                              the first history entry
  *   36     4    payloadLength  float32 values that follow (FORWARD: the gradient; STATE: weights)
- *   40     4*n  payload
+ *
+ * FORWARD and STATE then carry the run's control block (16 bytes; replicated control, issue 13):
+ *
+ *   40     4    controlVersion changes of lr or rule made at a head so far (0: none)
+ *   44     4    rule           index in RULE_NAMES (server/ps/rules.ts)
+ *   48     8    lr             f64, exactly the head's optimizer.lr
+ *   56     4*n  payload
+ *
+ * A FORWARD carries the control in force when the head applied it, so a replica applies every
+ * update under the same lr and rule as the head did, in the same order; a STATE the control in
+ * force at its version, so a node that joins later takes the run's current lr and rule.
  *
  * STATE continues after the weights: u32 velocity length (0 or n) and the velocity; u32 k and
  * k record entries (workerId, seq, version: u32 each); u32 h and h history entries (workerId,
@@ -28,6 +38,16 @@ import { TabswarmError } from '../../shared/errors.ts';
 import { ChainMsg, Dtype, MAGIC, PROTOCOL_VERSION, firstNonFinite, readFloat32, type AppliedRecordEntry } from '../../shared/protocol.ts';
 
 export const CHAIN_HEADER_BYTES = 40;
+/** Bytes of the control block after the header of FORWARD and STATE. */
+export const CONTROL_BYTES = 16;
+
+/** The run's control as it travels: versioned, and exact (lr as a float64). */
+export interface ControlBlock {
+  readonly version: number;
+  /** Index in RULE_NAMES. */
+  readonly rule: number;
+  readonly lr: number;
+}
 /** Byte offset of the epoch field in the header. */
 const EPOCH_OFFSET = 12;
 
@@ -56,6 +76,7 @@ export interface ForwardFrame {
   readonly count: number;
   readonly baseVersion: number;
   readonly flags: number;
+  readonly control: ControlBlock;
   readonly grad: Float32Array;
 }
 
@@ -75,6 +96,7 @@ export interface StateFrame {
   readonly type: typeof ChainMsg.STATE;
   readonly epoch: number;
   readonly version: number;
+  readonly control: ControlBlock;
   readonly weights: Float32Array;
   readonly velocity: Float32Array;
   readonly record: readonly AppliedRecordEntry[];
@@ -98,19 +120,37 @@ function header(bytes: Uint8Array, type: number, layoutHash: number, epoch: numb
   return v;
 }
 
+function putControl(v: DataView, c: ControlBlock): void {
+  v.setUint32(CHAIN_HEADER_BYTES, c.version >>> 0, true);
+  v.setUint32(CHAIN_HEADER_BYTES + 4, c.rule >>> 0, true);
+  v.setFloat64(CHAIN_HEADER_BYTES + 8, c.lr, true);
+}
+
+/** The control block of FORWARD or STATE; CHAIN_BAD_FRAME unless lr is positive and finite. */
+function readControl(v: DataView, rules: number): ControlBlock {
+  const c = { version: v.getUint32(CHAIN_HEADER_BYTES, true), rule: v.getUint32(CHAIN_HEADER_BYTES + 4, true), lr: v.getFloat64(CHAIN_HEADER_BYTES + 8, true) };
+  if (!(c.lr > 0 && Number.isFinite(c.lr))) throw bad(`control block with lr ${c.lr}`);
+  if (c.rule >= rules) throw bad(`control block with rule ${c.rule} (${rules} rules)`);
+  return c;
+}
+
+/** Where FORWARD's and STATE's payload starts. */
+const BODY = CHAIN_HEADER_BYTES + CONTROL_BYTES;
+
 function putFloats(bytes: Uint8Array, offset: number, values: Float32Array): void {
   bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), offset);
 }
 
 export function encodeForward(layoutHash: number, f: Omit<ForwardFrame, 'type'>): Uint8Array {
-  const bytes = new Uint8Array(CHAIN_HEADER_BYTES + 4 * f.grad.length);
+  const bytes = new Uint8Array(BODY + 4 * f.grad.length);
   const v = header(bytes, ChainMsg.FORWARD, layoutHash, f.epoch, f.version, f.grad.length);
+  putControl(v, f.control);
   v.setUint8(7, f.flags);
   v.setUint32(20, f.workerId >>> 0, true);
   v.setUint32(24, f.seq >>> 0, true);
   v.setUint32(28, f.count >>> 0, true);
   v.setUint32(32, f.baseVersion >>> 0, true);
-  putFloats(bytes, CHAIN_HEADER_BYTES, f.grad);
+  putFloats(bytes, BODY, f.grad);
   return bytes;
 }
 
@@ -122,11 +162,12 @@ export function encodeAck(layoutHash: number, epoch: number, version: number): U
 
 export function encodeState(layoutHash: number, s: Omit<StateFrame, 'type'>): Uint8Array {
   const n = s.weights.length;
-  const size = CHAIN_HEADER_BYTES + 4 * n + 4 + 4 * s.velocity.length + 4 + 12 * s.record.length + 4 + 8 * s.history.length;
+  const size = BODY + 4 * n + 4 + 4 * s.velocity.length + 4 + 12 * s.record.length + 4 + 8 * s.history.length;
   const bytes = new Uint8Array(size);
   const v = header(bytes, ChainMsg.STATE, layoutHash, s.epoch, s.version, n);
   v.setUint32(32, s.historyStart >>> 0, true);
-  let o = CHAIN_HEADER_BYTES;
+  putControl(v, s.control);
+  let o = BODY;
   putFloats(bytes, o, s.weights);
   o += 4 * n;
   v.setUint32(o, s.velocity.length, true);
@@ -153,7 +194,12 @@ export function encodeState(layoutHash: number, s: Omit<StateFrame, 'type'>): Ui
 export interface ChainDecodeOptions {
   readonly layoutHash: number;
   readonly layoutSize: number;
+  /** How many rules a control block may name. @default RULE_COUNT */
+  readonly rules?: number;
 }
+
+/** RULE_NAMES.length, kept here so the codec does not import the PS. */
+const RULE_COUNT = 64;
 
 function bad(detail: string): TabswarmError {
   return new TabswarmError('CHAIN_BAD_FRAME', { detail });
@@ -176,17 +222,20 @@ export function decodeChainFrame(bytes: Uint8Array, opts: ChainDecodeOptions): C
       if (n !== 0 || bytes.byteLength !== CHAIN_HEADER_BYTES) throw bad('an ack carries no payload');
       return { type, epoch, version };
     case ChainMsg.FORWARD: {
-      if (n !== opts.layoutSize || bytes.byteLength !== CHAIN_HEADER_BYTES + 4 * n) throw bad(`forward of ${n} values (${bytes.byteLength} bytes); the layout has ${opts.layoutSize}`);
+      if (n !== opts.layoutSize || bytes.byteLength !== BODY + 4 * n) throw bad(`forward of ${n} values (${bytes.byteLength} bytes); the layout has ${opts.layoutSize}`);
       const count = v.getUint32(28, true);
       if (count < 1) throw bad('forward with count 0');
-      const grad = readFloat32(bytes, CHAIN_HEADER_BYTES, n);
+      const control = readControl(v, opts.rules ?? RULE_COUNT);
+      const grad = readFloat32(bytes, BODY, n);
       const at = firstNonFinite(grad);
       if (at >= 0) throw bad(`non-finite gradient value at ${at}`);
-      return { type, epoch, version, flags: v.getUint8(7), workerId: v.getUint32(20, true), seq: v.getUint32(24, true), count, baseVersion: v.getUint32(32, true), grad };
+      return { type, epoch, version, flags: v.getUint8(7), workerId: v.getUint32(20, true), seq: v.getUint32(24, true), count, baseVersion: v.getUint32(32, true), control, grad };
     }
     case ChainMsg.STATE: {
       if (n !== opts.layoutSize) throw bad(`state of ${n} weights; the layout has ${opts.layoutSize}`);
-      let o = CHAIN_HEADER_BYTES;
+      if (bytes.byteLength < BODY) throw bad('state truncated in its control block');
+      const control = readControl(v, opts.rules ?? RULE_COUNT);
+      let o = BODY;
       const need = (k: number, what: string) => {
         if (o + k > bytes.byteLength) throw bad(`state truncated in ${what}`);
       };
@@ -211,7 +260,7 @@ export function decodeChainFrame(bytes: Uint8Array, opts: ChainDecodeOptions): C
       for (let i = 0; i < h; i++, o += 8) history.push({ workerId: v.getUint32(o, true), seq: v.getUint32(o + 4, true) });
       if (o !== bytes.byteLength) throw bad(`${bytes.byteLength - o} stray bytes after the state`);
       if (firstNonFinite(weights) >= 0 || firstNonFinite(velocity) >= 0) throw bad('non-finite state');
-      return { type, epoch, version, weights, velocity, record, historyStart: v.getUint32(32, true), history };
+      return { type, epoch, version, control, weights, velocity, record, historyStart: v.getUint32(32, true), history };
     }
     default:
       throw bad(`type 0x${type.toString(16)} is not a chain frame`);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { mustNotHead } from './committed.ts';
 import { nextOrder, type ChainNodeInfo, type ChainView } from './membership.ts';
 
 const node = (name: string, version: number): ChainNodeInfo => ({ name, url: `http://${name}/`, version });
@@ -43,5 +44,31 @@ describe('chain order (the cold-start rule)', () => {
     const o = nextOrder({ epoch: 0, nodes: [], warm: false }, [node('a', 0), node('b', 0)], 0, 1000);
     assert.deepEqual(names(o), ['a', 'b']);
     assert.equal(o.warm, true);
+  });
+
+  test('mass expiry: a cold chain never warms on a fresh node once something was committed', () => {
+    const dead: ChainView = { epoch: 7, warm: true, nodes: [node('a', 0), node('b', 0)] };
+    // Nothing durable (no checkpoints), 120 committed: a fresh node waits, whatever the wait.
+    const fresh = nextOrder(dead, [node('f', 0)], 0, 1000, 30000, 120);
+    assert.equal(fresh.warm, false);
+    const cold: ChainView = { epoch: 8, ...fresh };
+    assert.equal(nextOrder(cold, [node('f', 0), node('g', 0)], 0, 99000, 30000, 120).warm, false, 'not even after coldWaitMs, nor with as many nodes back');
+    // The old nodes re-register with their versions: the highest heads, the fresh node last.
+    const back = nextOrder(cold, [node('f', 0), node('a2', 118), node('b2', 125)], 0, 2000, 30000, 120);
+    assert.deepEqual(names(back), ['b2', 'a2', 'f']);
+    assert.equal(back.warm, true);
+    // Every process died (checkpoints only, below the committed version): the best checkpoint
+    // still heads once the nodes are back, as before.
+    assert.equal(nextOrder(cold, [node('x', 100), node('y', 90)], 100, 2000, 30000, 120).warm, true);
+    // Nothing ever committed: a fresh cluster is warm at once.
+    assert.equal(nextOrder({ epoch: 0, nodes: [], warm: false }, [node('f', 0)], 0, 1000, 30000, 0).warm, true);
+  });
+
+  test('mass expiry: a node without trusted state may not head a warm chain below the committed version or a live member', () => {
+    assert.equal(mustNotHead(0, 120, [node('f', 0)]), true, 'a fresh node left alone in a warm chain');
+    assert.equal(mustNotHead(118, 120, [node('a', 118)]), true, 'below an acknowledged version');
+    assert.equal(mustNotHead(120, 120, [node('a', 120), node('b', 125)]), true, 'behind a live member');
+    assert.equal(mustNotHead(125, 120, [node('b', 125), node('a', 120), node('f', 0)]), false);
+    assert.equal(mustNotHead(0, 0, [node('f', 0)]), false, 'a fresh cluster');
   });
 });

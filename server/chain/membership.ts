@@ -21,6 +21,11 @@
  * a checkpoint written just before a crash and not yet published. Until then the nodes wait,
  * refusing reads and writes.
  *
+ * No stale head after a mass expiry (issue 13): the head records the committed version in
+ * `<root>/committed` before it acks (committed.ts). A node without trusted state made head of a
+ * warm chain below it, or below a live member's version, turns the chain cold instead; a cold
+ * chain never warms on a fresh node (version 0) while that version is above 0.
+ *
  * Session handling, the fencing half of split-brain safety: 'disconnected' (ZooKeeper silent
  * for 2/3 of the session timeout) makes the node suspect itself at once, 'expired' fences it
  * (its znode is gone, so another node may be head); a new session re-registers the node as a
@@ -30,6 +35,7 @@ import { EventEmitter } from 'node:events';
 import type { FastifyBaseLogger } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
 import type { Coordination, SessionEvent } from '../coord/index.ts';
+import { CommittedRecord } from './committed.ts';
 
 export interface ChainNodeInfo {
   /** The member znode's name: unique per registration (a restarted node gets a new one). */
@@ -47,6 +53,11 @@ export interface ChainView {
   readonly warm: boolean;
   /** While cold: since when (ms since 1970, the clock of the node that noticed), and how many nodes it waits for. */
   readonly cold?: { readonly since: number; readonly expect: number };
+  /**
+   * Set while the head is the one the cold rule chose (highest version, every floor checked):
+   * it may serve the state it holds though it registered anew (replica.ts, committed.ts).
+   */
+  readonly vetted?: true;
 }
 
 /** The znode under which a cluster keeps everything (its config, members, chain, durable version). */
@@ -61,19 +72,23 @@ export const COLD_WAIT_MS = 30000;
  * The next configuration from the one in force and the live members (registration order): see
  * the header. Pure, so the ordering rule is unit-tested on its own.
  */
-export function nextOrder(chain: ChainView, live: readonly ChainNodeInfo[], durable: number, now: number, coldWaitMs = COLD_WAIT_MS): Omit<ChainView, 'epoch'> {
+export function nextOrder(chain: ChainView, live: readonly ChainNodeInfo[], durable: number, now: number, coldWaitMs = COLD_WAIT_MS, committed = 0): Omit<ChainView, 'epoch'> {
   const byName = new Map(live.map((n) => [n.name, n]));
   const survivors = chain.nodes.map((n) => byName.get(n.name)).filter((n): n is ChainNodeInfo => n !== undefined);
   if (chain.warm && survivors.length > 0) {
     const kept = new Set(survivors.map((n) => n.name));
-    return { nodes: [...survivors, ...live.filter((n) => !kept.has(n.name))], warm: true };
+    const nodes = [...survivors, ...live.filter((n) => !kept.has(n.name))];
+    return chain.vetted && nodes[0]!.name === chain.nodes[0]?.name ? { nodes, warm: true, vetted: true } : { nodes, warm: true };
   }
   // Cold: the highest version first (sort is stable: ties keep registration order).
   const nodes = [...live].sort((a, b) => b.version - a.version);
   const urls = (list: readonly ChainNodeInfo[]) => new Set(list.map((n) => n.url)).size;
   const cold = chain.cold ?? { since: now, expect: chain.warm ? urls(chain.nodes) : 0 };
-  const warm = nodes.length > 0 && nodes[0]!.version >= durable && (urls(nodes) >= cold.expect || now - cold.since >= coldWaitMs);
-  return warm ? { nodes, warm } : { nodes, warm, cold };
+  const head = nodes[0];
+  // (3) A head below the recorded committed version lacks acknowledged updates: it may still be
+  // the best left (a checkpoint, every process having died), but never a fresh node (version 0).
+  const warm = head !== undefined && head.version >= durable && (urls(nodes) >= cold.expect || now - cold.since >= coldWaitMs) && (head.version >= committed || head.version > 0);
+  return warm ? { nodes, warm, vetted: true } : { nodes, warm, cold };
 }
 
 export type Role = 'head' | 'middle' | 'tail' | 'single';
@@ -98,6 +113,8 @@ export interface MembershipEvents {
   session: ['suspect' | 'fenced' | 'clear', string];
   /** Registered anew (first start, or after an expiry): the node must take a fresh state. */
   registered: [string];
+  /** The committed version recorded in ZooKeeper rose (committed.ts). */
+  recorded: [number];
 }
 
 export class Membership extends EventEmitter<MembershipEvents> {
@@ -121,11 +138,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   /** Set by whoever builds the server (the node's logger exists only then). */
   log: Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'> = { info() {}, warn() {}, error() {} } as never;
+  /** The highest committed version in ZooKeeper (`<root>/committed`); the head raises it. */
+  readonly committed: CommittedRecord;
+  /** The committed version as the last pass read it. */
+  committedSeen = 0;
 
   constructor(private readonly coord: Coordination, cluster: string) {
     super();
     if (!/^[\w.-]{1,64}$/.test(cluster)) throw new TabswarmError('CONFIG_INVALID', { option: '--cluster', detail: `'${cluster}' must be 1-64 letters, digits, '_', '.' or '-'` });
     this.root = clusterRoot(cluster);
+    this.committed = new CommittedRecord(coord, `${this.root}/committed`, () => this.log, (v) => this.emit('recorded', v));
     this.offSession = coord.onSession((e) => this.onSession(e));
   }
 
@@ -290,7 +312,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.emit('session', 'fenced', `registration ${mine} was removed from the chain`);
       void this.reregister();
     }
-    const order = nextOrder(chain, live, await this.durable(), Date.now(), this.coldWaitMs);
+    this.committedSeen = Math.max(this.committedSeen, await this.committed.read());
+    const order = nextOrder(chain, live, await this.durable(), Date.now(), this.coldWaitMs, this.committedSeen);
     if (order.cold && !this.coldTimer) {
       // Nothing in ZooKeeper changes when the wait runs out: look again then.
       this.coldTimer = setTimeout(() => {
@@ -299,7 +322,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       }, Math.max(50, order.cold.since + this.coldWaitMs - Date.now() + 50));
       this.coldTimer.unref();
     }
-    const same = order.warm === chain.warm && order.nodes.length === chain.nodes.length && order.nodes.every((n, i) => n.name === chain.nodes[i]!.name);
+    const same = order.warm === chain.warm && order.vetted === chain.vetted && order.nodes.length === chain.nodes.length && order.nodes.every((n, i) => n.name === chain.nodes[i]!.name);
     if (!same) {
       const next: ChainView = { epoch: chain.epoch + 1, ...order };
       try {
@@ -315,6 +338,25 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.current = chain;
       this.emit('view', chain);
     }
+  }
+
+  /**
+   * Turns the warm configuration `view` cold (compare-and-set on its epoch): its head may not
+   * serve (committed.ts mustNotHead), so the highest version must head instead.
+   */
+  async goCold(view: ChainView): Promise<void> {
+    const path = `${this.root}/chain`;
+    try {
+      const stored = await this.coord.get(path);
+      const chain = JSON.parse(stored.data) as ChainView;
+      if (chain.epoch !== view.epoch || !chain.warm) return;
+      const next: ChainView = { epoch: chain.epoch + 1, nodes: chain.nodes, warm: false, cold: { since: Date.now(), expect: new Set(chain.nodes.map((n) => n.url)).size } };
+      await this.coord.set(path, JSON.stringify(next), stored.version);
+      this.log.warn({ epoch: next.epoch }, 'chain turned cold: its head holds less than the committed version or a live member');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not turn the chain cold; reconciling');
+    }
+    void this.reconcile();
   }
 
   private onSession(e: SessionEvent): void {
@@ -335,6 +377,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.committed.stop();
     if (this.coldTimer) clearTimeout(this.coldTimer);
     this.offSession();
     await this.running?.catch(() => {});

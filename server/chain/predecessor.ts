@@ -11,6 +11,7 @@
 import type { WebSocket } from 'ws';
 import { TabswarmError } from '../../shared/errors.ts';
 import { ChainMsg } from '../../shared/protocol.ts';
+import { RULE_NAMES } from '../ps/rules.ts';
 import { decodeChainFrame, encodeAck, type ForwardFrame, type StateFrame } from './frames.ts';
 import { LINK_HANDSHAKE_MS, LinkAuth, WS_ABNORMAL, WS_NORMAL, closeWithError, freshNonce, isNonce, predecessorProof, proofMatches, successorProof, type LinkHello, type LinkTranscript } from './link.ts';
 import { neighbours } from './membership.ts';
@@ -147,7 +148,7 @@ export class Predecessor {
     while (store.held) await store.held;
     if (this.link !== link) return;
     try {
-      const frame = decodeChainFrame(bytes, { layoutHash: this.r.ps.layout.hash, layoutSize: this.r.ps.layout.size });
+      const frame = decodeChainFrame(bytes, { layoutHash: this.r.ps.layout.hash, layoutSize: this.r.ps.layout.size, rules: RULE_NAMES.length });
       if (frame.epoch !== link.epoch || link.epoch !== this.r.view.epoch) throw new TabswarmError('CHAIN_STALE_EPOCH', { got: frame.epoch, epoch: this.r.view.epoch });
       if (frame.type === ChainMsg.FORWARD) this.applyForward(frame, bytes);
       else if (frame.type === ChainMsg.STATE) this.applyState(frame, bytes);
@@ -169,6 +170,7 @@ export class Predecessor {
     }
     if (f.version !== store.version + 1) throw new TabswarmError('CHAIN_BAD_FRAME', { detail: `forward of version ${f.version}, but this node is at ${store.version}` });
     const update = { workerId: f.workerId, seq: f.seq, baseVersion: f.baseVersion, count: f.count, grad: f.grad };
+    r.control.adopt(f.control); // the lr and rule the head applied this update under
     const result = r.ps.applyReplicated(update, f.flags);
     if (!result.applied || result.version !== f.version) {
       // Diverged (this must not happen): drop the state and take a fresh one.
@@ -194,6 +196,7 @@ export class Predecessor {
     const store = r.ps.store;
     store.restore({ layoutHash: r.ps.layout.hash, version: s.version, weights: s.weights, velocity: s.velocity, applied: new Map(s.record.map((e) => [e.workerId, { seq: e.seq, version: e.version }])) });
     r.ps.metrics.modelVersion.set(s.version);
+    r.control.adopt(s.control);
     r.history.replace(s.historyStart, s.history);
     r.transfers.received += 1;
     const wasFresh = !hasState(r.state);

@@ -23,7 +23,10 @@ import { ERRORS, TabswarmError } from '../../shared/errors.ts';
 import { ChainMsg } from '../../shared/protocol.ts';
 import type { ParameterServer } from '../ps/service.ts';
 import { NO_DURABILITY, type AppliedUpdate, type Durability, type StrategyContext } from '../ps/strategy.ts';
-import { decodeChainFrame, encodeForward, encodeState, restampEpoch } from './frames.ts';
+import type { RunChange } from '../../shared/admin-api.ts';
+import { mustNotHead } from './committed.ts';
+import { RunControl } from './control.ts';
+import { decodeChainFrame, encodeForward, encodeState, restampEpoch, type ControlBlock } from './frames.ts';
 import { AppliedHistory } from './history.ts';
 import { OutLink, WS_ABNORMAL, WS_GOING_AWAY, type LinkHello } from './link.ts';
 import { neighbours, roleOf, type ChainView, type Membership, type Role } from './membership.ts';
@@ -32,6 +35,7 @@ import { replicationPolicy, type PolicyHost, type ReplicationMode, type Replicat
 import { Predecessor } from './predecessor.ts';
 import { EpochWaiters, refusesConnections } from './probe.ts';
 import { hasState, roleIn, transition, writable, type ReplicaEvent, type ReplicaState } from './state.ts';
+import type { ReplicaStatus } from './status.ts';
 
 export { REPLICATION_MODES, type ReplicationMode } from './policies.ts';
 export { REPLICA_DEFAULTS, type ReplicaOptions } from './options.ts';
@@ -47,28 +51,7 @@ interface Waiter {
   reject(err: Error): void;
 }
 
-/** What /api/cluster and /api/status show of this node. */
-export interface ReplicaStatus {
-  readonly name: string;
-  readonly role: Role | 'joining' | 'fenced';
-  /** The tagged state (state.ts). */
-  readonly state: ReplicaState['kind'];
-  readonly epoch: number;
-  readonly mode: ReplicationMode;
-  readonly version: number;
-  /** Highest version known applied at the tail (what a head failure cannot lose). */
-  readonly committed: number;
-  /** Forwarded, not yet acknowledged by the tail. */
-  readonly inFlight: number;
-  /** Holds no state the chain agrees on yet. */
-  readonly fresh: boolean;
-  readonly writable: boolean;
-  /** Whether the configuration in force has a head holding the chain's state (false: a cold start waits). */
-  readonly warm: boolean;
-  readonly successorLinked: boolean;
-  readonly predecessorLinked: boolean;
-  readonly stateTransfers: { readonly sent: number; readonly received: number };
-}
+export type { ReplicaStatus } from './status.ts';
 
 export class ChainReplica {
   readonly name = 'chain';
@@ -82,6 +65,8 @@ export class ChainReplica {
   readonly policy: ReplicationPolicy;
   readonly history: AppliedHistory;
   readonly predecessor: Predecessor;
+  /** The run's lr and rule as replicated state (control.ts). */
+  readonly control = new RunControl(() => this.ps.store);
   private out: OutLink | undefined;
   /** Retries of the link to the successor; reset once a link has synchronised. */
   private readonly linkBackoff = new Backoff({ minMs: 50, maxMs: 2000 });
@@ -95,8 +80,8 @@ export class ChainReplica {
   private readonly host: PolicyHost = {
     forward: (u) => this.forward(u),
     shipState: () => this.out?.ready && this.sendState(this.out),
-    committed: () => this.committedVersion,
-    untilCommitted: (version) => (version <= this.committedVersion ? Promise.resolve() : new Promise<void>((resolve, reject) => this.waiters.push({ version, resolve, reject }))),
+    committed: () => this.safeVersion(),
+    untilCommitted: (version) => (version <= this.safeVersion() ? Promise.resolve() : new Promise<void>((resolve, reject) => this.waiters.push({ version, resolve, reject }))),
     untilWithin: (limit) => (this.forwarded.length <= limit ? undefined : new Promise<void>((resolve) => this.windowWaiters.push({ limit, resolve }))),
   };
 
@@ -107,6 +92,15 @@ export class ChainReplica {
     membership.on('view', (v) => this.onView(v));
     membership.on('session', (what, why) => this.onSession(what, why));
     membership.on('registered', () => this.apply({ type: 'registered' }));
+    membership.on('recorded', () => this.releaseWaiters());
+  }
+
+  /**
+   * What an ack may name: applied at the tail and recorded in ZooKeeper as committed
+   * (committed.ts), so no node below an acknowledged version can head after a mass expiry.
+   */
+  private safeVersion(): number {
+    return Math.min(this.committedVersion, this.membership.committed.recorded);
   }
 
   /** Takes the PS and logger from the strategy context; `inner` also runs on replicated applies. */
@@ -161,7 +155,7 @@ export class ChainReplica {
       return true;
     }
     if (role !== 'head') return false; // admitWrite let it in just before a reconfiguration
-    const bytes = encodeForward(this.ps.layout.hash, { epoch: this.view.epoch, version: u.version, workerId: u.workerId, seq: u.seq, count: u.count, baseVersion: u.baseVersion, flags: u.flags ?? 0, grad: u.grad });
+    const bytes = encodeForward(this.ps.layout.hash, { control: this.control.current(), epoch: this.view.epoch, version: u.version, workerId: u.workerId, seq: u.seq, count: u.count, baseVersion: u.baseVersion, flags: u.flags ?? 0, grad: u.grad });
     this.keep(u.version, bytes);
     return true;
   }
@@ -173,7 +167,15 @@ export class ChainReplica {
   }
 
   status(): Record<string, unknown> {
-    return { ...this.replicaStatus() };
+    return { ...this.replicaStatus(), control: this.control.current() };
+  }
+
+  /** An admin run change: made at the head only, then carried down the chain (control.ts). */
+  changeRun(change: RunChange): ControlBlock {
+    this.admitWrite();
+    const c = this.control.change(change);
+    this.log.info({ control: c }, 'run control changed at the head; replicas take it with the next update');
+    return c;
   }
 
   replicaStatus(): ReplicaStatus {
@@ -214,10 +216,18 @@ export class ChainReplica {
 
   private onView(view: ChainView): void {
     if (this.stopped) return;
+    const me = this.membership.name;
+    const role = roleOf(view, me);
+    if (view.warm && !view.vetted && (role === 'head' || role === 'single') && !hasState(this.state) && mustNotHead(this.ps.store.version, this.membership.committedSeen, view.nodes)) {
+      // Registered anew (an expiry, a restart) and behind what was acknowledged or what a live
+      // member holds: heading would reset the chain to this node's state. Go cold instead.
+      this.log.warn({ version: this.ps.store.version, committed: this.membership.committedSeen, epoch: view.epoch }, 'made head without the committed state: turning the chain cold');
+      view = { ...view, warm: false };
+      void this.membership.goCold(view);
+    }
     this.view = view;
     this.epochs.notify();
-    const me = this.membership.name;
-    this.apply({ type: 'view', role: roleOf(view, me), warm: view.warm });
+    this.apply({ type: 'view', role, warm: view.warm });
     const { successor } = neighbours(view, me);
     this.log.info({ epoch: view.epoch, state: this.state.kind, role: roleIn(this.state) ?? 'not a member', warm: view.warm, nodes: view.nodes.map((n) => n.name) }, 'chain view');
     // Links belong to an epoch: a new configuration re-establishes both ends, and the new
@@ -301,7 +311,7 @@ export class ChainReplica {
 
   private sendState(link: OutLink): void {
     const s = this.ps.store.snapshot();
-    link.send(encodeState(this.ps.layout.hash, { epoch: link.epoch, version: s.version, weights: s.weights, velocity: s.velocity, record: this.ps.store.record(), historyStart: this.history.start, history: this.history.entries }));
+    link.send(encodeState(this.ps.layout.hash, { control: this.control.current(), epoch: link.epoch, version: s.version, weights: s.weights, velocity: s.velocity, record: this.ps.store.record(), historyStart: this.history.start, history: this.history.entries }));
     // Everything forwarded so far is inside the state.
     this.transfers.sent += 1;
   }
@@ -332,14 +342,21 @@ export class ChainReplica {
   /** The tail has applied up to `version`: trim, release acks, and pass it up. */
   commit(version: number): void {
     if (version > this.committedVersion) this.committedVersion = version;
+    const role = roleIn(this.state);
+    if (role === 'head' || role === 'single') this.membership.committed.request(this.committedVersion);
     let n = 0;
     while (n < this.forwarded.length && this.forwarded[n]!.version <= version) n++;
     if (n > 0) this.forwarded.splice(0, n);
     this.releaseWindow();
-    let w = 0;
-    while (w < this.waiters.length && this.waiters[w]!.version <= version) this.waiters[w++]!.resolve();
-    if (w > 0) this.waiters.splice(0, w);
+    this.releaseWaiters();
     this.predecessor.ack(version);
+  }
+
+  private releaseWaiters(): void {
+    const safe = this.safeVersion();
+    let w = 0;
+    while (w < this.waiters.length && this.waiters[w]!.version <= safe) this.waiters[w++]!.resolve();
+    if (w > 0) this.waiters.splice(0, w);
   }
 
   /** A STATE replaced this node's state: nothing it forwarded before stands. */

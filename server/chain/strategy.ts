@@ -15,6 +15,7 @@
 import { TabswarmError } from '../../shared/errors.ts';
 import { isCheckpointControl, controlsOf } from '../strategies/checkpoint/strategy.ts';
 import type { AppliedUpdate, RecoveryStrategy, StrategyContext } from '../ps/strategy.ts';
+import type { RunReplication } from './control.ts';
 import type { ChainReplica } from './replica.ts';
 
 /** Inner strategies a chain can wrap: a stateless PS recovers from workers, a chain node from its predecessor. */
@@ -31,7 +32,8 @@ export function chain(inner: RecoveryStrategy, replica: ChainReplica): RecoveryS
   if (!(CHAIN_INNER as readonly string[]).includes(inner.name)) {
     throw new TabswarmError('CONFIG_INVALID', { option: '--strategy', detail: `a chain node can wrap ${CHAIN_INNER.join(' or ')}, not '${inner.name}' (a chain node takes its state from its predecessor)` });
   }
-  const strategy: RecoveryStrategy = {
+  const strategy: RecoveryStrategy & RunReplication = {
+    replicateRun: (change) => replica.changeRun(change),
     name: inner.name === 'none' ? 'chain' : `chain+${inner.name}`,
     async start(ctx: StrategyContext) {
       // The inner durability restores first (the store then holds the node's newest

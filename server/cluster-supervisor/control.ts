@@ -69,7 +69,23 @@ export class SupervisorControl implements ConsoleControl {
 
   async setRun(change: RunChange): Promise<RunSettings> {
     validateRunChange(change);
-    await Promise.all(this.up().map((n) => this.post(n.url, '/api/admin/run', change)));
+    if (this.sup.mode === 'chain') {
+      // A chain replicates the change from its head (server/chain/control.ts): the others refuse
+      // it with CHAIN_NOT_HEAD. Setting it on every node would change it at different versions.
+      let done = false;
+      for (const n of this.up()) {
+        try {
+          await this.post(n.url, '/api/admin/run', change);
+          done = true;
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'CHAIN_NOT_HEAD') throw err;
+        }
+      }
+      if (!done) throw new TabswarmError('CHAIN_NOT_READY', { node: 'any', epoch: 'unknown' });
+    } else {
+      await Promise.all(this.up().map((n) => this.post(n.url, '/api/admin/run', change)));
+    }
     // Nodes started later get the same settings.
     if (change.lr !== undefined) this.sup.overrides.lr = String(change.lr);
     if (change.rule !== undefined) this.sup.overrides.rule = change.rule;

@@ -67,6 +67,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
     } catch (err) {
       // A full PS or a full address: retryable, and the client is told when.
       if (err instanceof TabswarmError && (err.code === 'PS_FULL' || err.code === 'PS_TOO_MANY_SESSIONS')) reply.header('retry-after', String(FULL_RETRY_AFTER_SEC));
+      if (err instanceof TabswarmError && err.code === 'PS_KEPT_OUT') reply.header('retry-after', String(err.details.retryAfterSec));
       throw err;
     }
     return {
@@ -188,6 +189,7 @@ export async function apiPlugin(app: FastifyInstance, { ps, shards, options }: A
       lastSeenMsAgo: Date.now() - s.lastSeen,
       userAgent: s.userAgent,
     })),
+    robustness: ps.robustness(),
   }));
 
   app.get('/metrics', async (_request, reply) => {

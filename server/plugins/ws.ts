@@ -135,13 +135,20 @@ export async function wsPlugin(app: FastifyInstance, { ps, wsPingMs, maxQueuedBy
       if (!isBinary) return fail(new TabswarmError('PROTO_NOT_BINARY'));
       const bytes = toBytes(data);
       if (!room(socket, session.id, inbound + bytes.byteLength)) return;
+      // Pushes are counted where they arrive, so the in-flight bound sees the queue (ps/pace.ts).
+      let release: (() => void) | undefined;
+      try {
+        release = ps.arrive(session, bytes);
+      } catch (err) {
+        return fail(err);
+      }
       inbound += bytes.byteLength;
       // Apply in arrival order; replies may wait on the strategy (e.g. replication).
       queue = queue.then(async () => {
         inbound -= bytes.byteLength;
-        if (socket.readyState !== socket.OPEN) return;
+        if (socket.readyState !== socket.OPEN) return release?.();
         try {
-          const reply = await ps.handle(session, bytes);
+          const reply = await ps.handle(session, bytes, true).finally(() => release?.());
           if (socket.readyState === socket.OPEN && sendBounded(socket, reply, session.id, inbound)) {
             // PS egress of weights (what the mesh's relay saves): byte 5 is the frame type.
             if (reply[5] === MsgType.WEIGHTS) ps.metrics.weightsBytesSent.inc(reply.byteLength);

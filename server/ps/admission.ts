@@ -33,6 +33,18 @@ export interface AbuseOptions {
   recordHorizon: number;
   /** Most entries of the applied-push record (the wire allows 65,536, one kept for the floor). @default 65535 */
   recordMax: number;
+  /** Pushes one session may make per second (server/ps/pace.ts, PS_PUSH_RATE); 0 = no limit. @default 0 */
+  pushRate: number;
+  /** Pushes one session may have received and not yet answered (PS_PUSHES_IN_FLIGHT); 0 = no limit. @default 16 */
+  pushesInFlight: number;
+  /** Clipped or refused pushes among the last `offenderWindow` that disconnect a session (PS_OFFENDER); 0 = never. @default 24 */
+  offenderStrikes: number;
+  /** Pushes the offender strikes are counted over. @default 32 */
+  offenderWindow: number;
+  /** How long an offender's worker id and address are kept out (PS_KEPT_OUT). @default 300000 */
+  keepOutMs: number;
+  /** Gradients per second a worker may claim at most, however fast it says it is (aggregate/claims.ts). @default 1000 */
+  maxCountRate: number;
 }
 
 /** Seconds a client refused for a full PS or a full address waits before trying again. */

@@ -3,15 +3,17 @@
  * recovery strategy make the update safe, acknowledge. Nothing from a frame that fails any check
  * is applied; the error is thrown to the transport, which reports it to that client alone.
  */
-import { CODEC_NAMES, Codec, type CodecName } from '../../shared/codec/index.ts';
+import { CODEC_NAMES, Codec, ScratchPool, type CodecName } from '../../shared/codec/index.ts';
 import type { FastifyBaseLogger } from 'fastify';
 import { TabswarmError } from '../../shared/errors.ts';
+import type { Robustness } from '../../shared/api.ts';
 import type { Layout } from '../../shared/layout.ts';
 import { Flag, HEADER_BYTES, MAX_RECORD_ENTRIES, MsgType, TAG_BYTES, decodeFrame, encodeFrame, type Frame } from '../../shared/protocol.ts';
 import type { Metrics } from '../metrics.ts';
 import { ClaimCheck } from './aggregate/claims.ts';
 import { decisionOf, forwardOf } from './aggregate/decision.ts';
 import type { ShardAssignment } from './assignment.ts';
+import { Offenders, Pace } from './pace.ts';
 import type { WorkerSession, Sessions } from './sessions.ts';
 import type { Signer } from './signer.ts';
 import type { ApplyResult, ParameterStore, Update } from './store.ts';
@@ -69,11 +71,24 @@ export class ParameterServer {
   /** Push codecs workers may use (float32 always): the join answer and /api/model list them. */
   readonly codecs: readonly CodecName[];
   private readonly codecDtypes: readonly number[];
+  /** Decode buffers for coded pushes, reused (shared/codec/scratch.ts). */
+  private readonly scratch: ScratchPool;
   /** Updates applied by this process (unlike the version, never reset by a restore). */
   appliedCount = 0;
   private weightsCache: { key: string; bytes: Uint8Array } | undefined;
   /** What pushes may claim about their base version and count (aggregate/claims.ts). */
   readonly claims = new ClaimCheck({ maxCount: 100000, sessionBound: true });
+  /** Pushes per second and in flight per session (pace.ts). */
+  readonly pace = new Pace();
+  /** Sessions too often clipped or refused: disconnected and kept out for a while (pace.ts). */
+  readonly offenders = new Offenders();
+  /**
+   * Pushes applied since the store's last restore (its generation) before a clipped push counts
+   * as a strike: during the aggregator's warm-up its radius is an absolute bound, not a measure
+   * of honest pushes, so honest ones may be cut there. @default 32; the PS sets --clip-window
+   */
+  warmupPushes = 32;
+  private warm = { generation: -1, pushes: 0 };
   /** Sends an assignment change to a worker's socket, if connected (set by the WS transport). */
   notify: (session: WorkerSession, msg: AssignMessage) => void = () => {};
 
@@ -89,6 +104,7 @@ export class ParameterServer {
     this.maxFrameBytes = HEADER_BYTES + 4 * deps.layout.size;
     this.codecs = CODEC_NAMES.filter((name) => name === 'float32' || (deps.codecs ?? CODEC_NAMES).includes(name));
     this.codecDtypes = this.codecs.map((name) => Codec[name]);
+    this.scratch = new ScratchPool(deps.layout.size);
     this.metrics.modelVersion.set(this.store.version);
   }
 
@@ -99,6 +115,7 @@ export class ParameterServer {
    */
   join(userAgent: string, resume?: { workerId: number; idTag: string }, address = ''): WorkerSession {
     this.strategy.admitWrite();
+    this.offenders.check(address, resume?.workerId);
     if (resume && !this.signer.verifyIdTag(resume.workerId, resume.idTag)) throw new TabswarmError('PS_BAD_RESUME', { worker: resume.workerId });
     const marked = resume !== undefined && this.store.appliedMark(resume.workerId) !== undefined;
     if (resume && !marked && this.store.recordFloor > 0) throw new TabswarmError('PS_RECORD_EXPIRED', { worker: resume.workerId });
@@ -113,10 +130,11 @@ export class ParameterServer {
     return session;
   }
 
-  leave(id: number, why: string): void {
+  /** Ends a session; its socket closes with `close`'s code and reason (1000 without). */
+  leave(id: number, why: string, close?: TabswarmError): void {
     const session = this.sessions.remove(id);
     if (!session) return;
-    session.closeSocket?.(1000, 'session ended');
+    session.closeSocket?.(close?.spec.wsClose ?? 1000, close?.closeReason() ?? 'session ended');
     this.reassign(this.assignment.leave(id));
     this.log.info({ worker: id, why }, 'worker left; shards reassigned');
     this.updateWorkerGauge();
@@ -142,9 +160,43 @@ export class ParameterServer {
    * Throws TabswarmError for anything refused; the store is then unchanged. The transport that
    * carried the frame answers and counts the refusal (app.ts error handler, ws.ts `refuse`).
    */
-  async handle(session: WorkerSession, bytes: Uint8Array): Promise<Uint8Array> {
+  async handle(session: WorkerSession, bytes: Uint8Array, paced = false): Promise<Uint8Array> {
+    // A transport that counts pushes where they arrive (ws.ts) has called arrive() already.
+    const release = paced ? undefined : this.arrive(session, bytes);
+    try {
+      return await this.handleFrame(session, bytes);
+    } finally {
+      release?.();
+    }
+  }
+
+  /**
+   * Counts a frame as it arrives: a push past the session's pace is refused here (PS_PUSH_RATE,
+   * PS_PUSHES_IN_FLIGHT) and is a strike. Returns what to call once the push is answered, or
+   * undefined for a frame that is not a push (byte 5 of a frame is its type).
+   */
+  arrive(session: WorkerSession, bytes: Uint8Array): (() => void) | undefined {
+    if (bytes.byteLength <= 5 || bytes[5] !== MsgType.PUSH) return undefined;
+    try {
+      this.pace.arrive(session, session.id);
+    } catch (err) {
+      this.strike(session, err instanceof TabswarmError ? err.code : 'refused');
+      throw err;
+    }
+    return () => this.pace.done(session);
+  }
+
+  private async handleFrame(session: WorkerSession, bytes: Uint8Array): Promise<Uint8Array> {
     const started = performance.now();
-    const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES, codecs: this.codecDtypes });
+    const frame = decodeFrame(bytes, { layoutHash: this.layout.hash, layoutSize: this.layout.size, maxBytes: this.maxFrameBytes, maxRecordEntries: MAX_RECORD_ENTRIES, codecs: this.codecDtypes, scratch: this.scratch });
+    try {
+      return await this.route(session, frame, bytes.byteLength, started);
+    } finally {
+      this.scratch.release(frame.payload); // a coded push decoded into a lent buffer
+    }
+  }
+
+  private async route(session: WorkerSession, frame: Frame, byteLength: number, started: number): Promise<Uint8Array> {
     if (frame.workerId !== session.id) throw new TabswarmError('PS_WRONG_WORKER', { claimed: frame.workerId, owner: session.id });
     session.lastSeen = session.lastWork = Date.now();
     switch (frame.type) {
@@ -156,7 +208,7 @@ export class ParameterServer {
         return this.weightsFrame();
       case MsgType.PUSH:
         await this.strategy.ready();
-        return await this.push(session, frame, bytes.byteLength, started);
+        return await this.push(session, frame, byteLength, started);
       case MsgType.OFFER: {
         this.strategy.admitWrite();
         const adopted = this.strategy.offer({
@@ -166,6 +218,7 @@ export class ParameterServer {
           weightBytes: frame.payloadBytes,
           record: frame.meta!.record,
           tag: frame.meta!.tag,
+          ...(frame.meta!.keyId ? { keyId: frame.meta!.keyId } : {}),
         });
         return this.ack(session, 0, 0, this.store.version, adopted ? Flag.ADOPTED : 0);
       }
@@ -177,18 +230,31 @@ export class ParameterServer {
 
   private async push(session: WorkerSession, frame: Frame, bytes: number, started: number): Promise<Uint8Array> {
     this.metrics.gradientBytes.inc(bytes);
-    const update = { workerId: frame.workerId, seq: frame.seq, baseVersion: frame.modelVersion, count: frame.count, grad: frame.payload };
+    const update = { workerId: frame.workerId, seq: frame.seq, baseVersion: frame.modelVersion, count: frame.count, grad: frame.payload, normSq: frame.normSq, support: frame.support };
     // A strategy may hold applies (a sync checkpoint write, a restore). The check and the apply
     // run in one synchronous step, so no update slips in once a hold is taken.
     while (this.store.held) await this.store.held;
     this.strategy.admitWrite();
     this.checkRecord(session);
     if (!this.store.isRetry(update)) {
-      this.claims.check(session, update.workerId, update.baseVersion, update.count, this.store.version); // a retry is acked again, never re-checked
+      try {
+        this.claims.check(session, update.workerId, update.baseVersion, update.count, this.store.version); // a retry is acked again, never re-checked
+      } catch (err) {
+        this.strike(session, err instanceof TabswarmError ? err.code : 'refused');
+        throw err;
+      }
     }
     const guardRefused = this.store.guardRefused;
+    const clippedBefore = this.store.aggregator.stats().clipped;
     const result = this.store.apply(update);
     this.aggregated(guardRefused);
+    // Judged after the ack is on its way (strike schedules the disconnect): answered exactly once.
+    if (result.applied) {
+      this.claims.counted(update.workerId, update.count);
+      if (this.warm.generation !== this.store.generation) this.warm = { generation: this.store.generation, pushes: 0 };
+      const judged = ++this.warm.pushes > this.warmupPushes;
+      this.strike(session, judged && this.store.aggregator.stats().clipped > clippedBefore ? 'clipped' : undefined);
+    }
     const isFlush = (frame.flags & Flag.FLUSH) !== 0;
     if (!result.applied) {
       this.metrics.duplicates.inc();
@@ -257,6 +323,38 @@ export class ParameterServer {
 
   private clippedSeen = 0;
 
+  /** What /api/status and the console show of the aggregator, the output guard and offenders. */
+  robustness(): Robustness {
+    const { clipped, radius } = this.store.aggregator.stats();
+    const keptOut = this.offenders.list();
+    this.metrics.keptOut.set(keptOut.length);
+    let offenders = 0;
+    for (const n of this.offenders.disconnected.values()) offenders += n;
+    const g = this.store.lastGuardRefusal;
+    return {
+      aggregator: this.store.aggregator.name, clipped, radius, versionsRefused: this.store.guardRefused, offenders, keptOut,
+      ...(g ? { lastGuardRefusal: { version: g.version, workerId: g.workerId, seq: g.seq, reason: g.reason } } : {}),
+    };
+  }
+
+  /**
+   * Records one push's outcome (`reason`: why it was a strike, undefined for a clean push). The
+   * push that makes the session an offender is still answered (its ack or its refusal) first:
+   * the disconnect is scheduled after the reply is sent (a macrotask; replies go out in
+   * microtasks), with PS_OFFENDER as the socket's close code.
+   */
+  private strike(session: WorkerSession, reason: string | undefined): void {
+    if (!this.offenders.record(session, reason !== undefined) || !this.sessions.get(session.id)) return;
+    const why = reason ?? 'clipped';
+    const { strikes, window } = this.offenders.limits;
+    const kept = this.offenders.keepOut(session.id, session.address, why);
+    this.metrics.offenders.inc({ reason: why });
+    this.metrics.keptOut.set(this.offenders.list().length);
+    this.log.warn({ worker: session.id, address: session.address, reason: why, strikes, window, until: new Date(kept.until).toISOString() }, 'repeat offender disconnected and kept out; shards reassigned');
+    const close = new TabswarmError('PS_OFFENDER', { worker: session.id, strikes, window });
+    setImmediate(() => this.leave(session.id, `offender: ${why}`, close));
+  }
+
   /** Counts what the aggregator cut, and says so when the output guard kept the last good version. */
   private aggregated(guardRefusedBefore: number): void {
     const { clipped } = this.store.aggregator.stats();
@@ -281,7 +379,7 @@ export class ParameterServer {
     const key = `${this.store.generation}:${version}`;
     if (this.weightsCache?.key !== key) {
       const record = this.store.record();
-      const meta = { tag: new Uint8Array(TAG_BYTES), record };
+      const meta = { tag: new Uint8Array(TAG_BYTES), record, keyId: this.signer.keyId };
       const bytes = encodeFrame({ type: MsgType.WEIGHTS, layoutHash: this.layout.hash, modelVersion: version, workerId: 0, seq: 0, count: 0 }, this.store.weights, meta);
       // The tag covers the payload's wire bytes, so it is computed on the encoded frame.
       const payloadStart = bytes.byteLength - 4 * this.layout.size;

@@ -20,7 +20,8 @@
 import { createHash, createHmac, createPrivateKey, createPublicKey, randomBytes, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { TabswarmError } from '../../shared/errors.ts';
 import type { AppliedRecordEntry } from '../../shared/protocol.ts';
-import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, signedMessage } from '../../shared/signing.ts';
+import { KEY_ID_BYTES } from '../../shared/protocol.ts';
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES, otherKey, signedMessage } from '../../shared/signing.ts';
 
 export const TAG_BYTES = SIGNATURE_BYTES;
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
@@ -43,6 +44,8 @@ export class Signer {
   private readonly verifyingKey: KeyObject;
   /** The raw 32-byte Ed25519 public key, base64: what GET /api/model publishes. */
   readonly publicKey: string;
+  /** The key id the meta block carries beside each signature (shared/signing.ts keyIdOf). */
+  readonly keyId: Uint8Array;
   /** True when the secret was generated for this process: tags then die with it. */
   readonly ephemeral: boolean;
 
@@ -58,7 +61,9 @@ export class Signer {
     const seed = createHmac('sha256', this.key).update(runId ? `tabswarm weights signing key v2\0${runId}` : 'tabswarm weights signing key v1').digest();
     this.signingKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
     this.verifyingKey = createPublicKey(this.signingKey);
-    this.publicKey = this.verifyingKey.export({ format: 'der', type: 'spki' }).subarray(-PUBLIC_KEY_BYTES).toString('base64');
+    const raw = this.verifyingKey.export({ format: 'der', type: 'spki' }).subarray(-PUBLIC_KEY_BYTES);
+    this.publicKey = raw.toString('base64');
+    this.keyId = new Uint8Array(createHash('sha256').update(raw).digest().subarray(0, KEY_ID_BYTES));
   }
 
   idTag(workerId: number): string {
@@ -78,6 +83,11 @@ export class Signer {
   verifyWeightsTag(tag: Uint8Array, layoutHash: number, version: number, record: readonly AppliedRecordEntry[], weightBytes: Uint8Array): boolean {
     if (tag.length !== TAG_BYTES) return false;
     return verify(null, message(layoutHash, version, record, weightBytes), this.verifyingKey, tag);
+  }
+
+  /** True when a copy names a signing key other than this run's (another run, or another secret). */
+  fromOtherKey(keyId: Uint8Array | undefined): boolean {
+    return otherKey(keyId, this.keyId);
   }
 }
 

@@ -12,6 +12,7 @@
  * change, and the PS that restores it knows its record is incomplete. Eviction depends only on
  * versions, so every chain replica forgets the same workers at the same version.
  */
+import { sumSq } from '../../shared/codec/norm.ts';
 import type { Layout } from '../../shared/layout.ts';
 import type { AppliedRecordEntry } from '../../shared/protocol.ts';
 import { AGGREGATOR_DEFAULTS, createAggregator, type Aggregator } from './aggregate/index.ts';
@@ -51,6 +52,13 @@ export interface Update {
   /** Number of gradients summed in `grad`. */
   readonly count: number;
   readonly grad: Float32Array;
+  /**
+   * `grad`'s squared L2 norm when the decode pass computed it (Frame.normSq), handed to the
+   * aggregator so that it makes no pass of its own. @default computed by whoever needs it
+   */
+  readonly normSq?: number;
+  /** A sparse `grad` (Frame.support): the only indices that may be non-zero. @default dense */
+  readonly support?: Uint32Array;
 }
 
 /**
@@ -163,11 +171,16 @@ export class ParameterStore {
     const staleness = Math.max(0, this.versionValue - update.baseVersion);
     const { scale, lr } = this.rule({ count: update.count, staleness, lr: this.optimizer.lr });
     const agg = this.aggregator;
-    let grad = agg.admit(update.grad, scale);
+    let grad = agg.admit(update.grad, scale, update.normSq);
     const applyScale = agg.scales ? 1 : scale;
     if (grad) {
       const limit = this.maxNormJump > 0 ? (this.maxNormJump * Math.max(Math.sqrt(this.normSq), 1)) ** 2 : Infinity;
-      const sq = this.optimizer.tryApply(this.weights, grad, applyScale, lr, limit);
+      // A sparse push the aggregator handed through (clip scales in place: zeros stay zero) and
+      // no momentum: only its support moves.
+      const sparse = update.support && grad === update.grad && this.optimizer.momentum === 0;
+      const sq = sparse
+        ? this.optimizer.trySparse(this.weights, grad, update.support!, applyScale, lr, limit, this.normSq)
+        : this.optimizer.tryApply(this.weights, grad, applyScale, lr, limit);
       if (sq < 0) {
         this.refuseVersion(update, sq === -1);
         grad = null;
@@ -187,8 +200,7 @@ export class ParameterStore {
     const staleness = Math.max(0, this.versionValue - update.baseVersion);
     const { scale, lr } = this.rule({ count: update.count, staleness, lr: this.optimizer.lr });
     if (decision.grad) {
-      this.optimizer.apply(this.weights, decision.grad, decision.decided ? 1 : scale, lr);
-      this.normSq = sumSq(this.weights);
+      this.normSq = this.optimizer.apply(this.weights, decision.grad, decision.decided ? 1 : scale, lr);
     }
     this.lastDecision = decision;
     return this.advance(update, staleness);
@@ -290,10 +302,4 @@ export class ParameterStore {
     }
     this.evict();
   }
-}
-
-function sumSq(v: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
-  return s;
 }

@@ -54,6 +54,8 @@ export interface WeightsOffer {
   readonly weightBytes: Uint8Array;
   readonly record: readonly AppliedRecordEntry[];
   readonly tag: Uint8Array;
+  /** The signing key the meta block names, in clear (absent in older frames): see shared/signing.ts. */
+  readonly keyId?: Uint8Array;
 }
 
 /** What survives a crash of this process. */

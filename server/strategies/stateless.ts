@@ -10,6 +10,7 @@
  * -> serving. Offers after the window are counted as late and ignored.
  */
 import { TabswarmError } from '../../shared/errors.ts';
+import { hexOf } from '../../shared/signing.ts';
 import { compose, type RecoveryStrategy, type StrategyContext, type WeightsOffer } from '../ps/strategy.ts';
 
 export interface StatelessOptions {
@@ -77,7 +78,11 @@ export function stateless(opts: StatelessOptions): RecoveryStrategy {
       }
       if (!signer.verifyWeightsTag(o.tag, store.layout.hash, o.version, o.record, o.weightBytes)) {
         offers.rejected += 1;
-        throw new TabswarmError('PS_FORGED_WEIGHTS', { version: o.version, detail: 'the tag does not verify (forged or altered weights, version or record, another secret, or another run: --run-id)' });
+        // The key id in clear names the refusal; the signature alone decided it (shared/signing.ts).
+        if (signer.fromOtherKey(o.keyId)) {
+          throw new TabswarmError('PS_OTHER_RUN', { version: o.version, got: hexOf(o.keyId), want: hexOf(signer.keyId), detail: `a copy from another run under the same secret, or from another deployment; this PS serves run ${signer.runId || '(none)'}` });
+        }
+        throw new TabswarmError('PS_FORGED_WEIGHTS', { version: o.version, detail: 'the tag does not verify under this run\'s key (forged or altered weights, version or record)' });
       }
       offers.verified += 1;
       if (!best || o.version > best.version) best = { version: o.version, weights: Float32Array.from(o.weights), record: [...o.record], from: o.workerId };

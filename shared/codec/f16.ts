@@ -51,6 +51,15 @@ function halfTable(): Float32Array {
   return table;
 }
 
+/** The payload's n halves: a view when aligned on a little-endian host, else a copy. */
+function halvesOf(payload: Uint8Array, n: number): Uint16Array {
+  if (LITTLE_ENDIAN && payload.byteOffset % 2 === 0) return new Uint16Array(payload.buffer, payload.byteOffset, n);
+  const out = new Uint16Array(n);
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  for (let i = 0; i < n; i++) out[i] = v.getUint16(2 * i, true);
+  return out;
+}
+
 export const f16: CodecImpl = {
   name: 'f16',
   dtype: Codec.f16,
@@ -64,17 +73,47 @@ export const f16: CodecImpl = {
     return bytes;
   },
   decode(payload, n) {
-    if (payload.byteLength !== 2 * n) throw new TabswarmError('PROTO_BAD_CODEC', { codec: 'f16', detail: `${payload.byteLength} payload bytes, ${2 * n} expected for ${n} values` });
-    const t = halfTable();
     const out = new Float32Array(n);
-    const aligned = LITTLE_ENDIAN && payload.byteOffset % 2 === 0;
-    const halves = aligned ? new Uint16Array(payload.buffer, payload.byteOffset, n) : undefined;
-    const v = aligned ? undefined : new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-    for (let i = 0; i < n; i++) {
-      const h = halves ? halves[i]! : v!.getUint16(2 * i, true);
-      if ((h & 0x7c00) === 0x7c00) throw new TabswarmError('PROTO_BAD_CODEC', { codec: 'f16', detail: `value ${i} is an infinity or NaN (0x${h.toString(16)})` });
-      out[i] = t[h]!;
-    }
+    f16.decodeInto(payload, n, out);
     return out;
+  },
+  decodeInto(payload, n, out) {
+    if (payload.byteLength !== 2 * n) throw new TabswarmError('PROTO_BAD_CODEC', { codec: 'f16', detail: `${payload.byteLength} payload bytes, ${2 * n} expected for ${n} values` });
+    const halves = halvesOf(payload, n);
+    const t = halfTable();
+    // norm.ts's order; an infinity or NaN half decodes to NaN, which the sum carries.
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const a = t[halves[i]!]!;
+      const b = t[halves[i + 1]!]!;
+      const c = t[halves[i + 2]!]!;
+      const d = t[halves[i + 3]!]!;
+      out[i] = a;
+      out[i + 1] = b;
+      out[i + 2] = c;
+      out[i + 3] = d;
+      s0 += a * a;
+      s1 += b * b;
+      s2 += c * c;
+      s3 += d * d;
+    }
+    for (; i < n; i++) {
+      const a = t[halves[i]!]!;
+      out[i] = a;
+      if (i % 4 === 0) s0 += a * a;
+      else if (i % 4 === 1) s1 += a * a;
+      else s2 += a * a;
+    }
+    const sq = s0 + s1 + (s2 + s3);
+    if (Number.isFinite(sq)) return sq;
+    for (let j = 0; j < n; j++) {
+      const h = halves[j]!;
+      if ((h & 0x7c00) === 0x7c00) throw new TabswarmError('PROTO_BAD_CODEC', { codec: 'f16', detail: `value ${j} is an infinity or NaN (0x${h.toString(16)})` });
+    }
+    return sq; // not reached: a non-finite sum has a non-finite term
   },
 };

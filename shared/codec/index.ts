@@ -7,12 +7,16 @@
 import { TabswarmError } from '../errors.ts';
 import { f32At, putF32 } from './bytes.ts';
 import { f16 } from './f16.ts';
+import { sumSq } from './norm.ts';
 import { int8 } from './int8.ts';
-import { topk } from './topk.ts';
+import { topk, topkSupport } from './topk.ts';
 import { CODEC_NAMES, Codec, type CodecImpl, type CodecName, type Dtype } from './types.ts';
 
 export { CODEC_NAMES, Codec, type CodecImpl, type CodecName, type Dtype, type EncodeOptions } from './types.ts';
 export { ErrorFeedback } from './feedback.ts';
+export { ScratchPool } from './scratch.ts';
+export { sumSq } from './norm.ts';
+export { topkSupport } from './topk.ts';
 
 const float32: CodecImpl = {
   name: 'float32',
@@ -27,14 +31,32 @@ const float32: CodecImpl = {
   decode(payload, n) {
     if (payload.byteLength !== 4 * n) throw new TabswarmError('PROTO_BAD_CODEC', { codec: 'float32', detail: `${payload.byteLength} payload bytes, ${4 * n} expected` });
     const x = f32At(payload, 0, n);
-    for (let i = 0; i < n; i++) {
-      const v = x[i]!;
-      // v - v is 0 for finite v and NaN for NaN and +-Infinity.
-      if (v - v !== 0) throw new TabswarmError('PROTO_NON_FINITE', { index: i, value: String(v) });
-    }
+    finiteSumSq(x);
     return x;
   },
+  decodeInto(payload, n, out) {
+    if (payload.byteLength !== 4 * n) throw new TabswarmError('PROTO_BAD_CODEC', { codec: 'float32', detail: `${payload.byteLength} payload bytes, ${4 * n} expected` });
+    out.set(f32At(payload, 0, n));
+    return finiteSumSq(out.subarray(0, n));
+  },
 };
+
+/**
+ * The squared L2 norm of `x` (norm.ts's order), refusing a NaN or infinity with
+ * PROTO_NON_FINITE: the PS's scan of every float32 payload, which hands the norm on to the
+ * aggregator instead of it making a pass of its own. One pass; the index of a bad value is
+ * looked for only when the sum says there is one.
+ */
+export function finiteSumSq(x: Float32Array): number {
+  const sq = sumSq(x);
+  if (Number.isFinite(sq)) return sq;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    // v - v is 0 for finite v and NaN for NaN and +-Infinity.
+    if (v - v !== 0) throw new TabswarmError('PROTO_NON_FINITE', { index: i, value: String(v) });
+  }
+  return sq; // not reached: a non-finite sum has a non-finite term
+}
 
 export const CODECS = { float32, f16, int8, topk } as const satisfies Record<CodecName, CodecImpl>;
 

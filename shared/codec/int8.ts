@@ -8,6 +8,7 @@
  */
 import { TabswarmError } from '../errors.ts';
 import { f32At, putF32, view } from './bytes.ts';
+import { sumSq } from './norm.ts';
 import { Codec, type CodecImpl } from './types.ts';
 
 export const MAX_BLOCK = 65536;
@@ -39,6 +40,11 @@ export const int8: CodecImpl = {
     return out;
   },
   decode(payload, n) {
+    const out = new Float32Array(n);
+    int8.decodeInto(payload, n, out);
+    return out;
+  },
+  decodeInto(payload, n, out) {
     if (payload.byteLength < 4) throw bad(`${payload.byteLength} payload bytes: no block size`);
     const B = view(payload).getUint32(0, true);
     if (B < 1 || B > MAX_BLOCK) throw bad(`block size ${B} is outside 1..${MAX_BLOCK}`);
@@ -46,21 +52,20 @@ export const int8: CodecImpl = {
     const want = 4 + 4 * blocks + n;
     if (payload.byteLength !== want) throw bad(`${payload.byteLength} payload bytes, ${want} expected for ${n} values in blocks of ${B}`);
     const scales = f32At(payload, 4, blocks);
+    const q = new Int8Array(payload.buffer, payload.byteOffset + 4 + 4 * blocks, n);
     for (let b = 0; b < blocks; b++) {
       const s = scales[b]!;
       if (!(s >= 0 && s < Infinity)) throw bad(`scale ${b} is ${s}: scales must be finite and >= 0`);
-    }
-    const q = new Int8Array(payload.buffer, payload.byteOffset + 4 + 4 * blocks, n);
-    const out = new Float32Array(n);
-    for (let b = 0; b < blocks; b++) {
-      const s = scales[b]!;
       const end = Math.min(n, (b + 1) * B);
+      let low = 0;
       for (let i = b * B; i < end; i++) {
         const v = q[i]!;
-        if (v === -128) throw bad(`value ${i} is -128: the code is symmetric, -127..127`);
+        low |= v === -128 ? 1 : 0;
         out[i] = v * s;
       }
+      if (low) throw bad(`value ${q.subarray(b * B, end).indexOf(-128) + b * B} is -128: the code is symmetric, -127..127`);
     }
-    return out;
+    // The norm of the values as stored (rounded to float32), in norm.ts's order.
+    return sumSq(out.subarray(0, n));
   },
 };

@@ -47,6 +47,14 @@ function kthLargest(a: Float32Array, k: number): number {
   return a[lo]!;
 }
 
+/**
+ * The indices a topk payload keeps (its support: every other value is 0), as a view when
+ * aligned. Only for a payload `decodeInto` already accepted: the PS's sparse step uses it.
+ */
+export function topkSupport(payload: Uint8Array): Uint32Array {
+  return u32At(payload, 4, view(payload).getUint32(0, true));
+}
+
 export const topk: CodecImpl = {
   name: 'topk',
   dtype: Codec.topk,
@@ -79,13 +87,21 @@ export const topk: CodecImpl = {
     return out;
   },
   decode(payload, n) {
+    const out = new Float32Array(n);
+    topk.decodeInto(payload, n, out);
+    return out;
+  },
+  decodeInto(payload, n, out) {
     if (payload.byteLength < 4) throw bad(`${payload.byteLength} payload bytes: no count`);
     const k = view(payload).getUint32(0, true);
     if (k > Math.floor(n / 2)) throw bad(`k = ${k} exceeds half the ${n} values`);
     if (payload.byteLength !== 4 + 8 * k) throw bad(`${payload.byteLength} payload bytes, ${4 + 8 * k} expected for k = ${k}`);
     const index = u32At(payload, 4, k);
     const value = f32At(payload, 4 + 4 * k, k);
-    const out = new Float32Array(n);
+    out.fill(0);
+    // norm.ts's order over the kept values: zeros add nothing to a float64 sum, so this is the
+    // norm of all n values, bit for bit.
+    const sums = [0, 0, 0, 0];
     let prev = -1;
     for (let j = 0; j < k; j++) {
       const i = index[j]!;
@@ -94,8 +110,9 @@ export const topk: CodecImpl = {
       const v = value[j]!;
       if (v - v !== 0) throw bad(`value ${j} is ${v}: values must be finite`);
       out[i] = v;
+      sums[i & 3]! += v * v;
       prev = i;
     }
-    return out;
+    return sums[0]! + sums[1]! + (sums[2]! + sums[3]!);
   },
 };

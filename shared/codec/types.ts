@@ -32,6 +32,13 @@ export interface CodecImpl {
   readonly bound: string;
   /** The payload bytes for `x` (n = x.length values). */
   encode(x: Float32Array, opts?: EncodeOptions): Uint8Array;
-  /** The n values `payload` encodes; throws PROTO_BAD_CODEC for anything malformed. */
+  /** The n values `payload` encodes, in a new array; throws PROTO_BAD_CODEC for anything malformed. */
   decode(payload: Uint8Array, n: number): Float32Array;
+  /**
+   * The PS's path: decodes into `out` (n values, all overwritten; a reused buffer) and returns
+   * the values' squared L2 norm, summed in float64 in index order (bit for bit what
+   * aggregate/types.ts `l2` sums), in the one pass that also validates. Throws as `decode`
+   * does; `out` is then garbage.
+   */
+  decodeInto(payload: Uint8Array, n: number, out: Float32Array): number;
 }

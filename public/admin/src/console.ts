@@ -3,7 +3,7 @@
  * /api/admin/console every second and renders the cluster, the workers, the charts and the
  * events; the buttons call the console's POST routes. The token lives in sessionStorage only.
  */
-import type { Capabilities, ConsoleState, NodeView, RunEvent, RunSettings, Sample, Snapshot, WorkerView } from '../../../shared/admin-api.ts';
+import type { Capabilities, ConsoleState, NodeView, RobustnessView, RunEvent, RunSettings, Sample, Snapshot, WorkerView } from '../../../shared/admin-api.ts';
 import { Charts } from './charts.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -105,6 +105,38 @@ function renderWorkers(workers: readonly WorkerView[], caps: Capabilities): void
   }));
 }
 
+/**
+ * Untrusted workers: the aggregator's and the output guard's counts, and the workers kept out as
+ * repeat offenders with the reason. The section is made here, after the workers' table, so the
+ * page's markup (public/admin.html) needs nothing for it.
+ */
+function renderRobustness(r: RobustnessView | null | undefined): void {
+  let section = document.getElementById('robustness');
+  if (!section) {
+    section = document.createElement('section');
+    section.id = 'robustness';
+    $('workers').after(section);
+  }
+  if (!r) return void section.replaceChildren();
+  const g = r.lastGuardRefusal;
+  const summary = el('p', `aggregator ${r.aggregator} on ${r.node}: ${r.clipped} pushes clipped (radius ${fmt(r.radius, 3)}); `
+    + `output guard refused ${r.versionsRefused} versions${g ? ` (last: version ${g.version} from worker ${g.workerId}, ${g.reason})` : ''}; `
+    + `${r.offenders} offenders disconnected, ${r.keptOut.length} kept out now.`);
+  summary.id = 'robustness-summary';
+  const table = document.createElement('table');
+  table.id = 'kept-out';
+  table.createTHead().insertRow().append(...['kept-out worker', 'address', 'reason', 'since', 'for'].map((h) => el('th', h)));
+  const now = Date.now();
+  table.createTBody().append(...r.keptOut.map((k) => {
+    const tr = document.createElement('tr');
+    tr.dataset.worker = String(k.workerId);
+    tr.dataset.reason = k.reason;
+    tr.append(el('td', String(k.workerId)), el('td', k.address || '-', 'muted'), el('td', k.reason), el('td', new Date(k.at).toLocaleTimeString()), el('td', `${Math.max(0, Math.round((k.until - now) / 1000))} s`));
+    return tr;
+  }));
+  section.replaceChildren(el('h2', 'Untrusted workers'), summary, ...(r.keptOut.length > 0 ? [table] : []));
+}
+
 function renderEvents(fresh: readonly RunEvent[]): void {
   const list = $('events');
   for (const e of fresh) {
@@ -138,6 +170,7 @@ async function poll(): Promise<void> {
     renderRun(state.run, state.capabilities, state.snapshot);
     renderNodes(state.snapshot?.nodes ?? [], state.capabilities);
     renderWorkers(state.snapshot?.workers ?? [], state.capabilities);
+    renderRobustness(state.snapshot?.robustness);
     renderEvents(state.events);
     charts ??= new Charts($('charts'), () => samples, () => events);
     charts.update();

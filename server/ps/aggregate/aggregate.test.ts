@@ -5,7 +5,7 @@ import { deriveLayout } from '../../../shared/layout.ts';
 import type { ModelSpec } from '../../../shared/models.ts';
 import { ParameterStore } from '../store.ts';
 import { CENTER_BETA } from './centered-clip.ts';
-import { ClaimCheck } from './claims.ts';
+import { COUNT_SLACK, ClaimCheck, RATE_SAMPLES } from './claims.ts';
 import { decisionOf, forwardOf } from './decision.ts';
 import { AGGREGATOR_DEFAULTS, AGGREGATOR_NAMES, AGGREGATORS, createAggregator, type AggregatorOptions } from './index.ts';
 import { trimmedMean } from './trimmed-mean.ts';
@@ -138,6 +138,44 @@ describe('determinism', () => {
   }
 });
 
+describe('restore', () => {
+  // Decided: the aggregator's state is not in checkpoints, stateless copies or the chain's state
+  // transfer. A restored (or promoted) head starts it over at the warm-up bound; replicas never
+  // run it, so they stay bit for bit with whatever the head decides after the restore.
+  test('a restored store restarts its aggregator at the warm-up radius, decides like a fresh store fed the same pushes, and its replica stays bit for bit', () => {
+    const spec: ModelSpec = { name: 't', description: 't', input: [1, 1, 5], classes: 3, layers: [{ kind: 'flatten' }, { kind: 'dense', units: 3, activation: 'linear' }], defaults: { lr: 0.1, batch: 1 } };
+    const layout = deriveLayout(spec);
+    const mk = (init: Float32Array) => {
+      const s = new ParameterStore(layout, init, { lr: 0.05, momentum: 0.5 });
+      s.aggregator = createAggregator('clip', OPTS, layout.size);
+      s.maxNormJump = 2;
+      return s;
+    };
+    const head = mk(pseudo(0, layout.size));
+    const push = (i: number, g: Float32Array) => ({ workerId: 1 + (i % 3), seq: i, baseVersion: Math.max(0, i - 3), count: 1, grad: g });
+    for (let i = 1; i <= 20; i++) head.apply(push(i, pseudo(i, layout.size)));
+    assert.notEqual(head.aggregator.stats().radius, OPTS.clipWarmup, 'past the warm-up, the radius follows the pushes');
+    const snap = head.snapshot();
+    head.restore(snap);
+    assert.equal(head.aggregator.stats().radius, OPTS.clipWarmup, 'the restored head starts at the warm-up bound');
+    const fresh = mk(snap.weights);
+    fresh.restore(snap);
+    const replica = mk(snap.weights);
+    replica.restore(snap);
+    for (let i = 21; i <= 40; i++) {
+      const g = pseudo(i, layout.size);
+      if (i % 5 === 0) g.fill(1e30); // an attacker right after the restore: cut to the warm-up radius
+      head.apply(push(i, Float32Array.from(g)));
+      fresh.apply(push(i, Float32Array.from(g)));
+      const fwd = forwardOf(head.lastDecision, layout.size);
+      replica.applyDecided(push(i, fwd.grad), decisionOf(fwd.flags, fwd.grad));
+      assert.ok(head.weights.every(Number.isFinite));
+    }
+    assert.deepEqual(new Uint8Array(head.weights.buffer), new Uint8Array(fresh.weights.buffer));
+    assert.deepEqual(new Uint8Array(head.weights.buffer), new Uint8Array(replica.weights.buffer));
+  });
+});
+
 describe('output guard', () => {
   const spec: ModelSpec = { name: 't', description: 't', input: [1, 1, 2], classes: 1, layers: [{ kind: 'flatten' }, { kind: 'dense', units: 1, activation: 'linear' }], defaults: { lr: 1, batch: 1 } };
   const layout = deriveLayout(spec); // 3 values
@@ -192,5 +230,46 @@ describe('claims', () => {
     shared.joined(s, 3, false);
     shared.check(s, 1, 9, 1, 9);
     assert.throws(() => shared.check(s, 1, 10, 1, 9), /PS_CLAIM_AHEAD/);
+  });
+  test('a count is bounded by a credit earned at the rate: the cap, then 8x its measured rate', () => {
+    const c = new ClaimCheck({ maxCount: 100000, sessionBound: true, maxRate: 100 });
+    const s = {};
+    c.joined(s, 0, false);
+    c.check(s, 7, 0, 100000, 0, 0); // no push of worker 7 yet: --max-count alone (an outage's flush)
+    c.counted(7, 100000, 0); // ...which spends the whole credit
+    assert.equal(c.countBound(7, 1000), 100 + COUNT_SLACK, 'earned at --max-count-rate before the rate is measured');
+    assert.throws(() => c.check(s, 7, 0, 100 + COUNT_SLACK + 1, 0, 1000), (e: unknown) => e instanceof TabswarmError && e.code === 'PS_COUNT_TOO_LARGE');
+    // After an outage: the one unacknowledged push, then a few ms later the flush. Both were
+    // earned over the whole outage (the nemesis saw a new head refuse such a flush when the
+    // bound was the time since the last push).
+    c.counted(7, 1, 1000);
+    c.check(s, 7, 0, 99 + COUNT_SLACK, 0, 1005);
+    assert.throws(() => c.check(s, 7, 0, 100 + COUNT_SLACK + 1, 0, 1005), /PS_COUNT_TOO_LARGE/, 'but not twice over');
+    // One gradient every 100 ms (10 per second): once measured, the credit grows at 8 x 10 per second.
+    const m = new ClaimCheck({ maxCount: 100000, sessionBound: true, maxRate: 100 });
+    m.counted(9, 100000, 0);
+    for (let i = 1; i <= RATE_SAMPLES; i++) m.counted(9, 1, 100 * i);
+    const t = 100 * RATE_SAMPLES;
+    const earned = RATE_SAMPLES * (100 * 0.1 - 1); // at --max-count-rate until measured, less what was claimed
+    assert.equal(m.countBound(9, t + 10_000), earned + 8 * 10 * 10 + COUNT_SLACK);
+    assert.equal(m.countBound(8, t), 100000, 'another worker: no history');
+  });
+  test('a worker this PS never saw (a restarted PS, a new head) keeps the whole cap for the pushes that follow', () => {
+    const c = new ClaimCheck({ maxCount: 5000, sessionBound: true, maxRate: 1000 });
+    c.counted(3, 1, 0); // its outbox push first
+    assert.equal(c.countBound(3, 2), 5000, 'then its flush may hold an outage this PS never saw');
+    c.counted(3, 4000, 2);
+    assert.equal(c.countBound(3, 3), 5000 - 4000 + 1 + COUNT_SLACK, 'spent: what is left, plus 1 ms at 1000/s');
+  });
+});
+
+describe('running scale', () => {
+  test('zero pushes (free riders) do not pull the clipping radius down', () => {
+    const a = createAggregator('clip', { ...OPTS, clipWindow: 4, clipWarmup: 100 }, 2);
+    for (let i = 0; i < 4; i++) a.admit(vec(3, 4), 1);
+    for (let i = 0; i < 8; i++) a.admit(vec(0, 0), 1);
+    assert.equal(a.stats().radius, 10, 'still 2 x the median honest norm 5');
+    const honest = a.admit(vec(3, 4), 1)!;
+    assert.deepEqual([...honest], [3, 4], 'an honest push is not clipped');
   });
 });

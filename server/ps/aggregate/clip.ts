@@ -13,9 +13,9 @@ export function clip(opts: AggregatorOptions): Aggregator {
   return {
     name: 'clip',
     scales: true,
-    admit(grad, s) {
+    admit(grad, s, normSq) {
       admitted += 1;
-      const norm = Math.abs(s) * l2(grad);
+      const norm = Math.abs(s) * (normSq === undefined ? l2(grad) : Math.sqrt(normSq));
       const radius = scale.radius();
       let factor = s;
       if (norm > radius) {

@@ -29,6 +29,9 @@ export class RunningScale {
    * norms grow (every honest push clipped, the median never moving).
    */
   record(norm: number): void {
+    // A zero push (a free rider, or a worker whose batch gave no gradient) moves nothing and says
+    // nothing about the honest scale: recorded, enough of them would pull the radius to 0.
+    if (!(norm > 0)) return;
     this.ring[this.seen % this.ring.length] = norm;
     this.seen += 1;
   }

@@ -9,6 +9,7 @@
  * given, so a head that restarts its aggregator from the same sequence decides the same steps.
  * Chain replicas do not run it: the head forwards what it decided (service.ts, Forwarded).
  */
+import { sumSq } from '../../../shared/codec/norm.ts';
 
 export interface Aggregator {
   readonly name: string;
@@ -21,9 +22,11 @@ export interface Aggregator {
   /**
    * One push, in arrival order. `grad` is the push's gradient, `scale` the rule's factor for it;
    * the aggregator may overwrite `grad` (it is the frame's own buffer). Returns the step to
-   * apply (with scale 1), or null for none.
+   * apply (with scale 1), or null for none. `normSq`, when given, is `grad`'s squared L2 norm as
+   * `l2` would sum it (the PS's decode pass computes it): an aggregator that needs the norm
+   * takes it instead of making a pass of its own.
    */
-  admit(grad: Float32Array, scale: number): Float32Array | null;
+  admit(grad: Float32Array, scale: number, normSq?: number): Float32Array | null;
   /** Forgets every push seen (a restore rewound the weights under it). */
   reset(): void;
   /** Counters for /metrics and /api/status. */
@@ -57,9 +60,7 @@ export interface AggregatorOptions {
 
 export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2 };
 
-/** L2 norm, accumulated in float64. */
+/** L2 norm, accumulated in float64 in shared/codec/norm.ts's order (what the PS's decode pass hands on). */
 export function l2(v: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
-  return Math.sqrt(s);
+  return Math.sqrt(sumSq(v));
 }

@@ -51,6 +51,11 @@ export interface CheckpointMeta {
   /** The record of applied pushes, so exactly-once survives a restart. */
   readonly applied: readonly AppliedEntry[];
   readonly createdAt: string;
+  /**
+   * The run that wrote it (--run-id, or the cluster's, fixed in ZooKeeper): a PS of another run
+   * refuses to restore it (CHECKPOINT_OTHER_RUN). '' or absent (older files): a run without an id.
+   */
+  readonly runId?: string;
 }
 
 export interface CheckpointBody {
@@ -141,6 +146,7 @@ function checkMeta(m: CheckpointMeta, corrupt: (detail: string) => TabswarmError
   if (m.kind !== 'full' && m.kind !== 'delta') throw corrupt(`header field 'kind' is ${JSON.stringify(m.kind)}`);
   if (!(m.end > m.start && m.end <= m.layoutSize && m.blockSize > 0)) throw corrupt(`range [${m.start}, ${m.end}) of ${m.layoutSize}`);
   if (m.velocity !== 0 && m.velocity !== m.values) throw corrupt(`${m.velocity} velocity values for ${m.values} weights`);
+  if (m.runId !== undefined && (typeof m.runId !== 'string' || m.runId.length > 64)) throw corrupt(`header field 'runId' is ${JSON.stringify(m.runId).slice(0, 80)}`);
   if (!Array.isArray(m.applied) || !m.applied.every((e) => Array.isArray(e) && e.length === 3 && e.every(Number.isInteger))) throw corrupt('header field \'applied\' is malformed');
 }
 

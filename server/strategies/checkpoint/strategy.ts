@@ -94,7 +94,7 @@ export class CheckpointStrategy implements Durability, CheckpointControl {
   }
 
   /** Standalone use (benchmarks, unit tests) may leave out `reportDurable`: nobody listens then. */
-  async start(ctx: Pick<StrategyContext, 'store' | 'log'> & Partial<Pick<StrategyContext, 'reportDurable'>>): Promise<void> {
+  async start(ctx: Pick<StrategyContext, 'store' | 'log'> & Partial<Pick<StrategyContext, 'reportDurable' | 'signer'>>): Promise<void> {
     const o = this.opts;
     this.store = ctx.store;
     this.log = ctx.log;
@@ -103,7 +103,7 @@ export class CheckpointStrategy implements Durability, CheckpointControl {
     const testPauseMs = Number(process.env.TABSWARM_TEST_CHECKPOINT_PAUSE_MS ?? 0);
     const storage = this.deps.storage ?? new FileStorage(resolve(o.checkpointDir), { testPauseMs });
     const { layout } = ctx.store;
-    this.ck = new Checkpointer(this.map, storage, { model: o.model, layoutHash: layout.hash, layoutSize: layout.size }, {
+    this.ck = new Checkpointer(this.map, storage, { model: o.model, layoutHash: layout.hash, layoutSize: layout.size, runId: ctx.signer?.runId ?? '' }, {
       priorityFraction: o.priorityFraction, blockSize: o.checkpointBlock, fullEvery: o.checkpointFullEvery, keep: o.checkpointKeep,
     });
     const swept = await storage.sweep(this.ck.streams.map((s) => s.folder));

@@ -6,7 +6,8 @@
  *
  * A delta holds whole blocks, each a copy of the block's values when it was written, so the
  * composition gives every block as of its last verified save: SCAR's saved copy. A file that
- * does not verify is reported (CHECKPOINT_CORRUPT) and skipped, never loaded.
+ * does not verify is reported (CHECKPOINT_CORRUPT) and skipped, never loaded. A file of another
+ * run (CHECKPOINT_OTHER_RUN) stops the load: the PS refuses to start on it.
  */
 import { TabswarmError } from '../../../shared/errors.ts';
 import { decodeCheckpoint, encodeCheckpoint, scatterBlocks, type AppliedEntry, type CheckpointBody, type CheckpointMeta } from './format.ts';
@@ -19,6 +20,8 @@ export interface StreamIdentity {
   readonly layoutSize: number;
   readonly shards: number;
   readonly blockSize: number;
+  /** The run whose checkpoints this stream writes and restores ('' or absent: a run without an id). */
+  readonly runId?: string;
 }
 
 /** What one checkpoint of a shard saves. */
@@ -92,7 +95,7 @@ export class ShardStream {
       model: this.id.model, layoutHash: this.id.layoutHash, layoutSize: this.id.layoutSize,
       shard: this.range.index, shards: this.id.shards, start: this.range.start, end: this.range.end,
       seq, kind: c.kind, base, version: c.version, storeVersion: c.storeVersion, blockSize: this.id.blockSize,
-      applied: c.applied, createdAt: new Date().toISOString(),
+      applied: c.applied, createdAt: new Date().toISOString(), runId: this.id.runId ?? '',
     };
     const name = `${this.folder}/${String(seq).padStart(8, '0')}.${c.kind}.ckpt`;
     const bytes = await this.storage.write(name, encodeCheckpoint(meta, c));
@@ -115,6 +118,10 @@ export class ShardStream {
       throw mismatch(`covers [${m.start}, ${m.end}) as shard ${m.shard} of ${m.shards}; this PS's shard ${this.range.index} is [${this.range.start}, ${this.range.end}) (was --ps-shards changed?)`);
     }
     if (m.blockSize !== this.id.blockSize && m.kind === 'delta') throw mismatch(`block size ${m.blockSize}, this PS uses ${this.id.blockSize}`);
+    const run = this.id.runId ?? '';
+    if ((m.runId ?? '') !== run) {
+      throw new TabswarmError('CHECKPOINT_OTHER_RUN', { file: `${this.storage.where}/${name}`, got: m.runId || '(none)', want: run || '(none)', detail: `to resume that run on purpose, start with --run-id ${m.runId || '(none: leave --run-id out)'}` });
+    }
     return decoded;
   }
 
@@ -124,7 +131,12 @@ export class ShardStream {
    */
   async load(rejected: Rejected[] = []): Promise<LoadedShard | undefined> {
     const files = await this.files();
-    const reject = (name: string, err: unknown) => rejected.push({ name, reason: err instanceof Error ? err.message : String(err) });
+    const reject = (name: string, err: unknown) => {
+      // Another run's checkpoint is not damage to skip: resuming from an older file of this
+      // run, or starting fresh beside the other run's files, would hide the operator's mistake.
+      if (err instanceof TabswarmError && err.code === 'CHECKPOINT_OTHER_RUN') throw err;
+      rejected.push({ name, reason: err instanceof Error ? err.message : String(err) });
+    };
     let base: ReturnType<typeof decodeCheckpoint> | undefined;
     let baseName = '';
     for (const f of files.filter((f) => f.kind === 'full').reverse()) {
