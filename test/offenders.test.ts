@@ -135,19 +135,23 @@ describe('pace: pushes per second and in flight per session', () => {
   });
 });
 
-test('a claim of more gradients than --max-count-rate allows since the last push is refused with PS_COUNT_TOO_LARGE', async () => {
-  const p = await ps({ maxCountRate: 1, offenderStrikes: 0 });
+test('a claim of more gradients than the credit --max-count-rate earns is refused with PS_COUNT_TOO_LARGE', async () => {
+  const p = await ps({ maxCountRate: 1, maxCount: 1000, offenderStrikes: 0 });
   const j = await mustJoin(p.url);
   const s = await socket(p, j);
-  // No push of this worker yet: only --max-count bounds it (a flush may hold an outage).
-  s.ws.send(pushFrame(j, 1, { count: 500 }));
+  // No push of this worker yet: it starts with the whole --max-count (a flush may hold an outage
+  // this PS never saw); the outbox push and the flush that follow an outage share it.
+  s.ws.send(pushFrame(j, 1, { count: 1 }));
   assert.equal((await ack(s, j)).seq, 1);
-  s.ws.send(pushFrame(j, 2, { count: 20 })); // within the slack
+  s.ws.send(pushFrame(j, 2, { count: 999 }));
   assert.equal((await ack(s, j)).seq, 2);
-  s.ws.send(pushFrame(j, 3, { count: 5000 })); // 1 per second x well under a minute + 64 < 5000
+  s.ws.send(pushFrame(j, 3, { count: 20 })); // the credit is spent: within the slack (64) only
+  assert.equal((await ack(s, j)).seq, 3);
+  s.ws.send(pushFrame(j, 4, { count: 500 })); // 1 per second x well under a minute + 64 < 500 < --max-count
   const closed = await withTimeout(s.closed, 5000, 'close');
   assert.equal(closed.code, ERRORS.PS_COUNT_TOO_LARGE.wsClose, closed.reason);
-  assert.equal(p.built.ps.store.version, 2);
+  assert.match(closed.reason, /claims 500 gradients; at most 6\d are accepted/, 'refused by the credit, not --max-count');
+  assert.equal(p.built.ps.store.version, 3);
 });
 
 test('a session clipped past --offender-strikes is disconnected with PS_OFFENDER after its ack, its shards move, and it is kept out', async () => {
