@@ -113,7 +113,7 @@ test('a client without the cluster\'s credentials cannot read, join or change it
   await insider.connect();
   try {
     const config = JSON.parse((await insider.get(`${root}/config`)).data) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(config).sort(), ['dataset', 'layoutHash', 'model', 'replication', 'run', 'seed', 'shards']);
+    assert.deepEqual(Object.keys(config).sort(), ['dataset', 'layoutHash', 'model', 'recordHorizon', 'recordMax', 'replication', 'run', 'seed', 'shards']);
     assert.match(String(config.run), /^[0-9a-f]{32}$/, 'the run id the first node fixed');
     assert.equal(await insider.isPrivate(root), true);
   } finally {
