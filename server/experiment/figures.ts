@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
-import { CAO_2024, paperPoints, type PaperPoint } from './paper.ts';
+import { CAO_2024, isPaperSchedule, paperPoints, type PaperPoint } from './paper.ts';
 import type { RunRecord, Schedule } from './run.ts';
 
 type Row = Record<string, string | number | null>;
@@ -167,7 +167,7 @@ export async function renderFigures(runs: readonly RunRecord[], schedule: Schedu
   };
   const kills = [...schedule.kills].sort((a, b) => a - b);
   // The paper's points belong to its schedule (kills at 30 s and 80 s); another schedule gets none.
-  const reference = kills.length === 2 && kills[0] === 30 && kills[1] === 80 && schedule.downtime === 20;
+  const reference = isPaperSchedule(kills, schedule.downtime);
   if (kills.length >= 1) {
     const oneKillEnd = kills.length >= 2 ? kills[1]! : duration;
     await acc(`Test accuracy after one kill (kill at ${kills[0]} s, ${schedule.downtime} s down)`, oneKillEnd, 'accuracy-one-kill.svg', reference ? CAO_2024.oneKill : {});

@@ -36,6 +36,12 @@ export const CAO_2024: PaperResults = {
   citation: 'Cao et al. 2024',
 };
 
+/** The paper's schedule (kills at 30 s and 80 s, 20 s down): only its runs compare with its numbers. */
+export function isPaperSchedule(kills: readonly number[], downtime: number): boolean {
+  const k = [...kills].sort((a, b) => a - b);
+  return k.length === 2 && k[0] === 30 && k[1] === 80 && downtime === 20;
+}
+
 /** The paper's points for a harness strategy id: its variants (`+checkpoint-every=10`) have none. */
 export function paperPoints(table: Readonly<Record<string, readonly PaperPoint[]>>, strategy: string): readonly PaperPoint[] {
   return table[strategy] ?? [];

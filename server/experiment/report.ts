@@ -4,7 +4,7 @@
  * set next to the same strategy's run without failures.
  */
 import { analyseRun, spread, type RunMetrics } from './analysis.ts';
-import { CAO_2024, paperPoints } from './paper.ts';
+import { CAO_2024, isPaperSchedule, paperPoints } from './paper.ts';
 import type { RunRecord, Schedule } from './run.ts';
 
 const fmt = (x: { mean: number | null; sd: number | null }, digits: number): string =>
@@ -77,7 +77,7 @@ export function buildReport(input: ReportInput): { markdown: string; metrics: Ru
  * schedule (kills at 30 s and 80 s, 20 s down): another schedule has nothing to compare with.
  */
 function besideThePaper(metrics: readonly RunMetrics[], runs: readonly RunRecord[], kills: readonly number[], downtime: number): string[] {
-  if (kills.length !== 2 || kills[0] !== 30 || kills[1] !== 80 || downtime !== 20) return [];
+  if (!isPaperSchedule(kills, downtime)) return [];
   const head = ['strategy', 'repeats', 'kill 1: before → after', `${CAO_2024.citation}, one kill`, `${CAO_2024.citation}, two kills`, 'kill 2: before → after', `${CAO_2024.citation}, two kills`, 'final acc'];
   const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   const paper = (table: typeof CAO_2024.oneKill, strategy: string, kill: number): string => {
