@@ -250,8 +250,13 @@ describe('claims', () => {
     m.counted(9, 100000, 0);
     for (let i = 1; i <= RATE_SAMPLES; i++) m.counted(9, 1, 100 * i);
     const t = 100 * RATE_SAMPLES;
-    const earned = RATE_SAMPLES * (100 * 0.1 - 1); // at --max-count-rate until measured, less what was claimed
-    assert.equal(m.countBound(9, t + 10_000), earned + 8 * 10 * 10 + COUNT_SLACK);
+    // Unclaimed credit is carried over only up to the last interval's earnings (100 ms at
+    // --max-count-rate until measured): claiming 1 per push does not save up --max-count.
+    const carried = 100 * 0.1;
+    assert.equal(m.countBound(9, t + 10_000), carried + 8 * 10 * 10 + COUNT_SLACK);
+    // A patient liar: 1 gradient per push for 10 minutes, then one huge claim.
+    for (let i = 1; i <= 6000; i++) m.counted(9, 1, t + 10_000 + 100 * i);
+    assert.ok(m.countBound(9, t + 10_000 + 600_100) <= 2 * 8 * 10 * 0.1 + 1 + COUNT_SLACK, 'nothing saved up');
     assert.equal(m.countBound(8, t), 100000, 'another worker: no history');
   });
   test('a worker this PS never saw (a restarted PS, a new head) keeps the whole cap for the pushes that follow', () => {
@@ -259,7 +264,7 @@ describe('claims', () => {
     c.counted(3, 1, 0); // its outbox push first
     assert.equal(c.countBound(3, 2), 5000, 'then its flush may hold an outage this PS never saw');
     c.counted(3, 4000, 2);
-    assert.equal(c.countBound(3, 3), 5000 - 4000 + 1 + COUNT_SLACK, 'spent: what is left, plus 1 ms at 1000/s');
+    assert.equal(c.countBound(3, 3), 2 + 1 + COUNT_SLACK, 'spent: what the 2 ms since the first push earned at 1000/s, plus 1 ms');
   });
 });
 

@@ -10,7 +10,8 @@
  * may flush a buffer computed on an earlier session's weights until it pulls once.
  * Count: at most `maxCount` gradients per push or flush (PS_COUNT_TOO_LARGE), and in total at
  * most what the worker could have computed: a credit per worker that grows by `rate x elapsed`
- * (never past `maxCount`) and that each accepted claim spends, plus COUNT_SLACK per claim. rate
+ * (never past `maxCount`) and that each accepted claim spends, plus COUNT_SLACK per claim; what a
+ * claim leaves over is kept only up to the last interval's earnings (no saving up). rate
  * is 8 x the worker's measured rate (gradients claimed per second over its recent pushes, once
  * RATE_SAMPLES were seen), never above `maxRate`; honest outage compute runs faster than the
  * push loop measured (no round trips), hence the factor 8. A credit, not the time since the
@@ -70,10 +71,15 @@ export class ClaimCheck {
     return Math.min(this.limits.maxCount, Math.ceil(this.credit(h, now)) + COUNT_SLACK);
   }
 
+  /** What `h` earns from its last claim to `now`: 8 x its measured rate (or `maxRate`) x the time. */
+  private earned(h: History, now: number): number {
+    const rate = h.samples >= RATE_SAMPLES ? Math.min(this.limits.maxRate ?? 1000, 8 * h.rate) : (this.limits.maxRate ?? 1000);
+    return (rate * Math.max(0, now - h.at)) / 1000;
+  }
+
   /** The credit of `h` at `now`: what it had, plus what it earned since, at most `maxCount`. */
   private credit(h: History, now: number): number {
-    const rate = h.samples >= RATE_SAMPLES ? Math.min(this.limits.maxRate ?? 1000, 8 * h.rate) : (this.limits.maxRate ?? 1000);
-    return Math.min(this.limits.maxCount, h.credit + (rate * Math.max(0, now - h.at)) / 1000);
+    return Math.min(this.limits.maxCount, h.credit + this.earned(h, now));
   }
 
   /** Records an accepted claim of `count` gradients (called once the push is applied). */
@@ -85,8 +91,12 @@ export class ClaimCheck {
     } else {
       const sample = (1000 * count) / Math.max(1, now - h.at);
       const rate = h.samples === 0 ? sample : 0.8 * h.rate + 0.2 * sample;
-      // The slack is per claim, not earned: it never adds to the credit.
-      const credit = Math.max(0, this.credit(h, now) - count);
+      // The slack is per claim, not earned: it never adds to the credit. What a claim leaves is
+      // carried over only up to what the last interval earned: a worker that claims 1 at every
+      // push while its credit grows at 8x its rate would otherwise save up the whole `maxCount`
+      // for one step (a patient liar). An outage's push and flush still share what the outage
+      // earned: the push leaves it, the flush follows within ms.
+      const credit = Math.max(0, Math.min(this.credit(h, now) - count, this.earned(h, now)));
       this.history.set(worker, { at: now, rate, samples: h.samples + 1, credit });
     }
     if (this.history.size > HISTORY_MAX) this.history.delete(this.history.keys().next().value!);
