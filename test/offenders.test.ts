@@ -208,3 +208,33 @@ test('a session clipped past --offender-strikes is disconnected with PS_OFFENDER
   assert.equal(seen.offenders, 1);
   assert.ok(seen.clipped >= 3);
 });
+
+test('a lone attacker that has taken the clipping scale over is no longer clipped, but each step the output guard refuses is a strike (reason guard)', async () => {
+  const p = await ps({ offenderStrikes: 3, offenderWindow: 4, keepOutMs: 60000, clipWindow: 8 });
+  const bad = await mustJoin(p.url);
+  const s = await socket(p, bad);
+  // Alone, its norms make up the whole median: past the warm-up its pushes are within the radius.
+  let seq = 0;
+  const closed = withTimeout(s.closed, 20000, 'close');
+  let acked = 0;
+  for (;;) {
+    s.ws.send(pushFrame(bad, ++seq, { value: 1e6 }));
+    const a = await Promise.race([ack(s, bad).then((x) => x), closed.then(() => undefined)]);
+    if (!a) break;
+    assert.equal(a.seq, seq);
+    acked += 1;
+    assert.ok(seq < 40, 'disconnected within the warm-up and a window of pushes');
+  }
+  const c = await closed;
+  assert.equal(c.code, ERRORS.PS_OFFENDER.wsClose, c.reason);
+  const robustness = p.built.ps.robustness();
+  assert.ok(robustness.versionsRefused >= 3, `the guard refused its steps: ${JSON.stringify(robustness)}`);
+  assert.ok(robustness.radius > 1e6, 'the radius followed its norms: clipping alone would not have caught it');
+  assert.deepEqual(robustness.keptOut.map((k) => [k.workerId, k.reason]), [[bad.workerId, 'guard']]);
+  assert.ok(acked >= 3, 'every push before the close was acknowledged');
+  const metrics = await (await fetch(new URL('/metrics', p.url))).text();
+  assert.match(metrics, /tabswarm_offenders_total\{reason="guard"\} 1/);
+  // The weights are the last good ones: no step of its full size (lr × 1e6 × √7850) was applied.
+  const norm = Math.hypot(...p.built.ps.store.weights);
+  assert.ok(Number.isFinite(norm) && norm < 1e3, `weights' norm ${norm}`);
+});

@@ -8,8 +8,8 @@
  * keeps that exactly once. The in-flight count is taken where a frame arrives (ws.ts counts a
  * frame queued behind others on its socket), so a client cannot hide a backlog in the queue.
  *
- * Offenders: each push is a strike when the aggregator cut it (past its warm-up: service.ts) or
- * the PS refused it (a claim, the pace). A session with `strikes` strikes among its last `window` pushes is disconnected
+ * Offenders: each push is a strike when the aggregator cut it (past its warm-up: service.ts),
+ * the output guard refused its step, or the PS refused it (a claim, the pace). A session with `strikes` strikes among its last `window` pushes is disconnected
  * (PS_OFFENDER), its shards go to the others, and its worker id and address are kept out for
  * `keepOutMs` (joins refused with PS_KEPT_OUT). Per-session state lives in WeakMaps keyed by the
  * session (bounded by the live sessions); the keep-out list is bounded by KEEP_OUT_MAX.

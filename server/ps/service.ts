@@ -253,7 +253,11 @@ export class ParameterServer {
       this.claims.counted(update.workerId, update.count);
       if (this.warm.generation !== this.store.generation) this.warm = { generation: this.store.generation, pushes: 0 };
       const judged = ++this.warm.pushes > this.warmupPushes;
-      this.strike(session, judged && this.store.aggregator.stats().clipped > clippedBefore ? 'clipped' : undefined);
+      // The guard's refusal is a strike at any time (its bound is absolute, not learned): an
+      // attacker who has taken the clipping scale over (the only worker pushing, or most of
+      // the last --clip-window pushes) is no longer clipped, but every step it asks for is refused.
+      const reason = judged && this.store.aggregator.stats().clipped > clippedBefore ? 'clipped' : this.store.guardRefused > guardRefused ? 'guard' : undefined;
+      this.strike(session, reason);
     }
     const isFlush = (frame.flags & Flag.FLUSH) !== 0;
     if (!result.applied) {
