@@ -19,6 +19,9 @@
  * Short defaults (mnist-logreg, n = 8, f = 1, 40 steps per worker) fit a few minutes on two
  * cores; `--full` runs f = 1 and 2 with mnist-mlp and 150 steps. `--aggregators-f2` narrows the
  * f = 2 schedule (a full table is 4 x 12 cells).
+ *
+ * An aggregator entry may carry PS options after a colon, `clip:direction-tolerance=0` (clip
+ * without its direction check), so variants run side by side in one table.
  */
 import WebSocket from 'ws';
 import { HEADER_BYTES, MsgType, encodeFrame, writeHeader } from '../shared/protocol.ts';
@@ -45,6 +48,7 @@ const OPTIONS = defineOptions({
   ingestSeconds: { type: 'int', min: 0, default: 10, help: 'seconds per ingest round (0 = skip the ingest comparison)' },
   ingestRounds: { type: 'int', min: 1, default: 3, help: 'ingest rounds per aggregator, alternating' },
   ingestClients: { type: 'int', min: 1, default: 4, help: 'concurrent pushing clients in the ingest comparison' },
+  ingestAggregators: { flag: 'ingest-aggregators', type: 'list', of: 'string', default: ['none', 'clip', 'clip:direction-tolerance=0'], help: 'aggregators in the ingest comparison (the first is the baseline)' },
   skipAttacks: { type: 'flag', help: 'only the ingest and apply-cost tables' },
 });
 
@@ -57,13 +61,22 @@ interface Cell {
   refusedFrames: number;
 }
 
+/** `clip:direction-tolerance=0` -> --aggregator clip --direction-tolerance 0. */
+function aggregatorArgs(spec: string): string[] {
+  const [name, ...opts] = spec.split(':');
+  return ['--aggregator', name!, ...opts.flatMap((kv) => {
+    const [k, v] = kv.split('=');
+    return [`--${k}`, ...(v === undefined ? [] : [v])];
+  })];
+}
+
 async function metric(url: string, re: RegExp): Promise<number> {
   const text = await (await fetch(new URL('/metrics', url))).text();
   return text.split('\n').filter((l) => re.test(l) && !l.startsWith('#')).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
 async function cell(o: { model: string; aggregator: string; attack: string; n: number; f: number; steps: number; evalExamples: number }): Promise<Cell> {
-  const ps = await startPs(['--model', o.model, '--dataset', 'mnist', '--shards', String(o.n), '--seed', '3', '--eval-every', '500', '--eval-examples', String(o.evalExamples), '--aggregator', o.aggregator, '--offender-strikes', '0']);
+  const ps = await startPs(['--model', o.model, '--dataset', 'mnist', '--shards', String(o.n), '--seed', '3', '--eval-every', '500', '--eval-examples', String(o.evalExamples), ...aggregatorArgs(o.aggregator), '--offender-strikes', '0']);
   const procs: Proc[] = [];
   try {
     const hostile = o.attack === 'clean' ? 0 : o.f;
@@ -98,7 +111,7 @@ async function cell(o: { model: string; aggregator: string; attack: string; n: n
  * the version its last ack reported (so no claim is refused), `seconds` timed after 2 s of warm-up.
  */
 async function ingest(aggregator: string, clients: number, seconds: number): Promise<number> {
-  const ps = await startPs(['--model', 'fashion-cnn', '--dataset', 'synthetic', '--eval-every', '0', '--aggregator', aggregator, '--offender-strikes', '0']);
+  const ps = await startPs(['--model', 'fashion-cnn', '--dataset', 'synthetic', '--eval-every', '0', ...aggregatorArgs(aggregator), '--offender-strikes', '0']);
   const sockets: WebSocket[] = [];
   try {
     let acks = 0;
@@ -107,7 +120,9 @@ async function ingest(aggregator: string, clients: number, seconds: number): Pro
     await Promise.all(Array.from({ length: clients }, async (_, i) => {
       const res = await fetch(new URL('/api/join', ps.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
       const join = (await res.json()) as { workerId: number; token: string; layoutHash: number; layoutSize: number };
-      const grad = Float32Array.from({ length: join.layoutSize }, (_, k) => Math.sin(k * 0.37 + i) * 1e-3);
+      // Like honest workers': a shared direction plus each client's own (no two point apart, so
+      // clip's direction check cuts none and the comparison is of its cost alone).
+      const grad = Float32Array.from({ length: join.layoutSize }, (_, k) => (Math.sin(k * 0.37) + Math.sin(k * 1.7 + i)) * 1e-3);
       const frame = encodeFrame({ type: MsgType.PUSH, layoutHash: join.layoutHash, modelVersion: 0, workerId: join.workerId, seq: 1, count: 1 }, grad);
       const url = new URL(`/ws?token=${join.token}`, ps.url);
       url.protocol = 'ws:';
@@ -148,19 +163,22 @@ function applyCost(): string[][] {
   const layout = deriveLayout(getModel('fashion-cnn'));
   const rows = [['aggregator', 'us per apply', 'vs none']];
   let base = 0;
-  for (const name of AGGREGATOR_NAMES) {
+  const variants = [...AGGREGATOR_NAMES.map((n) => [n, n] as const), ['clip (direction off)', 'clip'] as const];
+  for (const [label, name] of variants) {
     const store = new ParameterStore(layout, new Float32Array(layout.size).fill(0.01), { lr: 0.01, momentum: 0 });
-    store.aggregator = createAggregator(name, AGGREGATOR_DEFAULTS, layout.size);
+    store.aggregator = createAggregator(name, { ...AGGREGATOR_DEFAULTS, ...(label === name ? {} : { directionTolerance: 0 }) }, layout.size);
     store.maxNormJump = 2;
-    const grads = Array.from({ length: 4 }, (_, k) => Float32Array.from({ length: layout.size }, (_, i) => Math.sin(i * 0.37 + k) * 1e-3));
+    // Four workers, so the direction check has others to judge each against; a shared direction
+    // plus each one's own, as in the ingest comparison.
+    const grads = Array.from({ length: 4 }, (_, k) => Float32Array.from({ length: layout.size }, (_, i) => (Math.sin(i * 0.37) + Math.sin(i * 1.7 + k)) * 1e-3));
     const N = 64;
-    for (let i = 0; i < 16; i++) store.apply({ workerId: 1, seq: i + 1, baseVersion: store.version, count: 1, grad: Float32Array.from(grads[i % 4]!) });
+    for (let i = 0; i < 64; i++) store.apply({ workerId: 1 + (i % 4), seq: i + 1, baseVersion: store.version, count: 1, grad: Float32Array.from(grads[i % 4]!) });
     const copies = Array.from({ length: N }, (_, i) => Float32Array.from(grads[i % 4]!));
     const t0 = performance.now();
-    for (let i = 0; i < N; i++) store.apply({ workerId: 1, seq: 100 + i, baseVersion: store.version, count: 1, grad: copies[i]! });
+    for (let i = 0; i < N; i++) store.apply({ workerId: 1 + (i % 4), seq: 100 + i, baseVersion: store.version, count: 1, grad: copies[i]! });
     const us = ((performance.now() - t0) * 1000) / N;
     if (name === 'none') base = us;
-    rows.push([name, us.toFixed(0), `${(us / base).toFixed(2)}x`]);
+    rows.push([label, us.toFixed(0), `${(us / base).toFixed(2)}x`]);
   }
   return rows;
 }
@@ -197,9 +215,10 @@ async function main(): Promise<void> {
     printTable(rows);
   }
   if (o.ingestSeconds > 0) {
-    const rates: Record<string, number[]> = { none: [], clip: [] };
+    const names = o.ingestAggregators;
+    const rates: Record<string, number[]> = Object.fromEntries(names.map((a) => [a, []]));
     for (let r = 0; r < o.ingestRounds; r++) {
-      for (const a of r % 2 === 0 ? ['none', 'clip'] : ['clip', 'none']) {
+      for (const a of r % 2 === 0 ? names : [...names].reverse()) {
         rates[a]!.push(await ingest(a, o.ingestClients, o.ingestSeconds));
         console.error(`ingest round ${r + 1} ${a}: ${rates[a]!.at(-1)!.toFixed(1)} pushes/s`);
       }
@@ -207,8 +226,8 @@ async function main(): Promise<void> {
     const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)]!;
     console.log(`\nPS ingest, fashion-cnn, ${o.ingestClients} clients, ${o.ingestRounds} rounds of ${o.ingestSeconds} s each, alternating`);
     printTable([
-      ['aggregator', 'pushes/s (median)', 'rounds', 'vs none'],
-      ...(['none', 'clip'] as const).map((a) => [a, median(rates[a]!).toFixed(1), rates[a]!.map((x) => x.toFixed(1)).join(' '), `${((median(rates[a]!) / median(rates.none!)) * 100).toFixed(1)}%`]),
+      ['aggregator', 'pushes/s (median)', 'rounds', `vs ${names[0]}`],
+      ...names.map((a) => [a, median(rates[a]!).toFixed(1), rates[a]!.map((x) => x.toFixed(1)).join(' '), `${((median(rates[a]!) / median(rates[names[0]!]!)) * 100).toFixed(1)}%`]),
     ]);
   }
   console.log('\napply cost, fashion-cnn gradient, in process');

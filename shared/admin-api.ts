@@ -98,6 +98,8 @@ export interface RobustnessView {
   /** Pushes the aggregator cut, and the radius it cuts to now (0: none). */
   readonly clipped: number;
   readonly radius: number;
+  /** Pushes clip's direction check cut (their worker kept pointing against the consensus). */
+  readonly directionLimited: number;
   /** Versions the output guard refused (the last good weights stayed), and the last one's reason. */
   readonly versionsRefused: number;
   readonly lastGuardRefusal: { readonly version: number; readonly workerId: number; readonly reason: string } | null;

@@ -79,9 +79,12 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(kept.late >= clean.late - 0.05, `default aggregator under attack: late accuracy ${kept.late.toFixed(4)} (final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)} (final ${JSON.stringify(clean.point)})`);
   assert.ok(kept.point.loss < 5, `loss ${kept.point.loss}`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_clipped_total/)) > 0, 'the attacker\'s pushes were clipped');
-  assert.equal(await metric(kept.p, /^tabswarm_offenders_total\{reason="clipped"\}/), 1, 'the attacker was disconnected as an offender');
+  assert.equal(await metric(kept.p, /^tabswarm_offenders_total\{/), 1, 'the attacker was disconnected as an offender');
   const { robustness } = await kept.p.get<Status & { robustness?: { keptOut: { reason: string }[] } }>('/api/status');
-  assert.deepEqual(robustness?.keptOut.map((k) => k.reason), ['clipped']);
+  // Tipped by a clipped push, or, once the honest workers are done and its norms make up the
+  // clipping median, by a step the output guard refused.
+  assert.equal(robustness?.keptOut.length, 1);
+  assert.ok(['clipped', 'guard'].includes(robustness.keptOut[0]!.reason), robustness.keptOut[0]!.reason);
   assert.match(kept.attacker!.output(), /PS_OFFENDER|PS_KEPT_OUT/);
   await kept.attacker!.kill();
   await kept.p.kill();

@@ -245,7 +245,7 @@ export class ParameterServer {
       }
     }
     const guardRefused = this.store.guardRefused;
-    const clippedBefore = this.store.aggregator.stats().clipped;
+    const before = this.store.aggregator.stats();
     const result = this.store.apply(update);
     this.aggregated(guardRefused);
     // Judged after the ack is on its way (strike schedules the disconnect): answered exactly once.
@@ -253,10 +253,18 @@ export class ParameterServer {
       this.claims.counted(update.workerId, update.count);
       if (this.warm.generation !== this.store.generation) this.warm = { generation: this.store.generation, pushes: 0 };
       const judged = ++this.warm.pushes > this.warmupPushes;
-      // The guard's refusal is a strike at any time (its bound is absolute, not learned): an
-      // attacker who has taken the clipping scale over (the only worker pushing, or most of
-      // the last --clip-window pushes) is no longer clipped, but every step it asks for is refused.
-      const reason = judged && this.store.aggregator.stats().clipped > clippedBefore ? 'clipped' : this.store.guardRefused > guardRefused ? 'guard' : undefined;
+      // Past the warm-up, a step the output guard refused is a strike too: an attacker who has
+      // taken the clipping scale over (the only worker pushing, or most of the last
+      // --clip-window pushes) is no longer clipped, but every step it asks for is refused. In
+      // the warm-up the radius is an absolute bound, and a first honest step from weights near
+      // 0 may pass the guard's floor.
+      const after = this.store.aggregator.stats();
+      const reason = !judged ? undefined
+        : after.clipped > before.clipped ? 'clipped'
+        // A partial cut (cosine between -T and 0) is no strike: an honest worker near
+        // convergence, its gradient mostly noise, may drift there now and then.
+        : (after.directionZeroed ?? 0) > (before.directionZeroed ?? 0) ? 'direction'
+        : this.store.guardRefused > guardRefused ? 'guard' : undefined;
       this.strike(session, reason);
     }
     const isFlush = (frame.flags & Flag.FLUSH) !== 0;
@@ -326,17 +334,18 @@ export class ParameterServer {
   }
 
   private clippedSeen = 0;
+  private directionSeen = 0;
 
   /** What /api/status and the console show of the aggregator, the output guard and offenders. */
   robustness(): Robustness {
-    const { clipped, radius } = this.store.aggregator.stats();
+    const { clipped, radius, directionLimited } = this.store.aggregator.stats();
     const keptOut = this.offenders.list();
     this.metrics.keptOut.set(keptOut.length);
     let offenders = 0;
     for (const n of this.offenders.disconnected.values()) offenders += n;
     const g = this.store.lastGuardRefusal;
     return {
-      aggregator: this.store.aggregator.name, clipped, radius, versionsRefused: this.store.guardRefused, offenders, keptOut,
+      aggregator: this.store.aggregator.name, clipped, radius, ...(directionLimited !== undefined ? { directionLimited } : {}), versionsRefused: this.store.guardRefused, offenders, keptOut,
       ...(g ? { lastGuardRefusal: { version: g.version, workerId: g.workerId, seq: g.seq, reason: g.reason } } : {}),
     };
   }
@@ -361,9 +370,11 @@ export class ParameterServer {
 
   /** Counts what the aggregator cut, and says so when the output guard kept the last good version. */
   private aggregated(guardRefusedBefore: number): void {
-    const { clipped } = this.store.aggregator.stats();
+    const { clipped, directionLimited = 0 } = this.store.aggregator.stats();
     if (clipped > this.clippedSeen) this.metrics.pushesClipped.inc(clipped - this.clippedSeen);
+    if (directionLimited > this.directionSeen) this.metrics.pushesDirectionLimited.inc(directionLimited - this.directionSeen);
     this.clippedSeen = clipped;
+    this.directionSeen = directionLimited;
     if (this.store.guardRefused === guardRefusedBefore) return;
     this.metrics.versionsRefused.inc();
     this.log.warn({ ...this.store.lastGuardRefusal }, 'new version refused by the output guard; the last good weights stay');

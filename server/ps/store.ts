@@ -171,7 +171,7 @@ export class ParameterStore {
     const staleness = Math.max(0, this.versionValue - update.baseVersion);
     const { scale, lr } = this.rule({ count: update.count, staleness, lr: this.optimizer.lr });
     const agg = this.aggregator;
-    let grad = agg.admit(update.grad, scale, update.normSq);
+    let grad = agg.admit(update.grad, scale, update.normSq, update.workerId);
     const applyScale = agg.scales ? 1 : scale;
     if (grad) {
       const limit = this.maxNormJump > 0 ? (this.maxNormJump * Math.max(Math.sqrt(this.normSq), 1)) ** 2 : Infinity;

@@ -278,3 +278,53 @@ describe('running scale', () => {
     assert.deepEqual([...honest], [3, 4], 'an honest push is not clipped');
   });
 });
+
+describe('clip: direction check', () => {
+  /** Gaussian-ish noise from a seeded LCG: honest gradients are the true one plus much noise. */
+  function noisy(seed: number, mean: Float32Array, noise: number): Float32Array {
+    let x = (seed * 2654435761) >>> 0;
+    const rnd = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    return Float32Array.from(mean, (m) => m + noise * (rnd() + rnd() + rnd() - 1.5) * 2);
+  }
+
+  for (const f of [1, 2, 3]) {
+    test(`${f} of 8 workers pushing against the consensus (sign flip, within the radius) are cut to nothing; the honest ones are not`, () => {
+      const n = 2000;
+      const mean = Float32Array.from({ length: n }, (_, i) => Math.cos(i) / Math.sqrt(n / 2)); // norm about 1
+      const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 32, clipWarmup: 1e9 }, n);
+      // Each honest push is the mean plus noise 4 times its norm: cos(push, mean) about 0.2.
+      const factors = new Map<number, number[]>();
+      let seed = 1;
+      for (let round = 0; round < 40; round++) {
+        for (let w = 0; w < 8; w++) {
+          const g = noisy(seed++, mean, 4 * Math.sqrt(3 / n) * 1.2);
+          if (w < f) for (let i = 0; i < n; i++) g[i] = -g[i]!;
+          const before = l2(g);
+          const out = a.admit(g, 1, undefined, 100 + w)!;
+          (factors.get(w) ?? factors.set(w, []).get(w)!).push(l2(out) / before);
+        }
+      }
+      // Judged from the 5th push of each worker once 32 pushes were seen; the last 20 rounds:
+      for (let w = 0; w < 8; w++) {
+        const late = factors.get(w)!.slice(20);
+        const cut = late.filter((x) => x < 1 - 1e-6).length;
+        if (w < f) assert.ok(late.every((x) => x < 1e-6), `attacker ${w}: ${late.map((x) => x.toFixed(2)).join(' ')}`);
+        else assert.equal(cut, 0, `honest worker ${w} was cut ${cut} times`);
+      }
+      const { directionLimited } = a.stats();
+      assert.ok(directionLimited! >= f * 20);
+    });
+  }
+
+  test('off with --direction-tolerance 0: a sign-flipping worker within the radius is applied as it came', () => {
+    const n = 500;
+    const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 8, clipWarmup: 1e9, directionTolerance: 0 }, n);
+    for (let i = 0; i < 64; i++) {
+      const g = pseudo(1, n);
+      if (i % 4 === 0) for (let j = 0; j < n; j++) g[j] = -g[j]!;
+      const before = l2(g);
+      assert.equal(l2(a.admit(g, 1, undefined, i % 4)!), before);
+    }
+    assert.equal(a.stats().directionLimited, 0);
+  });
+});

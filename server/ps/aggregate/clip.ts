@@ -2,18 +2,22 @@
  * `clip`: each push's (rule-scaled) L2 norm is cut to the radius of a RunningScale, c times the
  * median accepted norm of the last K pushes. An honest push is left as it is when its norm is
  * within c medians; a ×1e30 push moves the weights as far as an honest push of norm c·median.
+ * With --direction-tolerance, a worker whose pushes keep pointing against the consensus is cut
+ * further, to nothing (direction.ts): the norm bounds how far a push moves, not where to.
  */
+import { DirectionCheck } from './direction.ts';
 import { RunningScale } from './scale.ts';
 import { l2, type Aggregator, type AggregatorOptions } from './types.ts';
 
 export function clip(opts: AggregatorOptions): Aggregator {
   const scale = new RunningScale(opts);
+  const direction = new DirectionCheck(opts.directionTolerance, opts.clipWindow);
   let clipped = 0;
   let admitted = 0;
   return {
     name: 'clip',
     scales: true,
-    admit(grad, s, normSq) {
+    admit(grad, s, normSq, workerId) {
       admitted += 1;
       const norm = Math.abs(s) * (normSq === undefined ? l2(grad) : Math.sqrt(normSq));
       const radius = scale.radius();
@@ -23,6 +27,8 @@ export function clip(opts: AggregatorOptions): Aggregator {
         clipped += 1;
       }
       scale.record(norm);
+      // Then where to: a worker pushing against the consensus is cut further (direction.ts).
+      factor *= direction.factor(grad, workerId);
       // In place: the frame's buffer is ours, and the step must be one materialized vector so
       // that the head and its replicas apply the same float32 values.
       if (factor !== 1) for (let i = 0; i < grad.length; i++) grad[i] = grad[i]! * factor;
@@ -30,7 +36,8 @@ export function clip(opts: AggregatorOptions): Aggregator {
     },
     reset() {
       scale.reset();
+      direction.reset();
     },
-    stats: () => ({ clipped, admitted, radius: scale.radius() }),
+    stats: () => ({ clipped, admitted, radius: scale.radius(), directionLimited: direction.limited, directionZeroed: direction.zeroed }),
   };
 }

@@ -24,9 +24,10 @@ export interface Aggregator {
    * the aggregator may overwrite `grad` (it is the frame's own buffer). Returns the step to
    * apply (with scale 1), or null for none. `normSq`, when given, is `grad`'s squared L2 norm as
    * `l2` would sum it (the PS's decode pass computes it): an aggregator that needs the norm
-   * takes it instead of making a pass of its own.
+   * takes it instead of making a pass of its own. `workerId` is the pushing worker (clip's
+   * direction check keeps a running direction per worker).
    */
-  admit(grad: Float32Array, scale: number, normSq?: number): Float32Array | null;
+  admit(grad: Float32Array, scale: number, normSq?: number, workerId?: number): Float32Array | null;
   /** Forgets every push seen (a restore rewound the weights under it). */
   reset(): void;
   /** Counters for /metrics and /api/status. */
@@ -40,6 +41,9 @@ export interface AggregatorStats {
   admitted: number;
   /** Current clipping radius (clip, centered-clip), 0 when none. */
   radius: number;
+  /** Pushes cut by clip's direction check (direction.ts), and of those the ones cut to nothing. */
+  directionLimited?: number;
+  directionZeroed?: number;
 }
 
 /** The knobs of every aggregator, declared once in server/options/server.ts. */
@@ -56,9 +60,11 @@ export interface AggregatorOptions {
   buckets: number;
   /** trimmed-mean: bucket means dropped at each end per coordinate; (buckets-1)/2 is the median. @default 2 */
   trim: number;
+  /** clip: a worker whose running direction points against the consensus by this cosine or more is cut to nothing (direction.ts); 0 = off. @default 0.1 */
+  directionTolerance: number;
 }
 
-export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2 };
+export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2, directionTolerance: 0.1 };
 
 /** L2 norm, accumulated in float64 in shared/codec/norm.ts's order (what the PS's decode pass hands on). */
 export function l2(v: Float32Array): number {

@@ -1,0 +1,177 @@
+/**
+ * The direction check `clip` adds to its norm cut (`--direction-tolerance T`, 0 = off).
+ *
+ * Clipping bounds how far one push moves the weights, not where to. A worker that pushes, at the
+ * clipping radius, the opposite of what it computed (sign flip) or a negative multiple of the
+ * honest mean (inner-product manipulation, Xie et al., UAI 2020) moves the model backwards by up
+ * to c times an honest step per push; two such workers of eight outweigh the honest ones, whose
+ * noisy gradients mostly cancel (docs/benchmarks.md, "Byzantine workers").
+ *
+ * So each push is also judged by its worker's direction over time:
+ *
+ *   u      = sketch(g) / |sketch(g)|                  the push's direction, in a 512-bucket count sketch
+ *   d_w   <- 0.9 d_w + 0.1 u                           the worker's running direction
+ *   r      = coordinate-wise median of the d_v of the other workers v among the last K pushes
+ *                                                     the consensus (K = --clip-window), before this push
+ *   factor = clamp(1 + cos(d_w, r) / T, 0, 1)
+ *
+ * A worker whose running direction agrees with the consensus or is orthogonal to it (cos >= 0:
+ * honest noise) is left alone; one pointing against it by more than T is cut to nothing, and
+ * between the two the cut is linear. The worker's running direction, not the single push, is
+ * judged: one honest push of a noisy batch may point anywhere, ten in a row do not point against
+ * the consensus. The consensus is a median over workers, not pushes: it stays with the honest
+ * ones while fewer than half of the workers recently pushing are hostile, however fast those
+ * push, and a running direction is far less noisy than one push (with a per-push cosine to the
+ * true gradient of 0.1, a median of single pushes barely finds it). A worker is left out of the
+ * consensus it is judged against: its own noise would correlate with its running direction and
+ * pull its cosine up by about as much as an attacker's is pulled down. Nothing is judged
+ * until K pushes were seen and the worker has made MIN_PUSHES of its own.
+ *
+ * The count sketch (each coordinate i adds ±g_i to one of 512 buckets) keeps cosines within
+ * about 1/√512 of the full-dimension ones at 2 KB per worker. A model of more than
+ * SKETCH_SAMPLE coordinates is sketched on a random subset of about that many (fashion-cnn:
+ * 1 in 6), so the check costs about 0.3 ms a push, not 2 (docs/benchmarks.md). The subset, the
+ * buckets and the signs come from a hash salted per process: a client cannot craft a push that
+ * looks aligned in the sketch and is not, nor aim a manipulation at coordinates the sketch skips
+ * (one spread over m coordinates is seen on about m × SKETCH_SAMPLE / n of them). Per-worker directions live in an LRU map of at most MAX_WORKERS entries.
+ */
+import { randomInt } from 'node:crypto';
+
+export const SKETCH_BUCKETS = 512;
+/** Coordinates sketched at most: a larger model is sampled (a secret, random subset). */
+export const SKETCH_SAMPLE = 131072;
+/** Weight of the old direction in a worker's running direction. */
+export const DIRECTION_BETA = 0.9;
+/** A worker's own pushes before its direction is judged. */
+export const MIN_PUSHES = 4;
+/** Workers whose running direction is kept (least recently pushing forgotten first). */
+export const MAX_WORKERS = 4096;
+/** One salt per process: two checks fed the same pushes here decide alike (a restored store, aggregate.test). */
+const PROCESS_SALT = randomInt(2 ** 32 - 1);
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+export class DirectionCheck {
+  /** The sketched coordinates, and for each its bucket (low 15 bits) and sign (bit 15). Built on the first push. */
+  private sample: { n: number; index: Int32Array; code: Uint16Array } | undefined;
+  private readonly sketch = new Float64Array(SKETCH_BUCKETS);
+  private readonly unit = new Float32Array(SKETCH_BUCKETS);
+  /** The workers of the last K pushes, in a ring. */
+  private readonly owners: number[] = [];
+  private next = 0;
+  private readonly reference = new Float32Array(SKETCH_BUCKETS);
+  private readonly column: Float32Array;
+  private readonly workers = new Map<number, { dir: Float32Array; pushes: number }>();
+  /** Pushes whose step the check cut (factor < 1). */
+  limited = 0;
+  /** Of those, the ones cut to nothing (factor 0): a strike for the offender rule (service.ts). */
+  zeroed = 0;
+
+  constructor(
+    private readonly tolerance: number,
+    private readonly window: number,
+    private readonly salt = PROCESS_SALT,
+  ) {
+    this.column = new Float32Array(window);
+  }
+
+  /** The factor in [0, 1] this worker's push is scaled by; 1 while nothing can be judged. */
+  factor(grad: Float32Array, workerId: number | undefined): number {
+    if (!(this.tolerance > 0) || workerId === undefined) return 1;
+    const { index, code } = this.codes(grad.length);
+    const s = this.sketch.fill(0);
+    // Branch-free (the sign is random per coordinate, so a branch would mispredict half the time).
+    for (let j = 0; j < index.length; j++) {
+      const c = code[j]!;
+      const b = c & 0x7fff;
+      s[b] = s[b]! + grad[index[j]!]! * (1 - ((c >>> 14) & 2));
+    }
+    let sq = 0;
+    for (let b = 0; b < SKETCH_BUCKETS; b++) sq += s[b]! * s[b]!;
+    if (!(sq > 0) || !Number.isFinite(sq)) return 1; // a zero push moves nothing; non-finite is the guard's
+    const inv = 1 / Math.sqrt(sq);
+    const u = this.unit;
+    for (let b = 0; b < SKETCH_BUCKETS; b++) u[b] = s[b]! * inv;
+
+    let w = this.workers.get(workerId);
+    if (w) {
+      this.workers.delete(workerId); // re-inserted last: the map stays in recency order
+      for (let b = 0; b < SKETCH_BUCKETS; b++) w.dir[b] = DIRECTION_BETA * w.dir[b]! + (1 - DIRECTION_BETA) * u[b]!;
+      w.pushes += 1;
+    } else {
+      w = { dir: Float32Array.from(u), pushes: 1 };
+      if (this.workers.size >= MAX_WORKERS) this.workers.delete(this.workers.keys().next().value!);
+    }
+    this.workers.set(workerId, w);
+
+    const judged = this.owners.length === this.window && w.pushes >= MIN_PUSHES;
+    let factor = 1;
+    if (judged) {
+      const cos = this.cosToConsensus(w.dir, workerId);
+      factor = Math.min(1, Math.max(0, 1 + cos / this.tolerance));
+    }
+    this.owners[this.next] = workerId;
+    this.next = (this.next + 1) % this.window;
+    if (factor < 1) this.limited += 1;
+    if (factor === 0) this.zeroed += 1;
+    return factor;
+  }
+
+  private cosToConsensus(dir: Float32Array, workerId: number): number {
+    const r = this.reference;
+    const others: Float32Array[] = [];
+    const seen = new Set<number>([workerId]);
+    for (const v of this.owners) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+      const d = this.workers.get(v);
+      if (d && d.pushes >= MIN_PUSHES) others.push(d.dir);
+    }
+    const k = others.length;
+    if (k < 2) return 1; // no consensus of others to judge against
+    const col = this.column.subarray(0, k);
+    const mid = k >> 1;
+    for (let b = 0; b < SKETCH_BUCKETS; b++) {
+      for (let j = 0; j < k; j++) col[j] = others[j]![b]!;
+      col.sort();
+      r[b] = k % 2 === 1 ? col[mid]! : (col[mid - 1]! + col[mid]!) / 2;
+    }
+    let dot = 0;
+    let dd = 0;
+    let rr = 0;
+    for (let b = 0; b < SKETCH_BUCKETS; b++) {
+      dot += dir[b]! * r[b]!;
+      dd += dir[b]! * dir[b]!;
+      rr += r[b]! * r[b]!;
+    }
+    return dd > 0 && rr > 0 ? dot / Math.sqrt(dd * rr) : 0;
+  }
+
+  private codes(n: number): { n: number; index: Int32Array; code: Uint16Array } {
+    if (this.sample?.n === n) return this.sample;
+    // Coordinate i is sketched when a second hash of it falls under n / SKETCH_SAMPLE of the range.
+    const keep = n <= SKETCH_SAMPLE ? 2 ** 32 : Math.floor((SKETCH_SAMPLE / n) * 2 ** 32);
+    const index: number[] = [];
+    const codes: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (fmix32((i ^ this.salt) + 0x7f4a7c15) >= keep) continue;
+      const h = fmix32((i ^ this.salt) + 0x9e3779b9);
+      index.push(i);
+      codes.push((h % SKETCH_BUCKETS) | (h & 0x80000000 ? 0x8000 : 0));
+    }
+    return (this.sample = { n, index: Int32Array.from(index), code: Uint16Array.from(codes) });
+  }
+
+  reset(): void {
+    this.owners.length = 0;
+    this.next = 0;
+    this.workers.clear();
+  }
+}
