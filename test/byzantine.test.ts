@@ -8,6 +8,9 @@
  *   - the default aggregator: the same attack leaves accuracy within 5 points of clean, and the
  *     attacker, clipped push after push, is disconnected as a repeat offender (PS_OFFENDER) and
  *     kept out, shown in /metrics and /api/status;
+ *   - two of six workers flipping their gradients (within the clipping radius): `clip` with its
+ *     direction check off loses the model, so this can fail; the default keeps accuracy within
+ *     5 points of clean and disconnects the flippers (reason `direction`);
  *   - a worker lying about its base version or count is refused with the catalogued code.
  *
  * Accuracy bounds across attacks and aggregators are measured in bench/byzantine.ts.
@@ -45,10 +48,11 @@ async function metric(p: PsProc, re: RegExp): Promise<number> {
  * evaluations), which judges the model rather than the instant the last push landed (the
  * attacker may push last, alone, with clipped steps of twice the median norm).
  */
-async function run(args: string[], attack?: string): Promise<{ point: SeriesPoint; late: number; p: PsProc; attacker?: Proc }> {
+async function run(args: string[], attack?: string, o: { honest?: number; hostile?: number } = {}): Promise<{ point: SeriesPoint; late: number; p: PsProc; attacker?: Proc; attackers: Proc[] }> {
   const p = await ps(args);
-  const ws = [worker(p, 1), worker(p, 2)];
-  const attacker = attack ? worker(p, 9, ['--attack', attack]) : undefined;
+  const ws = Array.from({ length: o.honest ?? 2 }, (_, i) => worker(p, i + 1));
+  const attackers = attack ? Array.from({ length: o.hostile ?? 1 }, (_, i) => worker(p, 9 + i, ['--attack', attack])) : [];
+  const attacker = attackers[0];
   // The honest workers finish; an attacker disconnected as an offender retries its join until killed.
   await until(() => ws.every((w) => w.child.exitCode !== null), 'every honest worker to finish its steps', 120_000, 200);
   for (const w of ws) assert.equal(w.child.exitCode, 0, w.output().slice(-2000));
@@ -60,7 +64,7 @@ async function run(args: string[], attack?: string): Promise<{ point: SeriesPoin
   const { points } = await p.get<{ points: SeriesPoint[] }>('/api/series');
   const tail = points.filter((x) => x.version >= 0.8 * version);
   const late = (tail.length >= 3 ? tail : points.slice(-3)).map((x) => x.accuracy);
-  return { point, late: late.reduce((a, b) => a + b, 0) / late.length, p, ...(attacker ? { attacker } : {}) };
+  return { point, late: late.reduce((a, b) => a + b, 0) / late.length, p, attackers, ...(attacker ? { attacker } : {}) };
 }
 
 test('one worker pushing ×1e30 ruins the model without aggregation; the default aggregator keeps it within 5 points of clean', { timeout: 240_000 }, async () => {
@@ -87,6 +91,26 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(['clipped', 'guard'].includes(robustness.keptOut[0]!.reason), robustness.keptOut[0]!.reason);
   assert.match(kept.attacker!.output(), /PS_OFFENDER|PS_KEPT_OUT/);
   await kept.attacker!.kill();
+  await kept.p.kill();
+});
+
+test('two of six workers flipping their gradients: clip without its direction check loses the model; the default keeps it and disconnects them', { timeout: 300_000 }, async () => {
+  const six = { honest: 4, hostile: 2 };
+  const clean = await run([], undefined, six);
+  await clean.p.kill();
+  assert.ok(clean.late >= 0.7, `clean run reached only ${clean.late}`);
+
+  // Each flipped push is within the clipping radius: clipping alone lets two of six win.
+  const off = await run(['--direction-tolerance', '0', '--offender-strikes', '0'], 'sign-flip', six);
+  for (const a of off.attackers) await a.kill();
+  await off.p.kill();
+  assert.ok(off.late < clean.late - 0.2, `without the direction check the flippers should win: late accuracy ${off.late.toFixed(4)} vs clean ${clean.late.toFixed(4)}`);
+
+  const kept = await run([], 'sign-flip', six);
+  assert.ok(kept.late >= clean.late - 0.05, `the default under sign flip: late accuracy ${kept.late.toFixed(4)} (final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)}`);
+  assert.ok((await metric(kept.p, /^tabswarm_pushes_direction_limited_total/)) > 0, 'their pushes were cut for their direction');
+  assert.ok((await metric(kept.p, /^tabswarm_offenders_total\{reason="direction"\}/)) >= 1, 'a flipper was disconnected as an offender for its direction');
+  for (const a of kept.attackers) await a.kill();
   await kept.p.kill();
 });
 

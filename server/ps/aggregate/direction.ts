@@ -25,7 +25,8 @@
  * true gradient of 0.1, a median of single pushes barely finds it). A worker is left out of the
  * consensus it is judged against: its own noise would correlate with its running direction and
  * pull its cosine up by about as much as an attacker's is pulled down. Nothing is judged
- * until K pushes were seen and the worker has made MIN_PUSHES of its own.
+ * until K pushes were seen, the worker has made MIN_PUSHES of its own and MIN_OTHERS others
+ * pushed among the last K (so with fewer than 4 workers, never).
  *
  * The count sketch (each coordinate i adds ±g_i to one of 512 buckets) keeps cosines within
  * about 1/√512 of the full-dimension ones at 2 KB per worker. A model of more than
@@ -44,6 +45,12 @@ export const SKETCH_SAMPLE = 131072;
 export const DIRECTION_BETA = 0.9;
 /** A worker's own pushes before its direction is judged. */
 export const MIN_PUSHES = 4;
+/**
+ * Other workers, among the last K pushes, needed for a consensus: a median of two is their
+ * mean, which one stale or hostile direction can turn around (n = 3: an honest worker that
+ * joined late was cut against the frozen direction of an attacker just disconnected).
+ */
+export const MIN_OTHERS = 3;
 /** Workers whose running direction is kept (least recently pushing forgotten first). */
 export const MAX_WORKERS = 4096;
 /** One salt per process: two checks fed the same pushes here decide alike (a restored store, aggregate.test). */
@@ -135,7 +142,7 @@ export class DirectionCheck {
       if (d && d.pushes >= MIN_PUSHES) others.push(d.dir);
     }
     const k = others.length;
-    if (k < 2) return 1; // no consensus of others to judge against
+    if (k < MIN_OTHERS) return 1; // no consensus of others to judge against
     const col = this.column.subarray(0, k);
     const mid = k >> 1;
     for (let b = 0; b < SKETCH_BUCKETS; b++) {
