@@ -100,7 +100,8 @@ test('two of six workers flipping their gradients: clip without its direction ch
   await clean.p.kill();
   assert.ok(clean.late >= 0.7, `clean run reached only ${clean.late}`);
 
-  // Each flipped push is within the clipping radius: clipping alone lets two of six win: each flipped push, at up to twice the median norm, cancels the progress of two honest ones.
+  // Each flipped push is within the clipping radius, up to twice the median norm: it cancels
+  // the progress of two honest ones, so clipping alone lets two of six win.
   const off = await run(['--direction-tolerance', '0', '--offender-strikes', '0'], 'sign-flip', six);
   for (const a of off.attackers) await a.kill();
   await off.p.kill();
