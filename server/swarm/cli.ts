@@ -3,7 +3,7 @@
  *
  * Runs the swarm with a live status line (or, with --json, one JSON line per second that the
  * experiment harness parses), and prints a closing summary: per tab slot the worker, backend,
- * mean examples/s while connected, gradients computed and PS failures seen.
+ * mean examples/s while computing (connected or buffering), gradients computed and PS failures seen.
  */
 import { TabswarmError } from '../../shared/errors.ts';
 import { chromiumAvailable } from '../browsers.ts';

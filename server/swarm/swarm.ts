@@ -153,7 +153,10 @@ export class Swarm {
       const s = await page.evaluate(() => (window as unknown as { tabswarm?: { status?: unknown } }).tabswarm?.status).catch(() => undefined) as WorkerStatus | undefined;
       if (!s || slot.page !== page) return;
       if (slot.status?.state === 'connected' && FAILURE_STATES.has(s.state)) slot.failuresSeen += 1;
-      if (s.state === 'connected' && s.examplesPerSec > 0) {
+      // Sampled whenever the tab computes, connected or buffering through an outage: a tab
+      // polled only while the PS was down (a loaded machine polls seldom) still trained, and a
+      // summary of 0 examples/s beside its gradients would say it did not.
+      if (s.examplesPerSec > 0) {
         slot.examplesPerSecSum += s.examplesPerSec;
         slot.examplesPerSecSamples += 1;
       }

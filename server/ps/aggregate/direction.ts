@@ -31,10 +31,12 @@
  * The count sketch (each coordinate i adds ±g_i to one of 512 buckets) keeps cosines within
  * about 1/√512 of the full-dimension ones at 2 KB per worker. A model of more than
  * SKETCH_SAMPLE coordinates is sketched on a random subset of about that many (fashion-cnn:
- * 1 in 6), so the check costs about 0.3 ms a push, not 2 (docs/benchmarks.md). The subset, the
- * buckets and the signs come from a hash salted per process: a client cannot craft a push that
- * looks aligned in the sketch and is not, nor aim a manipulation at coordinates the sketch skips
- * (one spread over m coordinates is seen on about m × SKETCH_SAMPLE / n of them). Per-worker directions live in an LRU map of at most MAX_WORKERS entries.
+ * 1 in 6), so the check costs about 0.5 ms a push, not 2 (docs/benchmarks.md, "Third run").
+ * The subset, the buckets and the signs come from a hash salted per process: a client cannot
+ * craft a push that looks aligned in the sketch and is not, nor aim a manipulation at
+ * coordinates the sketch skips (one spread over m coordinates is seen on about
+ * m × SKETCH_SAMPLE / n of them). Per-worker directions live in an LRU map of at most
+ * MAX_WORKERS entries (8 MB).
  */
 import { randomInt } from 'node:crypto';
 
