@@ -165,7 +165,7 @@ export class DirectionCheck {
 
   private codes(n: number): { n: number; index: Int32Array; code: Uint16Array } {
     if (this.sample?.n === n) return this.sample;
-    // Coordinate i is sketched when a second hash of it falls under n / SKETCH_SAMPLE of the range.
+    // Coordinate i is sketched when a second hash of it falls in the lowest SKETCH_SAMPLE / n of its range.
     const keep = n <= SKETCH_SAMPLE ? 2 ** 32 : Math.floor((SKETCH_SAMPLE / n) * 2 ** 32);
     const index: number[] = [];
     const codes: number[] = [];
