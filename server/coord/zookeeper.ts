@@ -19,6 +19,10 @@
  *   server's connect answer as the reply to request 0 (both start with a 0), then throws
  *   "Unknown code" from the socket handler, crashing the process. Ids start at 1 here, as
  *   the Java client's do, so that answer matches no request and the close completes.
+ * - Its error table stops at 3.4's codes: a reply carrying a newer one (3.8 answers a request
+ *   on a session it no longer knows with UNKNOWN_SESSION, -12) made it throw "Unknown code"
+ *   from the socket handler, crashing the process (seen once in coord.test.ts, CI). Such a code
+ *   now reaches the caller as an ordinary error (`OTHER`), through `tolerateUnknownCodes`.
  */
 import zookeeper from 'node-zookeeper-client';
 import type { Client, Event as ZkEvent, Stat } from 'node-zookeeper-client';
@@ -50,6 +54,33 @@ interface ConnectionManager {
   on(event: 'state', listener: (state: number) => void): void;
 }
 const CM_CLOSED = -2;
+
+/**
+ * The library builds every server error with `Exception.create(code)`, which throws on a code
+ * missing from its table (its connection manager calls it through the module's exports, so
+ * replacing the export reaches it). An unknown code becomes an Exception like any other, named
+ * by its number, so the request it answers fails instead of the process.
+ */
+export function tolerateUnknownCodes(exception: typeof zookeeper.Exception): void {
+  const ex = exception as unknown as { create: (code: number, path?: string) => Error; prototype: object; __tolerant?: true };
+  if (ex.__tolerant) return;
+  const create = ex.create;
+  ex.create = function tolerantCreate(code: number, path?: string): Error {
+    try {
+      return create(code, path);
+    } catch {
+      const e = Object.create(ex.prototype) as Error & { code: number; path?: string };
+      Error.captureStackTrace(e, tolerantCreate);
+      e.code = code;
+      e.name = `ZOOKEEPER_ERROR_${code}`;
+      e.path = path;
+      e.message = `Exception: ${e.name}[${code}]${path ? `@${path}` : ''}`;
+      return e;
+    }
+  };
+  ex.__tolerant = true;
+}
+tolerateUnknownCodes(zookeeper.Exception);
 
 const CODES: Record<number, RawErrorCode> = {
   [zookeeper.Exception.NO_NODE]: 'NO_NODE',

@@ -27,7 +27,14 @@ export async function meshPlugin(app: FastifyInstance, { options }: { options: R
       if (!address || typeof address === 'string') return;
       // The `peer` package's timers cannot be stopped: it runs in a thread that closing ends.
       // alive_timeout: a tab that vanished (SIGKILLed browser) is dropped from discovery soon.
-      const worker = new Worker(new URL('./mesh-thread.mjs', import.meta.url), { workerData: { port: options.meshPort, host: address.address, path: MESH_PATH, key: MESH_KEY, aliveTimeoutMs: 20_000 } });
+      // WS_NO_BUFFER_UTIL: the thread's `ws` masks in JavaScript (signaling messages are
+      // small). A thread terminated while it loads the native `bufferutil` aborts the whole
+      // process (`bufferutil.c:155 Init: Assertion status == napi_ok`, seen once in CI in
+      // client/loop.test.ts, whose PSs close within milliseconds of listening).
+      const worker = new Worker(new URL('./mesh-thread.mjs', import.meta.url), {
+        env: { ...process.env, WS_NO_BUFFER_UTIL: '1' },
+        workerData: { port: options.meshPort, host: address.address, path: MESH_PATH, key: MESH_KEY, aliveTimeoutMs: 20_000 },
+      });
       thread = worker;
       worker.unref();
       const listening = new Promise<number>((resolve, reject) => {
@@ -60,6 +67,9 @@ export async function meshPlugin(app: FastifyInstance, { options }: { options: R
     };
   });
   app.addHook('onClose', async () => {
+    // Let a thread that is still starting finish loading first (bounded): terminating it
+    // mid-import is what the env above guards against, and this makes it rarer still.
+    if (thread) await Promise.race([started, new Promise((r) => setTimeout(r, 5000).unref())]);
     await thread?.terminate();
   });
 }
