@@ -4,6 +4,7 @@
  * failures); failover time; model updates lost to the rollback; gradients computed and applied;
  * peak CPU and memory. Then the mean and spread over repeats.
  */
+import type { Sample } from '../admin/types.ts';
 import type { RunRecord } from './run.ts';
 
 export interface KillOutcome {
@@ -21,6 +22,17 @@ export interface KillOutcome {
   readonly updatesLost: number | null;
   /** The model version the system resumed from (a checkpoint's, an adopted copy's, a replica's). */
   readonly resumedFrom: number | null;
+  /** Worker steps (gradients the tabs computed) from the last evaluation before the kill to the first after resuming. */
+  readonly outageSteps: number | null;
+  /**
+   * Outage efficiency: accuracy gained per worker step across the outage (accAfter - accBefore
+   * over outageSteps), divided by accuracy gained per
+   * worker step while connected just before the kill (see connectedRate). 1: a step taken
+   * through the outage was worth a connected one; 0: the outage's work bought nothing; below 0:
+   * the recovery lost ground. Null when either rate is unmeasurable (no evaluation, no steps, or
+   * no gain while connected).
+   */
+  readonly outageEfficiency: number | null;
 }
 
 export interface RunMetrics {
@@ -45,6 +57,7 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
   const s = run.samples;
   const kills = run.events.filter((e) => e.kind === 'kill');
   const restarts = run.events.filter((e) => e.kind === 'restart');
+  let previousResume = 0;
   const outcomes: KillOutcome[] = kills.map((k, i) => {
     const restart = restarts.find((r) => r.t >= k.t);
     const before = s.filter((x) => x.t <= k.t && finite(x.accuracy)).at(-1);
@@ -67,6 +80,16 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
     // version seen after the restart is not it).
     const vResumed = resumed && finite(resumed.version) ? resumed.version - (resumed.updatesApplied - appliedAtKill) : null;
     const accAfter = resumed ? s.find((x) => x.t >= resumed.t && x.t < nextKill && finite(x.accuracy)) : undefined;
+    const computedAt = (t: number) => s.filter((x) => x.t <= t && finite(x.extra?.gradientsComputed)).at(-1)?.extra?.gradientsComputed ?? null;
+    // Steps and gain are both counted from the last evaluation before the kill (up to one
+    // evaluation period of connected steps is charged to the outage, on both sides of the ratio).
+    const atBefore = before ? computedAt(before.t) : null;
+    const atAfter = accAfter ? computedAt(accAfter.t) : null;
+    const outageSteps = atBefore !== null && atAfter !== null ? atAfter - atBefore : null;
+    const outageRate = before && accAfter && outageSteps ? (accAfter.accuracy! - before.accuracy!) / outageSteps : null;
+    const previous = i > 0 ? previousResume : 0;
+    const connected = before && accAfter ? connectedRate(s, before, Math.max(previous, k.t - (accAfter.t - k.t))) : null;
+    if (resumed) previousResume = resumed.t;
     return {
       at: k.t,
       accBefore: before?.accuracy ?? null,
@@ -75,6 +98,8 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
       restartToResumeSec: resumed && restart ? resumed.t - restart.t : null,
       updatesLost: vBefore !== null && vResumed !== null ? Math.max(0, vBefore - vResumed) : null,
       resumedFrom: vResumed,
+      outageSteps,
+      outageEfficiency: outageRate !== null && connected ? outageRate / connected : null,
     };
   });
   const accs = s.filter((x) => finite(x.accuracy));
@@ -102,6 +127,25 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
     serverRssPeakMB: peak(s.map((x) => x.extra?.serverRssMB)),
     workerRssPeakMB: peak(s.map((x) => x.extra?.workerRssMB)),
   };
+}
+
+/**
+ * Accuracy gained per worker step while connected, over the window that ends at `end` (the
+ * last evaluation before a kill) and starts at the last evaluation at or before `from` (as long
+ * before the kill as the outage lasted, but not before the previous recovery). Null when the
+ * window holds no steps or no gain (accuracy that did not rise while connected gives no scale).
+ * Equal wall time on both sides keeps the two rates at comparable points of the learning curve.
+ */
+function connectedRate(s: readonly Sample[], end: Sample, from: number): number | null {
+  const evals = s.filter((x) => x.t < end.t && finite(x.accuracy) && finite(x.extra?.gradientsComputed));
+  // The last evaluation at or before `from`, or the first after it (the run's first evaluation
+  // comes a moment after t = 0).
+  const start = evals.filter((x) => x.t <= from).at(-1) ?? evals.find((x) => x.t > from);
+  const endSteps = end.extra?.gradientsComputed;
+  if (!start || !finite(endSteps)) return null;
+  const steps = endSteps - start.extra!.gradientsComputed!;
+  const gain = end.accuracy! - start.accuracy!;
+  return steps > 0 && gain > 0 ? gain / steps : null;
 }
 
 /** Mean and sample standard deviation of the finite values (sd null with fewer than two). */

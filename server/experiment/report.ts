@@ -54,6 +54,7 @@ export function buildReport(input: ReportInput): { markdown: string; metrics: Ru
     rows.push(`| ${cells.join(' | ')} |`);
   }
   const compact = besideThePaper(metrics, runs, kills, schedule.downtime);
+  const efficiency = outageEfficiency(metrics, runs, kills);
   const lines = [
     `# ${input.title}`,
     '',
@@ -65,6 +66,7 @@ export function buildReport(input: ReportInput): { markdown: string; metrics: Ru
     '',
     'Columns: accuracy is on the test set the PS evaluates; "before" is the last evaluation before the kill, "after recovery" the first evaluation once updates are applied again after the restart. Failover is from the kill to the first update applied again (it includes the downtime). Updates lost is the model version before the kill minus the version the system resumed from. A flush of gradients buffered during an outage is one applied update. CPU is in % of one core (PS down = between a kill and its restart). Cells are mean ± sample standard deviation over repeats.',
     '',
+    ...efficiency,
     ...(input.figures.length ? ['Figures:', '', ...input.figures.map((f) => `![${f}](${f})`), ''] : []),
     ...(input.failures.length ? ['Runs that failed (not in the table):', '', ...input.failures.map((f) => `- ${f}`), ''] : []),
   ];
@@ -97,6 +99,34 @@ function besideThePaper(metrics: readonly RunMetrics[], runs: readonly RunRecord
     ...out,
     '',
     'All measurements:',
+    '',
+  ];
+}
+
+/**
+ * Outage efficiency per strategy and kill (analysis.ts, KillOutcome.outageEfficiency): how much
+ * of the work the tabs did while the PS was down turned into progress, against a connected step.
+ */
+function outageEfficiency(metrics: readonly RunMetrics[], runs: readonly RunRecord[], kills: readonly number[]): string[] {
+  if (!kills.length) return [];
+  const head = ['strategy'];
+  kills.forEach((k, i) => head.push(`kill ${i + 1} (${k} s): worker steps across the outage`, `accuracy gained`, `outage efficiency`));
+  const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const strategy of [...new Set(runs.map((r) => r.strategy))]) {
+    const failed = metrics.filter((m) => m.strategy === strategy && !m.baseline);
+    if (!failed.length) continue;
+    const cells = [runs.find((r) => r.strategy === strategy)!.label];
+    kills.forEach((_, i) => {
+      const k = failed.map((m) => m.kills[i]);
+      const gain = k.map((x) => (x && x.accBefore !== null && x.accAfter !== null ? x.accAfter - x.accBefore : null));
+      cells.push(fmt(spread(k.map((x) => x?.outageSteps)), 0), fmt(spread(gain), 3), fmt(spread(k.map((x) => x?.outageEfficiency)), 2));
+    });
+    out.push(`| ${cells.join(' | ')} |`);
+  }
+  return [
+    'Outage efficiency: accuracy gained per worker step across the outage (from the last evaluation before the kill to the first after updates are applied again), divided by accuracy gained per worker step while connected just before the kill (over as much wall time as the outage took, not before the previous recovery). 1 means a step taken through the outage was worth a connected one, 0 that it bought nothing, below 0 that the recovery lost ground; "-" where a rate cannot be measured (no evaluation, or no gain while connected). Mean ± sample sd over repeats:',
+    '',
+    ...out,
     '',
   ];
 }
