@@ -4,8 +4,8 @@
  * SIGKILLs the head, the middle and the tail (each replaced by a fresh node at the tail), stops
  * the tail for two session timeouts (SIGSTOP: it must be dropped, then fenced and back at the
  * tail when it runs again), stops ZooKeeper for part of a session and crashes and restarts it.
- * Workers compute batches of 512 (a light load for the 2-core CI machine; set while a new head's
- * count bound could refuse an honest flush after a failover, fixed since: docs/chain.md#nemesis);
+ * Workers compute batches of 512 (a light load for the 2-core CI machine; `npm run bench:nemesis`
+ * runs the model's 64, docs/chain.md#nemesis);
  * they keep the default 10 s request timeout, longer than any pause here.
  * Then the workers drain and stop, and the ledger checker (server/nemesis/checker.ts, unit-tested
  * beside it on fabricated ledgers) must find every acknowledged push applied exactly once,
