@@ -93,7 +93,13 @@ test('a SIGKILLed head, then tail, leaves the chain well before a 20 s session t
   assert.ok(rejoinMs < BOUND_MS, `rejoined after ${rejoinMs} ms: it noticed the removal itself, not through its session timeout`);
   assert.ok(victim.alive(), 'the same process, never restarted');
   assert.match(victim.output(), /fenced/, 'it fenced itself');
-  await until(async () => (await victim.cluster()).node.version >= v0 + 20, 'the rejoined node to follow the chain', 60000, 200);
+  await until(async () => (await victim.cluster()).node.version >= v0 + 20, 'the rejoined node to follow the chain', 60000, 200)
+    .catch(async (err) => {
+      // Failed once in CI with nothing to go on: say whether the chain or the worker stalled.
+      const head = await headVersion().catch((e) => `unknown (${(e as Error).message})`);
+      const self = await victim.cluster().then((c) => c.node.version, (e) => `unknown (${(e as Error).message})`);
+      assert.fail(`${(err as Error).message}: v0 ${v0}, head version ${head}, rejoined node's ${self}; worker ${workers[0]!.child.exitCode === null && workers[0]!.child.signalCode === null ? 'running' : `exited (${workers[0]!.child.exitCode ?? workers[0]!.child.signalCode})`}: ${workers[0]!.output().slice(-1500)}; nodes: ${nodes.map((n) => n.output().slice(-400)).join(' | ')}`);
+    });
 
   // Stop the worker (it prints its last acks), let the replicas go quiet, and check the promise.
   for (const w of workers) await w.kill('SIGTERM');
