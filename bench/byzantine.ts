@@ -20,6 +20,10 @@
  * cores; `--full` runs f = 1 and 2 with mnist-mlp and 150 steps. `--aggregators-f2` narrows the
  * f = 2 schedule (a full table is 4 x 12 cells).
  *
+ * `--repeat R` runs every cell R times on seeds shared across the row (PS seed --seed + r, worker
+ * seeds 100 r + 1..n) and prints mean ± sd with each run's figure: one run per cell is not enough
+ * to call a cell that misses by a point or three (label flipping at f = 1 gave 67.3 and then 80.9).
+ *
  * An aggregator entry may carry PS options after a colon, `clip:direction-tolerance=0` (clip
  * without its direction check), so variants run side by side in one table.
  */
@@ -50,6 +54,8 @@ const OPTIONS = defineOptions({
   ingestClients: { type: 'int', min: 1, default: 4, help: 'concurrent pushing clients in the ingest comparison' },
   ingestAggregators: { flag: 'ingest-aggregators', type: 'list', of: 'string', default: ['none', 'clip', 'clip:direction-tolerance=0'], help: 'aggregators in the ingest comparison (the first is the baseline)' },
   skipAttacks: { type: 'flag', help: 'only the ingest and apply-cost tables' },
+  repeat: { type: 'int', min: 1, default: 1, help: 'runs per cell: repeat r (from 0) with PS seed --seed + r and worker seeds 100 r + 1..n (repeat 0 is the single run); cells show mean ± sd, a miss is judged on the means' },
+  seed: { type: 'int', min: 0, default: 3, help: 'PS seed of the first repeat (initial weights and shards)' },
 });
 
 interface Cell {
@@ -75,14 +81,14 @@ async function metric(url: string, re: RegExp): Promise<number> {
   return text.split('\n').filter((l) => re.test(l) && !l.startsWith('#')).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
 }
 
-async function cell(o: { model: string; aggregator: string; attack: string; n: number; f: number; steps: number; evalExamples: number }): Promise<Cell> {
-  const ps = await startPs(['--model', o.model, '--dataset', 'mnist', '--shards', String(o.n), '--seed', '3', '--eval-every', '500', '--eval-examples', String(o.evalExamples), ...aggregatorArgs(o.aggregator), '--offender-strikes', '0']);
+async function cell(o: { model: string; aggregator: string; attack: string; n: number; f: number; steps: number; evalExamples: number; seed: number; repeat: number }): Promise<Cell> {
+  const ps = await startPs(['--model', o.model, '--dataset', 'mnist', '--shards', String(o.n), '--seed', String(o.seed), '--eval-every', '500', '--eval-examples', String(o.evalExamples), ...aggregatorArgs(o.aggregator), '--offender-strikes', '0']);
   const procs: Proc[] = [];
   try {
     const hostile = o.attack === 'clean' ? 0 : o.f;
     for (let i = 0; i < o.n; i++) {
       const attack = i < hostile ? ['--attack', o.attack] : [];
-      procs.push(spawnCli(['worker', '--url', ps.url, '--seed', String(i + 1), '--steps', String(o.steps), ...attack]));
+      procs.push(spawnCli(['worker', '--url', ps.url, '--seed', String(100 * o.repeat + i + 1), '--steps', String(o.steps), ...attack]));
     }
     // A refused liar's worker may keep retrying: the honest ones decide when the run is over.
     await until(() => procs.slice(hostile).every((w) => w.child.exitCode !== null), 'the honest workers to finish', 600_000, 250);
@@ -191,24 +197,32 @@ async function main(): Promise<void> {
   const fs = full ? [1, 2] : o.byzantine;
   console.log(machineLine());
   console.log(`${model}, n = ${o.workers}, f = ${fs.join(', ')}, ${steps} steps per worker, accuracy on the first ${o.evalExamples} MNIST test images; a miss is more than 2 points below clean 'none'`);
+  if (o.repeat > 1) console.log(`${o.repeat} repeats per cell (PS seeds ${o.seed}..${o.seed + o.repeat - 1}, every aggregator and attack on the same seeds), mean ± sample sd; a miss is judged on the means`);
   for (const f of o.skipAttacks ? [] : fs) {
-    const results = new Map<string, Cell>();
+    const results = new Map<string, Cell[]>();
     const aggregators = f >= 2 && o.aggregatorsF2 ? o.aggregatorsF2 : o.aggregators;
-    for (const attack of o.attacks) {
-      for (const aggregator of aggregators) {
-        const t0 = Date.now();
-        const c = await cell({ model, aggregator, attack, n: o.workers, f, steps, evalExamples: o.evalExamples });
-        results.set(`${attack}/${aggregator}`, c);
-        console.error(`f=${f} ${attack} ${aggregator}: ${JSON.stringify(c)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    // Repeats outermost: a run cut short still has whole tables for the seeds it finished.
+    for (let r = 0; r < o.repeat; r++) {
+      for (const attack of o.attacks) {
+        for (const aggregator of aggregators) {
+          const t0 = Date.now();
+          const c = await cell({ model, aggregator, attack, n: o.workers, f, steps, evalExamples: o.evalExamples, seed: o.seed + r, repeat: r });
+          results.set(`${attack}/${aggregator}`, [...(results.get(`${attack}/${aggregator}`) ?? []), c]);
+          console.error(`f=${f} seed ${o.seed + r} ${attack} ${aggregator}: ${JSON.stringify(c)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        }
       }
     }
-    const ref = results.get('clean/none')?.accuracy;
+    const mean = (cs: Cell[]) => cs.reduce((a, c) => a + c.accuracy, 0) / cs.length;
+    const sd = (cs: Cell[]) => Math.sqrt(cs.reduce((a, c) => a + (c.accuracy - mean(cs)) ** 2, 0) / (cs.length - 1));
+    const clean = results.get('clean/none');
+    const ref = clean ? mean(clean) : undefined;
     const rows = [['attack', ...aggregators]];
     for (const attack of o.attacks) {
       rows.push([attack, ...aggregators.map((a) => {
-        const c = results.get(`${attack}/${a}`)!;
-        const miss = ref !== undefined && !(c.accuracy >= ref - 0.02);
-        return `${(100 * c.accuracy).toFixed(1)}${miss ? ' MISS' : ''}`;
+        const cs = results.get(`${attack}/${a}`)!;
+        const miss = ref !== undefined && !(mean(cs) >= ref - 0.02);
+        const each = cs.length > 1 ? ` ± ${(100 * sd(cs)).toFixed(1)} (${cs.map((c) => (100 * c.accuracy).toFixed(1)).join(', ')})` : '';
+        return `${(100 * mean(cs)).toFixed(1)}${each}${miss ? ' MISS' : ''}`;
       })]);
     }
     console.log(`\nf = ${f}: test accuracy (%)`);
