@@ -203,7 +203,12 @@ export class WorkerLoop {
       if (this.phase.count < info.localSteps) return yieldToEventLoop();
       update = this.phase.take();
     }
-    const honest: Outgoing = { seq: await this.journal.nextSeq(), count: update.count, baseVersion: update.baseVersion, grad: update.sum, flush: false };
+    // Never claim a base version past what this connection's PS told: after a rollback (a
+    // checkpoint restore) a step begun on the old weights ends here, and its true base is a
+    // version the PS never reached (refused as PS_CLAIM_AHEAD, which stopped both tabs of the
+    // reference experiment). Claimed as the PS's newest version instead, it counts as fresh.
+    const baseVersion = Math.min(update.baseVersion, this.connection.transport!.told);
+    const honest: Outgoing = { seq: await this.journal.nextSeq(), count: update.count, baseVersion, grad: update.sum, flush: false };
     const out = this.coder.code(this.opts.attack ? this.opts.attack(honest) : honest); // attack: test-only hostile worker
     this.outage.outbox = out;
     const transport = this.connection.transport!;
@@ -240,8 +245,10 @@ export class WorkerLoop {
       // that come back already contain this gradient.
       const [ack, pulled] = await Promise.all([this.send(transport, out), pullNow && !mesh ? this.connection.pull(transport) : undefined]);
       this.acked(out, ack);
-      // Relay: signed weights at most relayMaxLag versions behind the ack from a peer, else from the PS.
-      if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag))) ?? (await transport.pull()));
+      // Relay: signed weights at most relayMaxLag versions behind the ack from a peer, else from
+      // the PS; never past the ack (a peer's copy from before a checkpoint rollback: found by
+      // the reference experiment, where both tabs then failed on PS_CLAIM_AHEAD).
+      if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag), ack.version)) ?? (await transport.pull()));
       else if (pulled) this.takeWeights(pulled);
       this.connection.policy.synced();
     } catch (err) {
@@ -264,9 +271,12 @@ export class WorkerLoop {
   private async flush(transport: WsTransport): Promise<void> {
     this.setState('flushing');
     try {
+      // Claims clamped to what this PS told, as in step(): a rolled-back PS never sent them.
+      const told = transport.told;
+      if (this.outage.outbox && this.outage.outbox.baseVersion > told) this.outage.outbox = { ...this.outage.outbox, baseVersion: told };
       if (this.outage.outbox) this.acked(this.outage.outbox, await this.send(transport, this.outage.outbox));
       if (this.outage.buffer.count > 0) {
-        const out = this.outage.takeFlush(await this.journal.nextSeq(), (o) => this.coder.code(o));
+        const out = this.outage.takeFlush(await this.journal.nextSeq(), (o) => this.coder.code({ ...o, baseVersion: Math.min(o.baseVersion, told) }));
         await this.journal.persist(true); // the flush keeps this seq even if the tab dies now
         this.acked(out, await this.send(transport, out));
       }

@@ -67,6 +67,16 @@ export class WsTransport {
   /** Resolves with the PS's hello, the first message on every connection. */
   readonly hello: Promise<Hello>;
   private markHello!: (h: Hello) => void;
+  private toldVersion = 0;
+  /**
+   * The highest model version the PS has told on this connection (its hello, every ack, every
+   * pull): what the PS counts as sent to this session, so a base version claim past it is
+   * refused (PS_CLAIM_AHEAD). An honest claim can exceed it only after the PS rolled back
+   * (a checkpoint restore): the worker's weights are then from a version the PS never reached.
+   */
+  get told(): number {
+    return this.toldVersion;
+  }
 
   constructor(private readonly opts: TransportOptions, private readonly factory: SocketFactory) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
@@ -158,7 +168,10 @@ export class WsTransport {
         this.socket?.close(e.spec.wsClose, e.closeReason());
         return;
       }
-      if (msg.type === 'hello') this.markHello(msg);
+      if (msg.type === 'hello') {
+        this.toldVersion = Math.max(this.toldVersion, msg.version);
+        this.markHello(msg);
+      }
       else this.opts.onControl?.(msg);
       return;
     }
@@ -171,6 +184,7 @@ export class WsTransport {
       this.socket?.close(1002, 'bad frame from server');
       return;
     }
+    if (frame.type === MsgType.WEIGHTS || frame.type === MsgType.ACK) this.toldVersion = Math.max(this.toldVersion, frame.modelVersion);
     if (frame.type === MsgType.WEIGHTS) {
       const p = this.pulls.shift();
       if (p) {

@@ -123,6 +123,7 @@ export async function wsPlugin(app: FastifyInstance, { ps, wsPingMs, maxQueuedBy
     // Before anything else: the PS's version, and whether it wants this worker's weights.
     const hello: ControlMessage = { type: 'hello', version: ps.store.version, wantsWeights: ps.strategy.wantsWeights() };
     sendBounded(socket, JSON.stringify(hello), session.id);
+    ps.claims.served(session, hello.version, false); // told: a base version up to it is no claim ahead
     ps.strategy.workerConnected(session.id);
 
     let queue = Promise.resolve();

@@ -61,6 +61,8 @@ export interface SwarmSummaryRow {
   steps: number;
   failuresSeen: number;
   churned: number;
+  /** The tab's last error, if it had one (for a `failed` tab: why; else what it recovered from). */
+  lastError?: string;
 }
 
 const FAILURE_STATES = new Set(['buffering', 'connecting', 'failed']);
@@ -205,6 +207,7 @@ export class Swarm {
       steps: s.stepsBefore + (s.status?.steps ?? 0),
       failuresSeen: s.failuresSeen,
       churned: s.churned,
+      ...(s.status?.lastError ? { lastError: s.status.lastError } : {}),
     }));
   }
 
