@@ -99,3 +99,27 @@ test("'local' buffer mode steps the worker's own copy during the outage; 'frozen
     assert.equal(r.saved.buffer!.count, r.final.buffered);
   }
 });
+
+test('a worker never claims a base version its PS did not tell it (a step begun before a rollback)', { timeout: 60_000 }, async () => {
+  // After a checkpoint PS restarts at an older version, a step the worker began on its
+  // pre-rollback weights (version ~40) ends on the new connection: its true base is a version
+  // this PS never reached. Claimed as such it was refused (PS_CLAIM_AHEAD, not retryable) and
+  // both tabs of the reference experiment failed. Here the worker's weights are marked as from
+  // such a version just as a step ends; the push must still be applied and training go on.
+  const { built, url } = await server();
+  let marked = false;
+  const loop = await createNodeWorker({
+    url, maxSteps: 30, seed: 6,
+    onStatus: (s) => {
+      if (s.steps === 10 && !marked) {
+        marked = true;
+        (loop as unknown as { replica: { version: number } }).replica.version = built.ps.store.version + 1000;
+      }
+    },
+  });
+  const final = await loop.run();
+  assert.ok(marked);
+  assert.equal(final.state, 'stopped', `the worker ${final.state}: ${final.lastError}`);
+  assert.equal(final.steps, 30);
+  assert.equal(built.ps.store.version, 30, 'every push applied once, none refused');
+});
