@@ -246,9 +246,10 @@ export class WorkerLoop {
       const [ack, pulled] = await Promise.all([this.send(transport, out), pullNow && !mesh ? this.connection.pull(transport) : undefined]);
       this.acked(out, ack);
       // Relay: signed weights at most relayMaxLag versions behind the ack from a peer, else from
-      // the PS; never past the ack (a peer's copy from before a checkpoint rollback: found by
-      // the reference experiment, where both tabs then failed on PS_CLAIM_AHEAD).
-      if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag), ack.version)) ?? (await transport.pull()));
+      // the PS; and at most relayMaxLag past it (another tab's newer pull, fine: the claim is
+      // clamped in step()), not a peer's copy from before a checkpoint rollback, far ahead of
+      // anything this PS reached (found by the reference experiment).
+      if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag), ack.version + mesh.relayMaxLag)) ?? (await transport.pull()));
       else if (pulled) this.takeWeights(pulled);
       this.connection.policy.synced();
     } catch (err) {

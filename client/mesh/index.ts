@@ -58,10 +58,9 @@ export interface WorkerMesh {
   hold(frame: Uint8Array, version: number): void;
   /**
    * Signed weights of at least `minVersion` and at most `maxVersion` from a peer, verified;
-   * undefined on a miss. A copy past `maxVersion` (the newest version the PS has told this
-   * worker of) comes from a timeline the PS has rolled back from, a checkpoint restore: its
-   * version is one the PS never reached, and a push based on it would be refused as a claim
-   * ahead (PS_CLAIM_AHEAD).
+   * undefined on a miss. A copy far past the newest version the PS has told this worker of
+   * comes from a timeline the PS has rolled back from (a checkpoint restore): the PS never
+   * reached its version.
    */
   fetch(minVersion: number, maxVersion?: number): Promise<PullResult | undefined>;
   close(): void;
