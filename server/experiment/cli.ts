@@ -102,6 +102,7 @@ export async function experimentCommand(argv: string[]): Promise<void> {
       `evaluation every ${setup.evalEveryMs} ms on ${setup.evalExamples} test examples; extra node options: ${setup.nodeArgs.join(' ') || 'none'}`,
       // When the runs ran, not when this report was written (--report-only rewrites it later).
       `machine: ${cpus.length} x ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, node ${process.version}; runs from ${runSpan(runs)}`,
+      `throughput on it: ${updateRate(runs.filter((r) => r.baseline))} updates/s applied in the runs without failures, ${updateRate(runs.filter((r) => !r.baseline))} in the runs with failures (mean over runs, updates applied over the run's length)`,
       `command: tabswarm experiment ${argv.join(' ')}`,
     ],
   });
@@ -110,6 +111,11 @@ export async function experimentCommand(argv: string[]): Promise<void> {
   console.log(markdown);
   console.log(`\ntabswarm experiment: results in ${out} (summary.md, ${figures.join(', ')}, one CSV per run)`);
   if (interrupted) process.exit(130);
+}
+
+function updateRate(runs: readonly RunRecord[]): string {
+  const rates = runs.map((r) => r.samples.at(-1)).filter((x) => x !== undefined && x.t > 0).map((x) => x!.updatesApplied / x!.t);
+  return rates.length ? (rates.reduce((a, b) => a + b, 0) / rates.length).toFixed(2) : '-';
 }
 
 function runSpan(runs: readonly RunRecord[]): string {
