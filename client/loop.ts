@@ -246,10 +246,10 @@ export class WorkerLoop {
       const [ack, pulled] = await Promise.all([this.send(transport, out), pullNow && !mesh ? this.connection.pull(transport) : undefined]);
       this.acked(out, ack);
       // Relay: signed weights at most relayMaxLag versions behind the ack from a peer, else from
-      // the PS; and at most relayMaxLag past it (another tab's newer pull, fine: the claim is
-      // clamped in step()), not a peer's copy from before a checkpoint rollback, far ahead of
-      // anything this PS reached (found by the reference experiment).
-      if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag), ack.version + mesh.relayMaxLag)) ?? (await transport.pull()));
+      // the PS. A peer's copy from before a checkpoint rollback may be taken here; the next
+      // push's claim is clamped to what this PS told (step()), and the next fetch asks for a
+      // version past it, which only the PS has.
+      if (mesh) this.takeWeights((await mesh.fetch(Math.max(this.replica.version + 1, ack.version - mesh.relayMaxLag))) ?? (await transport.pull()));
       else if (pulled) this.takeWeights(pulled);
       this.connection.policy.synced();
     } catch (err) {

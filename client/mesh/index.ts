@@ -56,12 +56,7 @@ export interface WorkerMesh {
   onGossip(handler: GossipHandler): void;
   /** The latest signed WEIGHTS frame this worker holds (from the PS or verified from a peer): served to peers. */
   hold(frame: Uint8Array, version: number): void;
-  /**
-   * Signed weights of at least `minVersion` and at most `maxVersion` from a peer, verified;
-   * undefined on a miss. A copy far past the newest version the PS has told this worker of
-   * comes from a timeline the PS has rolled back from (a checkpoint restore): the PS never
-   * reached its version.
-   */
-  fetch(minVersion: number, maxVersion?: number): Promise<PullResult | undefined>;
+  /** Signed weights of at least `minVersion` from a peer, verified; undefined on a miss. */
+  fetch(minVersion: number): Promise<PullResult | undefined>;
   close(): void;
 }

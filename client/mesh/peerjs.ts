@@ -121,9 +121,9 @@ export class PeerJsMesh implements WorkerMesh {
     for (const link of this.links.values()) if (link.open) this.send(link, have);
   }
 
-  async fetch(minVersion: number, maxVersion = Infinity): Promise<PullResult | undefined> {
+  async fetch(minVersion: number): Promise<PullResult | undefined> {
     let best: [string, Link] | undefined;
-    for (const entry of this.links) if (entry[1].open && entry[1].version >= minVersion && entry[1].version <= maxVersion && (!best || entry[1].version > best[1].version)) best = entry;
+    for (const entry of this.links) if (entry[1].open && entry[1].version >= minVersion && (!best || entry[1].version > best[1].version)) best = entry;
     if (!best || !this.key) {
       this.status.relayMisses += 1;
       return undefined;
@@ -134,12 +134,6 @@ export class PeerJsMesh implements WorkerMesh {
     const m = await reply;
     if (m?.kind !== MeshKind.RELAY || m.frame.modelVersion < minVersion) {
       link.version = Math.min(link.version, minVersion - 1); // it does not have it after all
-      this.status.relayMisses += 1;
-      return undefined;
-    }
-    if (m.frame.modelVersion > maxVersion) {
-      // Newer than the PS has told us of: a copy from before a rollback (or a peer that moved
-      // on since it advertised). Not a fault of the peer's; not taken either.
       this.status.relayMisses += 1;
       return undefined;
     }
