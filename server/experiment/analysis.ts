@@ -87,8 +87,7 @@ export function analyseRun(run: RunRecord, target: number): RunMetrics {
     const atAfter = accAfter ? computedAt(accAfter.t) : null;
     const outageSteps = atBefore !== null && atAfter !== null ? atAfter - atBefore : null;
     const outageRate = before && accAfter && outageSteps ? (accAfter.accuracy! - before.accuracy!) / outageSteps : null;
-    const previous = i > 0 ? previousResume : 0;
-    const connected = before && accAfter ? connectedRate(s, before, Math.max(previous, k.t - (accAfter.t - k.t))) : null;
+    const connected = before && accAfter ? connectedRate(s, before, Math.max(previousResume, k.t - (accAfter.t - k.t))) : null;
     if (resumed) previousResume = resumed.t;
     return {
       at: k.t,

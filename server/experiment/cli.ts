@@ -17,6 +17,7 @@ import { parseOptions } from '../options/schema.ts';
 import { EXPERIMENT_OPTIONS } from '../options/tools.ts';
 import { Progress } from './progress.ts';
 import { buildReport } from './report.ts';
+import { spread } from './analysis.ts';
 import { runOnce, type RunRecord, type RunSetup, type Schedule } from './run.ts';
 import { EXPERIMENT_STRATEGIES, getExperimentStrategy, REFERENCE_STRATEGIES } from './strategies.ts';
 
@@ -114,8 +115,8 @@ export async function experimentCommand(argv: string[]): Promise<void> {
 }
 
 function updateRate(runs: readonly RunRecord[]): string {
-  const rates = runs.map((r) => r.samples.at(-1)).filter((x) => x !== undefined && x.t > 0).map((x) => x!.updatesApplied / x!.t);
-  return rates.length ? (rates.reduce((a, b) => a + b, 0) / rates.length).toFixed(2) : '-';
+  const { mean } = spread(runs.map((r) => r.samples.at(-1)).map((x) => (x && x.t > 0 ? x.updatesApplied / x.t : null)));
+  return mean === null ? '-' : mean.toFixed(2);
 }
 
 function runSpan(runs: readonly RunRecord[]): string {
