@@ -174,7 +174,7 @@ export class WorkerConnection {
   /** The status report, with a fresh read of the cluster; undefined without a session. Best effort. */
   async report(status: Readonly<WorkerStatus>): Promise<ReportResponse | undefined> {
     if (!this.session.current) return undefined;
-    if (this.locator.view) void this.locator.refresh(this.session.url);
+    if (this.locator.view || !this.locator.settled) void this.locator.refresh(this.session.url);
     return this.session.report(status).catch(() => undefined);
   }
 
@@ -212,8 +212,9 @@ export class WorkerConnection {
   private async join(): Promise<JoinResponse> {
     this.hooks.joining();
     const join = await this.session.join();
-    // The first join tells whether the PS is a node of a cluster (then failover is on).
-    if (!this.locator.view) await this.locator.refresh(this.session.url);
+    // A join tells whether the PS is a node of a cluster (then failover is on), until one read
+    // has answered it (reports read again too).
+    if (!this.locator.settled) await this.locator.refresh(this.session.url);
     await this.hooks.joined(join);
     return join;
   }

@@ -145,3 +145,31 @@ test('suspect: a head named by a failing node is asked too; a hint that is no UR
   for (let i = 0; i < 2 * MAX_NODES; i++) locator.suspect(A, `http://10.0.0.1:${10000 + i}/`);
   assert.equal(locator.view!.nodes.length, MAX_NODES);
 });
+
+test('settled: only an answer settles what the write node is; a timeout or a busy node leaves it to the next read', async () => {
+  let answer: Answer = 'silent';
+  const { fetchFn, calls } = fakeFetch(() => answer);
+  const locator = new HeadLocator({ fetch: fetchFn, readTimeoutMs: 50 });
+  const keepAlive = setInterval(() => {}, 1000);
+  try {
+    await locator.refresh(A);
+    assert.equal(locator.settled, false, 'a read that timed out says nothing');
+    answer = 'refused';
+    await locator.refresh(A);
+    answer = { status: 503, body: new TabswarmError('CHAIN_NOT_READY', { node: 'n1', epoch: 0 }).toJSON() };
+    await locator.refresh(A);
+    assert.equal(locator.settled, false, 'neither does a refused connection or a chain node not ready yet');
+    assert.equal(locator.view, undefined);
+    answer = info(2, A, [A, B]);
+    await locator.refresh(A);
+    assert.equal(locator.settled, true);
+    assert.deepEqual(locator.view!.nodes, [A, B], 'the fourth read learnt the cluster');
+    assert.equal(calls.length, 4);
+  } finally {
+    clearInterval(keepAlive);
+  }
+  const single = new HeadLocator({ fetch: fakeFetch(() => ({ status: 404, body: { message: 'Route GET:/api/cluster not found' } })).fetchFn });
+  await single.refresh(A);
+  assert.equal(single.settled, true, 'a single PS (404) is settled');
+  assert.equal(single.view, undefined);
+});

@@ -64,11 +64,20 @@ export class HeadLocator {
   view: ClusterView | undefined;
   /** The last failure says the write node may have changed: locate the head before reconnecting. */
   pending = false;
+  /**
+   * Whether the write node has said what it is: a cluster's /api/cluster (then `view` is set) or
+   * a single PS's 404. Until then every join and report reads again: a read that timed out or
+   * found the node busy (a cluster answers 503 while it forms) says nothing, and a worker that
+   * stopped asking after it would never learn of the other nodes, so it would retry a dead head
+   * until ZooKeeper and its own backoff happened to line up.
+   */
+  settled = false;
 
   constructor(private readonly opts: HeadLocatorOptions) {}
 
   /** Merges what a node said of the chain; an older epoch changes nothing. */
   absorb(c: ClusterInfo, self: string): void {
+    this.settled = true;
     const known = (this.view ??= { epoch: c.epoch, nodes: [self] });
     if (c.epoch < known.epoch) return;
     Object.assign(known, { epoch: c.epoch, reads: c.reads, tail: c.tail });
@@ -89,8 +98,10 @@ export class HeadLocator {
   async refresh(node: string): Promise<void> {
     try {
       this.absorb(await fetchClusterInfo(this.opts.fetch, node, this.opts.readTimeoutMs ?? 2000), node);
-    } catch {
-      // Not known yet; read again on the next join or report.
+    } catch (err) {
+      // A 404 is a single PS: nothing to learn, now or later. Anything else (a timeout, a refused
+      // connection, a node not ready): not known yet, read again on the next join or report.
+      if (err instanceof TabswarmError && err.code === 'WORKER_DISCONNECTED' && err.details.code === 404) this.settled = true;
     }
   }
 

@@ -14,6 +14,8 @@ export interface NodeWorkerOptions extends LoopOptions {
   /** Where the worker keeps its buffer and identity. @default in memory, for this process */
   state?: StateStore;
   onStatus?: (s: Readonly<WorkerStatus>) => void;
+  /** Every HTTP request the worker makes goes through it. @default the global fetch */
+  fetch?: typeof fetch;
 }
 
 export async function createNodeWorker(opts: NodeWorkerOptions): Promise<WorkerLoop> {
@@ -29,6 +31,7 @@ export async function createNodeWorker(opts: NodeWorkerOptions): Promise<WorkerL
       state: opts.state ?? new MemoryState(),
       userAgent: `tabswarm-node-worker/${process.version}`,
       onStatus: opts.onStatus,
+      fetch: opts.fetch,
     },
     opts,
   );
