@@ -1,6 +1,7 @@
 /**
  * Worker training-speed benchmark: `npm run bench:worker [-- --seconds 10 --warmup 2 --rounds 2
- * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown --overlap]`.
+ * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown --overlap
+ * --local-steps H]`.
  *
  * What it measures: examples/s of one headless-Chromium tab per tfjs backend and model, two ways,
  * on the same backend and batch:
@@ -9,6 +10,8 @@
  *             (buildServer + listen, synthetic data, no evaluation): per step it samples a batch,
  *             computes the flat gradient, pushes it, pulls fresh weights and uploads them
  *             (pullEvery 1), so the figure includes the protocol round trip and weight upload.
+ *             With `--local-steps H` the PS runs with H local steps (DiLoCo-style): the page takes
+ *             H steps on its own copy per exchange, so one round trip serves H batches.
  *   model.fit tfjs's own training loop on the same network built with tf.layers (bench/fit-page.ts,
  *             bundled here in memory with esbuild and served to the page by Playwright routing on
  *             the PS's origin, so the wasm backend loads its binaries from the PS's /wasm/).
@@ -55,6 +58,7 @@ const OPTIONS = defineOptions({
   batch: { type: 'int', min: 1, defaultText: "the model's", help: 'batch size' },
   breakdown: { type: 'flag', help: 'add the step and upload+step columns (twice as long)' },
   overlap: { type: 'flag', help: 'the worker page overlaps push and pull with the next step (?overlap=1; README, "Slow uplinks")' },
+  localSteps: { type: 'int', min: 1, arg: 'H', default: 1, help: 'the PS runs with --local-steps H: one push and pull per H batches (every one counted as a step)' },
 });
 
 /** Bundles bench/fit-page.ts in memory (same settings as scripts/build.mjs). */
@@ -141,7 +145,7 @@ type Side = 'tabswarm' | 'step' | 'upload+step' | 'model.fit';
 
 async function main(): Promise<void> {
   const opts = parseCommandLine(OPTIONS, 'npm run bench:worker -- [options]: worker training speed per backend vs model.fit (docs/benchmarks.md)');
-  const { seconds, warmup, rounds, backends, breakdown, overlap, batch: batchArg } = opts;
+  const { seconds, warmup, rounds, backends, breakdown, overlap, localSteps, batch: batchArg } = opts;
   const models = opts.models.map(getModel);
   if (!existsSync(join(ROOT, 'public', 'app.js'))) throw new Error('public/app.js is missing: run `npm run build` first');
 
@@ -149,13 +153,13 @@ async function main(): Promise<void> {
   const bundle = await bundleFitPage();
   browser = await launchChromium({ webgpu: true });
   console.log(`browser: ${CHROMIUM_PATH} ${browser.version()} (WebGPU on SwiftShader, i.e. on the CPU)`);
-  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating; worker page ${overlap ? 'with' : 'without'} --overlap\n`);
+  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating; worker page ${overlap ? 'with' : 'without'} --overlap, ${localSteps} local step(s) per exchange\n`);
 
   const sides: Side[] = breakdown ? ['tabswarm', 'step', 'upload+step', 'model.fit'] : ['tabswarm', 'model.fit'];
   const head = ['model', 'backend', 'batch', 'tabswarm ex/s', 's/step', 'model.fit ex/s', 's/step', 'ratio', 'within 10%', 'others CPU'];
   const rows = [breakdown ? [...head, 'Trainer.step ex/s', 'setWeights+step ex/s'] : head];
   for (const spec of models) {
-    const built = await buildServer({ model: spec.name, dataset: 'synthetic', evalEveryMs: 0, logger: false, batch: batchArg });
+    const built = await buildServer({ model: spec.name, dataset: 'synthetic', evalEveryMs: 0, logger: false, batch: batchArg, localSteps });
     app = built.app;
     await app.listen({ host: '127.0.0.1', port: 0 });
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
