@@ -18,7 +18,7 @@ import { apiPlugin, META_ALLOWANCE } from './plugins/api.ts';
 import { evalPlugin } from './plugins/eval.ts';
 import { meshPlugin } from './plugins/mesh.ts';
 import { staticPlugin } from './plugins/static.ts';
-import { corsPlugin } from './plugins/cors.ts';
+import { MemberOrigins, corsPlugin } from './plugins/cors.ts';
 import { Tarpit, trustProxyOf } from './ps/admission.ts';
 import { wsPlugin } from './plugins/ws.ts';
 import { ShardAssignment } from './ps/assignment.ts';
@@ -122,7 +122,13 @@ export async function buildServer(opts: BuildOptions = {}): Promise<Built> {
   });
 
   const chain = opts.chain;
-  await app.register(corsPlugin, { corsOrigin: options.corsOrigin, ...(chain ? { peers: () => chain.replica.currentView.nodes.map((n) => n.url) } : {}) });
+  // On a chain node, every node seen in a view (a tab loaded from a node that died still reaches the others).
+  const members = chain ? new MemberOrigins() : undefined;
+  if (chain && members) {
+    members.note(chain.replica.currentView.nodes.map((n) => n.url));
+    chain.replica.membership.on('view', (v) => members.note(v.nodes.map((n) => n.url)));
+  }
+  await app.register(corsPlugin, { corsOrigin: options.corsOrigin, ...(members ? { members } : {}) });
   await strategy.start({ store: ps.store, log: app.log, signer, ps, reportDurable: () => {} });
   // One WebSocket server for the worker socket and the chain's node-to-node link. Frames up to
   // twice a legal worker frame reach the decoder (counted as PROTO_OVERSIZE); a chain STATE
