@@ -293,13 +293,31 @@ export class Membership extends EventEmitter<MembershipEvents> {
     };
   }
 
+  /**
+   * `read` with this path's watch when none is pending. A read that fails sets no watch (the
+   * coordination client cancels it), so the path is free to be watched by the next pass. Kept
+   * marked, it was never watched again: a node whose pass failed once (ZooKeeper slow, a session
+   * expiring under load) missed every later membership change and never took part in a
+   * failover again (seen: a chain with its head SIGKILLed kept its old epoch until the dead
+   * node came back).
+   */
+  private async watched<T>(path: 'members' | 'chain', read: (watcher: (() => void) | undefined) => Promise<T>): Promise<T> {
+    const watcher = this.watcher(path);
+    try {
+      return await read(watcher);
+    } catch (err) {
+      if (watcher) this.watching.delete(path);
+      throw err;
+    }
+  }
+
   private async pass(): Promise<void> {
     // The registration this pass can judge: one made before its reads (a member list read
     // before our own create cannot show it, and must not be taken as our removal).
     const mine = this.me;
-    const members = await this.coord.members(`${this.root}/members`, this.watcher('members'));
+    const members = await this.watched('members', (w) => this.coord.members(`${this.root}/members`, w));
     const chainPath = `${this.root}/chain`;
-    const stored = await this.coord.get(chainPath, this.watcher('chain'));
+    const stored = await this.watched('chain', (w) => this.coord.get(chainPath, w));
     const chain = JSON.parse(stored.data) as ChainView;
     const live: ChainNodeInfo[] = members.map((m) => {
       const data = JSON.parse(m.data) as { url: string; version?: number };
