@@ -123,6 +123,8 @@ class ZooKeeperSession implements RawSession {
   private current: RawState = 'connecting';
   private readonly listeners: ((s: RawState) => void)[] = [];
   private readonly closedPromise: Promise<void>;
+  /** Operations waiting for the connection (see `call`); settled by the next state change. */
+  private waiting: { resolve(): void; reject(err: RawError): void }[] = [];
 
   constructor(connectionString: string, private readonly requestedTimeoutMs: number, spinDelayMs: number, resume?: SessionCredentials, auth?: DigestAuth) {
     this.client = zookeeper.createClient(connectionString, {
@@ -152,7 +154,29 @@ class ZooKeeperSession implements RawSession {
     // 'expired' and 'closed' are final; the library still reports DISCONNECTED after EXPIRED.
     if (this.current === state || this.current === 'expired' || this.current === 'closed') return;
     this.current = state;
+    if (state !== 'disconnected') {
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const w of waiting) state === 'connected' ? w.resolve() : w.reject(this.gone());
+    }
     for (const l of this.listeners) l(state);
+  }
+
+  private gone(): RawError {
+    return this.current === 'expired' ? new RawError('SESSION_EXPIRED', 'the session expired') : new RawError('CONNECTION_LOSS', 'the session is closed');
+  }
+
+  /**
+   * Resolves once the session is connected. The library sends its auth packet when a socket
+   * connects, queued behind every request already waiting: a request made while connecting (a
+   * new session, or a reconnect) reached the server before the credentials and failed NO_AUTH
+   * on every znode under the cluster's ACL (seen: "chain reconcile failed" right after each
+   * session expiry). Requests wait for the connection instead; the caller's deadline bounds it.
+   */
+  private connected(): Promise<void> {
+    if (this.current === 'connected') return Promise.resolve();
+    if (this.current === 'expired' || this.current === 'closed') return Promise.reject(this.gone());
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
   state(): RawState {
@@ -187,7 +211,8 @@ class ZooKeeperSession implements RawSession {
     this.set('closed');
   }
 
-  private call<T>(start: (done: (err: unknown, value?: T) => void) => void): Promise<T> {
+  private async call<T>(start: (done: (err: unknown, value?: T) => void) => void): Promise<T> {
+    await this.connected();
     return new Promise((resolve, reject) => {
       try {
         start((err, value) => (err ? reject(toRawError(err)) : resolve(value as T)));
