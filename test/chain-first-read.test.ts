@@ -3,7 +3,8 @@
  * node busy forming the chain) still learns the cluster, and so still fails over: it reads
  * again on its reports until a read answers. Before, one timed-out read left the worker
  * thinking it wrote to a single PS, retrying the dead head for as long as that node stayed
- * down (about 30 s of lost training per kill in the reference experiment's chain runs).
+ * down. (First suspected of the reference experiment's 30 s failovers; those turned out to be
+ * CORS, test/chain-origin.test.ts. This one is real all the same: the test fails without it.)
  *
  * A real ZooKeeper and two `tabswarm node` processes; the worker runs in this process so that
  * its first /api/cluster request can be held until the worker's own timeout drops it.
