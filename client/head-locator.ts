@@ -69,7 +69,7 @@ export class HeadLocator {
    * a single PS's 404. Until then every join and report reads again: a read that timed out or
    * found the node busy (a cluster answers 503 while it forms) says nothing, and a worker that
    * stopped asking after it would never learn of the other nodes, so it would retry a dead head
-   * until ZooKeeper and its own backoff happened to line up.
+   * for as long as that node stayed down.
    */
   settled = false;
 
