@@ -75,11 +75,11 @@ describe('tabswarm experiment (tiny schedule, real processes and tabs)', () => {
     const sl = metrics.metrics.find((m) => m.strategy === 'stateless')!;
     for (const m of [ck, sl]) {
       const run = JSON.parse(await readFile(join(out, 'runs', m.strategy, 'r1', 'run.json'), 'utf8')) as RunRecord;
-      const killAt = run.events.find((e) => e.kind === 'kill')!.t;
-      const lastThree = run.samples.filter((x) => x.t < killAt && typeof x.accuracy === 'number').slice(-3).map((x) => x.accuracy as number);
+      const kill = run.events.find((e) => e.kind === 'kill')!;
+      const lastThree = run.samples.filter((x) => x.t < kill.t && typeof x.accuracy === 'number').slice(-3).map((x) => x.accuracy as number);
       // Every figure this test judges, printed before it judges them: a failure in CI names the
       // assertion, and this line says how far off the run was.
-      console.log(`${m.strategy}: ${JSON.stringify({ kill: run.events.find((e) => e.kind === 'kill')!.detail, lastThree, kills: m.kills, events: run.events.map((e) => e.kind) })}`);
+      console.log(`${m.strategy}: ${JSON.stringify({ kill: kill.detail, lastThree, kills: m.kills, events: run.events.map((e) => e.kind) })}`);
       assert.equal(m.kills.length, 1);
       assert.ok(m.kills[0]!.failoverSec !== null && m.kills[0]!.failoverSec >= 3, `${m.strategy}: training resumed after the downtime (${m.kills[0]!.failoverSec})`);
       // Not rolled back to the initial weights: the first evaluation after recovery is about as
