@@ -241,7 +241,10 @@ export class WorkerConnection {
     const action = classify(e);
     if (action === 'fatal') this.fatal = e;
     // A cluster: the head may have changed. A node that is not the head names the one it knows.
-    if (action === 'relocate' || (this.locator.view && action === 'retry')) this.locator.suspect(this.session.url, e.code === 'CHAIN_NOT_HEAD' ? String(e.details.head ?? '') : undefined);
+    if (action === 'relocate' || (this.locator.view && action === 'retry')) {
+      if (e.code === 'CHAIN_NOT_HEAD') this.locator.suspect(this.session.url, String(e.details.head ?? ''), Number(e.details.epoch));
+      else this.locator.suspect(this.session.url);
+    }
     if (action === 'rejoin') this.session.end();
     if (action === 'forget-identity') this.session.forgetIdentity();
     this.hooks.failed(e, action);

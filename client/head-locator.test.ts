@@ -173,3 +173,36 @@ test('settled: only an answer settles what the write node is; a timeout or a bus
   assert.equal(single.settled, true, 'a single PS (404) is settled');
   assert.equal(single.view, undefined);
 });
+
+test('a node that refused as not the head at epoch E and is named head above E is taken at once, without a long poll', async () => {
+  // The worker reached B before B learnt the new epoch: B refused at epoch 3 naming the dead A.
+  const { fetchFn, calls } = fakeFetch((node) => (node === A ? 'refused' : node === B ? info(4, B, [B, C]) : info(4, B, [B, C])));
+  const locator = new HeadLocator({ fetch: fetchFn, waitMs: 4000 });
+  locator.absorb(info(3, A, [A, B, C]), A);
+  locator.suspect(B, A, 3);
+  assert.equal(await locator.locate(B), B);
+  assert.ok(calls.every((c) => c.wait === undefined), 'no long poll');
+  // Without the refusal's epoch (a dropped socket), the same answers mean B failed at its own epoch: wait.
+  const again = fakeFetch((node, wait) => (node === A ? 'refused' : wait ? info(5, C, [C]) : info(4, B, [B, C])));
+  const other = new HeadLocator({ fetch: again.fetchFn });
+  other.absorb(info(4, B, [A, B, C]), B);
+  other.suspect(B);
+  assert.equal(await other.locate(B), C);
+  assert.ok(again.calls.some((c) => c.wait?.after === 4), 'the long poll asked for the epoch after 4');
+});
+
+test('a head named by the others that did not answer itself is waited out, not moved to', async () => {
+  // B refused at epoch 3 naming A; A is dead and B, C still name it: wait for the next epoch.
+  const { fetchFn, calls } = fakeFetch((node, wait) => (node === A ? 'refused' : wait ? (node === C ? info(4, B, [B, C]) : 'silent') : info(3, A, [A, B, C])));
+  const locator = new HeadLocator({ fetch: fetchFn, waitTimeoutMs: 2000 });
+  locator.absorb(info(3, A, [A, B, C]), B);
+  locator.suspect(B, A, 3);
+  const keepAlive = setInterval(() => {}, 1000);
+  try {
+    assert.equal(await locator.locate(B), B);
+  } finally {
+    clearInterval(keepAlive);
+  }
+  assert.ok(calls.some((c) => c.node === C && c.wait?.after === 3), 'C was long-polled for the epoch after 3');
+  assert.equal(locator.view!.epoch, 4);
+});

@@ -5,9 +5,12 @@
  * every request (client/head-locator.test.ts drives it with a fake fetch).
  *
  * Search (locate): ask every known node for /api/cluster and take the head of the highest
- * epoch; unreachable nodes are ignored. If that head is still the node that just failed, the
- * cluster has not reconfigured yet: long-poll the other nodes for the next epoch, which comes
- * once ZooKeeper expires the dead node's session. An older epoch never changes what is known.
+ * epoch; unreachable nodes are ignored. If that head is still the node that just failed, or a
+ * node that did not answer this round, the cluster has not reconfigured yet: long-poll the
+ * other nodes for the next epoch, which comes once the chain drops the dead node (fast detect,
+ * or ZooKeeper expiring its session). A node that refused as not the head at epoch E and is
+ * named head at an epoch above E has become the head since: it is taken at once. An older
+ * epoch never changes what is known.
  */
 import { ClusterInfoSchema, type ClusterInfo } from '../shared/api.ts';
 import { TabswarmError } from '../shared/errors.ts';
@@ -72,6 +75,8 @@ export class HeadLocator {
    * for as long as that node stayed down.
    */
   settled = false;
+  /** The write node refused as not the head at this epoch (CHAIN_NOT_HEAD): for the next search only. */
+  private refusedAt: { node: string; epoch: number } | undefined;
 
   constructor(private readonly opts: HeadLocatorOptions) {}
 
@@ -86,12 +91,14 @@ export class HeadLocator {
 
   /**
    * A failure that may mean a new head: look for it before the next attempt. `hint` is a head
-   * the failing node named (CHAIN_NOT_HEAD's `details.head`), added to the nodes to ask.
+   * the failing node named (CHAIN_NOT_HEAD's `details.head`), added to the nodes to ask;
+   * `epoch` the epoch at which it refused (CHAIN_NOT_HEAD's `details.epoch`).
    */
-  suspect(self: string, hint?: string): void {
+  suspect(self: string, hint?: string, epoch?: number): void {
     this.pending = true;
     this.view ??= { epoch: 0, nodes: [self] };
     if (hint) this.addNode(hint);
+    this.refusedAt = epoch !== undefined && Number.isSafeInteger(epoch) ? { node: self, epoch } : undefined;
   }
 
   /** Reads /api/cluster from the write node: best effort (a single PS answers 404). */
@@ -111,7 +118,9 @@ export class HeadLocator {
    */
   async locate(current: string): Promise<string | undefined> {
     const known = this.view;
+    const refused = this.refusedAt;
     this.pending = false;
+    this.refusedAt = undefined;
     if (!known) return undefined;
     const askMs = this.opts.askTimeoutMs ?? 1500;
     const learn = (infos: ClusterInfo[]): ClusterInfo | undefined => {
@@ -120,9 +129,14 @@ export class HeadLocator {
       if (best) this.absorb(best, current);
       return best;
     };
-    const settled = await Promise.allSettled(known.nodes.map((n) => fetchClusterInfo(this.opts.fetch, n, askMs)));
+    const asked = [...known.nodes];
+    const settled = await Promise.allSettled(asked.map((n) => fetchClusterInfo(this.opts.fetch, n, askMs)));
+    const silent = new Set(asked.filter((_, i) => settled[i]!.status === 'rejected'));
     let best = learn(settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
-    if (!best || best.head === current) {
+    const head = best?.head ? nodeUrl(best.head) : undefined;
+    // Still the node that failed, unless it refused at an older epoch than the one naming it now.
+    const stale = head === nodeUrl(current) && !(refused && refused.node === current && best!.epoch > refused.epoch);
+    if (!best || !head || stale || silent.has(head)) {
       const epoch = best?.epoch ?? known.epoch;
       const wait = { after: epoch, waitMs: this.opts.waitMs ?? 4000 };
       const waitTimeout = this.opts.waitTimeoutMs ?? 5000;

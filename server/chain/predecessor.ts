@@ -134,7 +134,14 @@ export class Predecessor {
     const fresh = !hasState(r.state);
     const hello: LinkHello = { version: fresh ? -1 : r.ps.store.version, fresh, epoch };
     socket.send(link.auth.seal(Buffer.from(JSON.stringify(hello), 'utf8')));
-    if (!fresh && !neighbours(r.view, r.membership.name).successor) r.commit(r.ps.store.version);
+    if (fresh) return;
+    // The tail: what it has is on every node left. A middle: the last ack its tail sent up,
+    // again. That ack may have come while no predecessor was linked (the successor linked
+    // first, and a state transfer's ack has nothing behind it), and without it the new
+    // predecessor would wait for the versions it covers until another update came, which
+    // its window may not let in.
+    if (!neighbours(r.view, r.membership.name).successor) r.commit(r.ps.store.version);
+    else this.ack(r.tailAcked);
   }
 
   private refuseFrame(link: InLink, err: TabswarmError): void {

@@ -103,6 +103,11 @@ export class ChainReplica {
     return Math.min(this.committedVersion, this.membership.committed.recorded);
   }
 
+  /** The highest version the tail has acknowledged to this node, at most what this node holds. */
+  get tailAcked(): number {
+    return Math.min(this.committedVersion, this.ps.store.version);
+  }
+
   /** Takes the PS and logger from the strategy context; `inner` also runs on replicated applies. */
   start(ctx: StrategyContext, inner: Durability): void {
     this.ps = ctx.ps;
