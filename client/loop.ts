@@ -33,7 +33,7 @@ import { Outage } from './outage.ts';
 import { Replica } from './replica.ts';
 import { LocalPhase } from './local-phase.ts';
 import { PushCoder } from './push-coder.ts';
-import { PsSession } from './session.ts';
+import { PsSession, type Identity } from './session.ts';
 import type { Outgoing } from './state.ts';
 import { Drain } from './drain.ts';
 import { Throughput, WorkerLedger, initialStatus, type WorkerStatus } from './status.ts';
@@ -154,7 +154,7 @@ export class WorkerLoop {
       }
       await this.landed();
       // A local phase cut by the stop is owed like an outage's steps: the drain flushes it.
-      this.phase.handOver(this.outage);
+      await this.handOverPhase();
       const ms = this.opts.drainTimeoutMs ?? (this.opts.requestTimeoutMs ?? 10000) + 5000;
       this.draining = new Drain({ outage: this.outage, connection: this.connection, flush: (t) => this.flush(t), aborting: this.aborting, aborted: () => this.aborted, setState: (st) => this.setState(st) }, ms);
       this.status.drain = await this.draining.run();
@@ -184,25 +184,49 @@ export class WorkerLoop {
       this.pendingShards = undefined;
       await this.useShards(shards);
     }
+    const info = this.session.info!;
+    // Local steps, connected: H steps on the backend's own copy, then their sum as one update.
+    if (info.localSteps > 1 && this.connection.connected) return this.localStep(info);
     const { grad, loss } = await this.replica.step();
     this.status.steps += 1;
     this.status.loss = loss;
     await this.landed(); // one push in flight at most
-    const info = this.session.info!;
     if (!this.connection.connected) {
-      this.phase.handOver(this.outage);
+      await this.handOverPhase();
       this.buffer(grad);
       // Let socket events run: on a CPU backend a step awaits only microtasks, and a loop that
       // never yields to the event loop would never see the PS come back.
       return yieldToEventLoop();
     }
-    let update = { sum: grad, count: 1, baseVersion: this.replica.version };
-    if (info.localSteps > 1) {
-      // Local steps: H steps on the own copy, then their sum as one update (client/local-phase.ts).
-      this.replica.trainer!.setWeights(this.phase.step(grad, this.replica.version, info.lr, () => Replica.weightsOf(this.replica.tagged!, info).weights));
-      if (this.phase.count < info.localSteps) return yieldToEventLoop();
-      update = this.phase.take();
+    return this.push({ sum: grad, count: 1, baseVersion: this.replica.version }, info);
+  }
+
+  /** One step of a local phase (client/local-phase.ts); the phase's last one pushes the phase. */
+  private async localStep(info: Identity): Promise<void> {
+    this.replica.computeLocal();
+    this.status.steps += 1;
+    await this.landed(); // one push in flight at most; its pull, if it came, is what this step lands on
+    this.phase.step(this.replica.trainer!, this.replica.version, info.lr);
+    if (!this.connection.connected) {
+      await this.handOverPhase();
+      this.setState('buffering');
+      void this.journal.persist(false);
+      return yieldToEventLoop();
     }
+    if (this.phase.count < info.localSteps) return yieldToEventLoop();
+    const phase = await this.phase.take();
+    this.status.loss = phase.loss;
+    return this.push(phase, info);
+  }
+
+  /** A local phase under way joins the outage buffer (a drop, or a stop): its steps are owed. */
+  private handOverPhase(): Promise<void> {
+    const info = this.session.info;
+    return this.phase.handOver(this.outage, () => Replica.weightsOf(this.replica.tagged!, info!).weights);
+  }
+
+  /** Sends one update (a step's gradient, or a local phase's sum) and pulls as the run says. */
+  private async push(update: { sum: Float32Array; count: number; baseVersion: number }, info: Identity): Promise<void> {
     // Never claim a base version past what this connection's PS told: after a rollback (a
     // checkpoint restore) a step begun on the old weights ends here, and its true base is a
     // version the PS never reached (refused as PS_CLAIM_AHEAD, which stopped both tabs of the
@@ -382,6 +406,24 @@ export class WorkerLoop {
   }
 }
 
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
+/**
+ * Lets pending events run (socket messages, timers) before the next step. Node: setImmediate. A
+ * page: a message on a MessageChannel, not setTimeout(0), which browsers clamp to 4 ms once
+ * timers nest 5 deep, as a loop of steps does: 4 ms a step is most of a small model's step.
+ */
+const yieldToEventLoop: () => Promise<void> =
+  typeof setImmediate === 'function'
+    ? () => new Promise((resolve) => setImmediate(resolve))
+    : typeof MessageChannel === 'function'
+      ? messageYield()
+      : () => new Promise((resolve) => setTimeout(resolve, 0));
+
+function messageYield(): () => Promise<void> {
+  const channel = new MessageChannel();
+  const waiting: (() => void)[] = [];
+  channel.port1.onmessage = () => waiting.shift()?.();
+  return () => new Promise<void>((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(null);
+  });
 }

@@ -69,12 +69,23 @@ export class Replica {
 
   /** One batch sampled from the shards, and its gradient on the current weights. */
   async step(): Promise<StepResult> {
+    const batch = this.sample();
+    return this.trainer!.step(batch.pixels, batch.labels);
+  }
+
+  /** One batch sampled from the shards, its gradient and loss kept on the backend for a local step (Trainer.computeLocal). */
+  computeLocal(): void {
+    const batch = this.sample();
+    this.trainer!.computeLocal(batch.pixels, batch.labels);
+  }
+
+  private sample(): { pixels: Uint8Array; labels: Uint8Array } {
     const trainer = this.trainer!;
     const [h, w, c] = trainer.model.input;
     if (this.batch?.labels.length !== trainer.batch) this.batch = { pixels: new Uint8Array(trainer.batch * h * w * c), labels: new Uint8Array(trainer.batch) };
     this.shardSet!.sample(this.opts.random, this.batch.pixels, this.batch.labels);
     this.opts.relabel?.(this.batch.labels);
-    return trainer.step(this.batch.pixels, this.batch.labels);
+    return this.batch;
   }
 
   take(pulled: PullResult): void {

@@ -187,6 +187,69 @@ async function sgdLowersLoss(tf: Tf, backend: string, name: string, sample: Mnis
 }
 
 /**
+ * Local steps on the backend (computeLocal / applyLocal / takeLocalSum, what a run with H > 1
+ * takes) against the same steps on the host (step, SGD over the flat array, setWeights): the
+ * gradient sum and the end weights agree within LOCAL_AGREEMENT (relative L2; float32 rounding
+ * of w - lr g on the backend against on the host, carried through the later gradients), and the
+ * phase leaves no tensor behind.
+ */
+const LOCAL_AGREEMENT = 1e-4;
+
+async function localStepsMatchHost(tf: Tf, backend: string, name: string, sample: MnistSample): Promise<string> {
+  await use(tf, backend);
+  const model = withoutDropout(getModel(name));
+  const { sgdBatch: batch, steps, lr } = PLAN[name] ?? DEFAULT_PLAN;
+  const start = initWeights(deriveLayout(model), 14);
+  const batchOf = (s: number) => {
+    const from = (s * batch) % Math.max(1, sample.labels.length - batch);
+    return { pixels: sample.pixels.subarray(from * 784, (from + batch) * 784), labels: sample.labels.subarray(from, from + batch) };
+  };
+  const before = tf.memory().numTensors;
+  const host = new Trainer(tf, model, batch);
+  const device = new Trainer(tf, model, batch);
+  try {
+    const weights = start.slice();
+    const sum = new Float32Array(weights.length);
+    let hostLoss = 0;
+    host.setWeights(weights);
+    device.setWeights(start);
+    for (let s = 0; s < steps; s++) {
+      const { pixels, labels } = batchOf(s);
+      const { grad, loss } = await host.step(pixels, labels);
+      for (let i = 0; i < weights.length; i++) {
+        weights[i] = weights[i]! - lr * grad[i]!;
+        sum[i] = sum[i]! + grad[i]!;
+      }
+      host.setWeights(weights);
+      hostLoss += loss / steps;
+      device.computeLocal(pixels, labels);
+      device.applyLocal(lr);
+    }
+    check(device.localCount === steps, () => `${backend} ${name}: ${device.localCount} local steps counted, ${steps} taken`);
+    const own = await device.readWeights();
+    const { sum: got, loss: meanLoss } = await device.takeLocal();
+    check(device.localCount === 0, () => `${backend} ${name}: taking the sum did not end the phase`);
+    check(Math.abs(meanLoss - hostLoss) <= LOCAL_AGREEMENT * Math.abs(hostLoss) + 1e-6, () => `${backend} ${name}: the phase's mean loss ${meanLoss} on the backend, ${hostLoss} on the host`);
+    const rel = (a: Float32Array, b: Float32Array) => {
+      let d = 0;
+      for (let i = 0; i < a.length; i++) d += (a[i]! - b[i]!) ** 2;
+      return Math.sqrt(d) / norm(b);
+    };
+    const sumError = rel(got, sum);
+    const weightError = rel(own, weights);
+    check(sumError <= LOCAL_AGREEMENT, () => `${backend} ${name}: local gradient sum differs from the host's by ${sumError.toExponential(3)}`);
+    check(weightError <= LOCAL_AGREEMENT, () => `${backend} ${name}: local weights differ from the host's by ${weightError.toExponential(3)}`);
+    const empty = await device.takeLocal();
+    check(empty.sum.length === sum.length && empty.sum.every((v) => v === 0) && Number.isNaN(empty.loss), () => `${backend} ${name}: a phase of no steps sums to something`);
+    return `${steps} steps: sum ${sumError.toExponential(2)}, weights ${weightError.toExponential(2)} from the host's (bound ${LOCAL_AGREEMENT})`;
+  } finally {
+    host.dispose();
+    device.dispose();
+    check(tf.memory().numTensors === before, () => `${backend} ${name}: ${tf.memory().numTensors} tensors after dispose, ${before} before`);
+  }
+}
+
+/**
  * The cases for one backend, named the same wherever they run (a host lists them by name and
  * runs each as its own test). `run` needs the backend registered (and, for wasm, its paths set).
  */
@@ -198,6 +261,7 @@ export function trainerSuite(backend: string): SuiteCase[] {
     if (backend !== 'cpu') cases.push({ name: `${name}: the gradient agrees with the cpu backend's`, run: (tf, sample) => agreesWithCpu(tf, backend, name, sample) });
     const steps = PLAN[name]?.steps ?? DEFAULT_PLAN.steps;
     cases.push({ name: `${name}: ${steps} SGD steps on MNIST lower the loss; numTensors stays flat`, run: (tf, sample) => sgdLowersLoss(tf, backend, name, sample) });
+    cases.push({ name: `${name}: local steps on the backend match the same steps on the host`, run: (tf, sample) => localStepsMatchHost(tf, backend, name, sample) });
   }
   return cases;
 }

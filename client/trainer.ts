@@ -22,6 +22,14 @@ export class Trainer {
   private readonly lossAndGrads: (args: TF.Tensor[]) => { value: TF.Scalar; grads: TF.Tensor[] };
   private x: TF.Tensor4D | undefined;
   private y: TF.Tensor1D | undefined;
+  /** A local step's gradient, computed and not yet applied (computeLocal, applyLocal). */
+  private pending: TF.Tensor[] | undefined;
+  /** The sum of the local phase's gradients, per tensor, on the backend. */
+  private sums: TF.Tensor[] | undefined;
+  /** The sum of the local phase's losses, on the backend. */
+  private lossSum: TF.Scalar | undefined;
+  /** Steps summed in `sums`. */
+  localCount = 0;
 
   constructor(private readonly tf: Tf, readonly model: ModelSpec, readonly batch: number) {
     this.layout = deriveLayout(model);
@@ -74,8 +82,93 @@ export class Trainer {
     }
   }
 
+  /**
+   * A local step's first half (a run with local steps, client/local-phase.ts): the gradient of
+   * one batch on the current weights, kept on the backend with its loss; nothing is read back.
+   * Taking the step on the backend's own tensors is what lets H local steps cost about what
+   * `model.fit` pays for H batches: no gradient read-back, no SGD over a host array, no weight
+   * upload, and no wait for the device per step (a read of the loss is a pipeline stall on a GPU).
+   */
+  computeLocal(pixels: Uint8Array, labels: Uint8Array): void {
+    const { tf } = this;
+    if (!this.hasWeights) throw new Error('Trainer.computeLocal: call setWeights first');
+    if (labels.length !== this.batch) throw new RangeError(`Trainer.computeLocal: ${labels.length} labels for batch ${this.batch}`);
+    const [h, w, c] = this.model.input;
+    normalisePixels(pixels, this.xBuffer);
+    for (let i = 0; i < labels.length; i++) this.labelBuffer[i] = labels[i]!;
+    const { value, grads } = tf.tidy(() => {
+      this.x = tf.tensor4d(this.xBuffer, [this.batch, h, w, c]);
+      this.y = tf.tensor1d(this.labelBuffer, 'int32');
+      return this.lossAndGrads(this.weights);
+    });
+    this.x = undefined;
+    this.y = undefined;
+    if (this.pending) tf.dispose(this.pending);
+    this.pending = grads;
+    const lossSum = this.lossSum;
+    this.lossSum = lossSum ? tf.tidy(() => tf.add(lossSum, value) as TF.Scalar) : value;
+    if (lossSum) tf.dispose([lossSum, value]);
+  }
+
+  /**
+   * The local step's second half: w <- w - lr * g on the current weights (which a pull may have
+   * replaced since computeLocal: the step lands on those, as the host path did), and g added to
+   * the phase's sum.
+   */
+  applyLocal(lr: number): void {
+    const { tf } = this;
+    const grads = this.pending;
+    if (!grads) throw new Error('Trainer.applyLocal: no gradient computed (computeLocal)');
+    this.pending = undefined;
+    const weights = this.weights;
+    const sums = this.sums;
+    const next = tf.tidy(() => weights.map((w, i) => tf.keep(tf.sub(w, tf.mul(grads[i]!, lr)))));
+    this.sums = sums ? tf.tidy(() => sums.map((sum, i) => tf.keep(tf.add(sum, grads[i]!)))) : grads;
+    if (sums) tf.dispose([...sums, ...grads]);
+    tf.dispose(weights);
+    this.weights = next;
+    this.localCount += 1;
+  }
+
+  /**
+   * The local phase's gradient sum, in layout order, and the mean loss of the batches it
+   * computed (NaN for none), read back together; a new phase begun.
+   */
+  async takeLocal(): Promise<{ sum: Float32Array; loss: number }> {
+    const { tf } = this;
+    const { sums, lossSum } = this;
+    const computed = this.localCount + (this.pending ? 1 : 0);
+    this.sums = this.lossSum = undefined;
+    this.localCount = 0;
+    const flat = sums ? tf.tidy(() => tf.concat(sums.map((g) => tf.reshape(g, [-1])))) : undefined;
+    if (sums) tf.dispose(sums);
+    try {
+      const [sum, loss] = await Promise.all([flat ? (flat.data() as Promise<Float32Array>) : new Float32Array(this.layout.size), lossSum?.data()]);
+      return { sum, loss: loss ? loss[0]! / computed : Number.NaN };
+    } finally {
+      flat?.dispose();
+      lossSum?.dispose();
+    }
+  }
+
+  /** The current weights, read back in layout order (an outage carries on from a local phase's copy). */
+  async readWeights(): Promise<Float32Array> {
+    if (!this.hasWeights) throw new Error('Trainer.readWeights: no weights');
+    const flat = this.tf.tidy(() => this.tf.concat(this.weights.map((w) => this.tf.reshape(w, [-1]))));
+    try {
+      return (await flat.data()) as Float32Array;
+    } finally {
+      flat.dispose();
+    }
+  }
+
   dispose(): void {
     this.tf.dispose(this.weights);
     this.weights = [];
+    if (this.pending) this.tf.dispose(this.pending);
+    if (this.sums) this.tf.dispose(this.sums);
+    this.lossSum?.dispose();
+    this.pending = this.sums = this.lossSum = undefined;
+    this.localCount = 0;
   }
 }
