@@ -1,6 +1,6 @@
 /**
  * Worker training-speed benchmark: `npm run bench:worker [-- --seconds 10 --warmup 2 --rounds 2
- * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown --overlap
+ * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown --overlap --profile
  * --local-steps H]`.
  *
  * What it measures: examples/s of one headless-Chromium tab per tfjs backend and model, two ways,
@@ -59,7 +59,38 @@ const OPTIONS = defineOptions({
   breakdown: { type: 'flag', help: 'add the step and upload+step columns (twice as long)' },
   overlap: { type: 'flag', help: 'the worker page overlaps push and pull with the next step (?overlap=1; README, "Slow uplinks")' },
   localSteps: { type: 'int', min: 1, arg: 'H', default: 1, help: 'the PS runs with --local-steps H: one push and pull per H batches (every one counted as a step)' },
+  profile: { type: 'flag', help: 'profile the worker page (CDP) while the tabswarm side is timed, on an unminified bundle, and print the functions with the most self time' },
 });
+
+/** The worker page unminified (function names kept), for --profile: served in place of public/app.js. */
+async function bundleWorkerPage(): Promise<string> {
+  const out = await build({
+    entryPoints: [join(ROOT, 'client', 'main.ts')],
+    bundle: true, write: false, format: 'esm', platform: 'browser', target: 'es2022', minify: false, keepNames: true, logLevel: 'warning',
+    outdir: join(ROOT, 'public'), // not written: the CSS beside it is public/app.css's already
+    external: ['fs', 'path', 'worker_threads', 'perf_hooks', 'os', 'crypto'],
+  });
+  return out.outputFiles.find((f) => f.path.endsWith('.js'))!.text;
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }[];
+  startTime: number;
+  endTime: number;
+}
+
+/** The functions with the most self time in a CDP CPU profile, as lines. */
+function topSelfTime(profile: CpuProfile, n: number): string[] {
+  const total = profile.nodes.reduce((a, node) => a + (node.hitCount ?? 0), 0) || 1;
+  const ms = (profile.endTime - profile.startTime) / 1000;
+  const self = new Map<string, number>();
+  for (const node of profile.nodes) {
+    const f = node.callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${f.url ? `${f.url.split('/').pop()}:${f.lineNumber + 1}` : ''}`.trim();
+    self.set(key, (self.get(key) ?? 0) + (node.hitCount ?? 0));
+  }
+  return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, hits]) => `${((100 * hits) / total).toFixed(1).padStart(5)}%  ${((ms * hits) / total).toFixed(0).padStart(6)} ms  ${k}`);
+}
 
 /** Bundles bench/fit-page.ts in memory (same settings as scripts/build.mjs). */
 async function bundleFitPage(): Promise<string> {
@@ -102,10 +133,21 @@ const LOOP_TIMER = `async ({ warmup, seconds, timeoutMs }) => {
   return { steps: steps() - s0, seconds: (t1 - t0) / 1000, backend: page().backend };
 }`;
 
-async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number, overlap: boolean): Promise<Timed> {
+async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number, overlap: boolean, unminified?: string): Promise<Timed> {
   const page = await context.newPage();
+  if (unminified) await page.route(`${base}/app.js`, (route) => route.fulfill({ contentType: 'text/javascript', body: unminified }));
   await page.goto(`${base}/?backend=${backend}${overlap ? '&overlap=1' : ''}`);
+  const cdp = unminified ? await context.newCDPSession(page) : undefined;
+  if (cdp) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+    await cdp.send('Profiler.start');
+  }
   const r = (await page.evaluate(`(${LOOP_TIMER})(${JSON.stringify({ warmup, seconds, timeoutMs: 300_000 })})`)) as { steps: number; seconds: number; backend: string };
+  if (cdp) {
+    const { profile } = (await cdp.send('Profiler.stop')) as unknown as { profile: CpuProfile };
+    console.log(`  the page's self time on ${backend} (warm-up included), top 15:\n${topSelfTime(profile, 15).map((l) => `    ${l}`).join('\n')}`);
+  }
   if (r.backend !== backend) throw new Error(`the page trained on ${r.backend}, not ${backend}`);
   return { steps: r.steps, seconds: r.seconds, examplesPerSec: (r.steps * batch) / r.seconds, others: NaN };
 }
@@ -151,6 +193,7 @@ async function main(): Promise<void> {
 
   console.log(machineLine());
   const bundle = await bundleFitPage();
+  const unminified = opts.profile ? await bundleWorkerPage() : undefined;
   browser = await launchChromium({ webgpu: true });
   console.log(`browser: ${CHROMIUM_PATH} ${browser.version()} (WebGPU on SwiftShader, i.e. on the CPU)`);
   console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating; worker page ${overlap ? 'with' : 'without'} --overlap, ${localSteps} local step(s) per exchange\n`);
@@ -172,7 +215,7 @@ async function main(): Promise<void> {
         continue;
       }
       const run: Record<Side, (c: BrowserContext) => Promise<Timed>> = {
-        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds, overlap),
+        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds, overlap, unminified),
         step: (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: false }),
         'upload+step': (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: true }),
         'model.fit': (c) => timePage(c, base, bundle, 'benchFit', { ...args, backend }),
