@@ -53,7 +53,6 @@ export class LocalPhase {
     if (this.count === 0) return;
     const own = await this.trainer!.readWeights();
     const from = base();
-    const { sum, count, baseVersion } = await this.take();
-    outage.continueFrom({ sum, count, baseVersion }, own, from);
+    outage.continueFrom(await this.take(), own, from);
   }
 }

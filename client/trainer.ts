@@ -58,21 +58,8 @@ export class Trainer {
    * @param labels batch integer labels
    */
   async step(pixels: Uint8Array, labels: Uint8Array): Promise<StepResult> {
-    const { tf } = this;
-    if (!this.hasWeights) throw new Error('Trainer.step: call setWeights first');
-    if (labels.length !== this.batch) throw new RangeError(`Trainer.step: ${labels.length} labels for batch ${this.batch}`);
-    const [h, w, c] = this.model.input;
-    normalisePixels(pixels, this.xBuffer);
-    for (let i = 0; i < labels.length; i++) this.labelBuffer[i] = labels[i]!;
-    const [flat, value] = tf.tidy(() => {
-      this.x = tf.tensor4d(this.xBuffer, [this.batch, h, w, c]);
-      this.y = tf.tensor1d(this.labelBuffer, 'int32');
-      const { value, grads } = this.lossAndGrads(this.weights);
-      // One concatenated tensor: one device-to-host read per step.
-      return [tf.concat(grads.map((g) => tf.reshape(g, [-1]))), value] as const;
-    });
-    this.x = undefined;
-    this.y = undefined;
+    // One concatenated tensor: one device-to-host read per step.
+    const [flat, value] = this.withGradients('step', pixels, labels, (value, grads) => [this.flatten(grads), value] as const);
     try {
       const [grad, loss] = await Promise.all([flat.data() as Promise<Float32Array>, value.data()]);
       return { grad, loss: loss[0]! };
@@ -80,6 +67,32 @@ export class Trainer {
       flat.dispose();
       value.dispose();
     }
+  }
+
+  /** The loss and gradients of one batch on the current weights, in one tidy: `keep` returns the tensors to keep. */
+  private withGradients<T extends TF.TensorContainer>(caller: string, pixels: Uint8Array, labels: Uint8Array, keep: (value: TF.Scalar, grads: TF.Tensor[]) => T): T {
+    const { tf } = this;
+    if (!this.hasWeights) throw new Error(`Trainer.${caller}: call setWeights first`);
+    if (labels.length !== this.batch) throw new RangeError(`Trainer.${caller}: ${labels.length} labels for batch ${this.batch}`);
+    const [h, w, c] = this.model.input;
+    normalisePixels(pixels, this.xBuffer);
+    for (let i = 0; i < labels.length; i++) this.labelBuffer[i] = labels[i]!;
+    try {
+      return tf.tidy(() => {
+        this.x = tf.tensor4d(this.xBuffer, [this.batch, h, w, c]);
+        this.y = tf.tensor1d(this.labelBuffer, 'int32');
+        const { value, grads } = this.lossAndGrads(this.weights);
+        return keep(value, grads);
+      });
+    } finally {
+      this.x = undefined;
+      this.y = undefined;
+    }
+  }
+
+  /** Tensors as one flat tensor, in their order (layout order for weights and gradients). */
+  private flatten(tensors: TF.Tensor[]): TF.Tensor {
+    return this.tf.tidy(() => this.tf.concat(tensors.map((t) => this.tf.reshape(t, [-1]))));
   }
 
   /**
@@ -91,18 +104,7 @@ export class Trainer {
    */
   computeLocal(pixels: Uint8Array, labels: Uint8Array): void {
     const { tf } = this;
-    if (!this.hasWeights) throw new Error('Trainer.computeLocal: call setWeights first');
-    if (labels.length !== this.batch) throw new RangeError(`Trainer.computeLocal: ${labels.length} labels for batch ${this.batch}`);
-    const [h, w, c] = this.model.input;
-    normalisePixels(pixels, this.xBuffer);
-    for (let i = 0; i < labels.length; i++) this.labelBuffer[i] = labels[i]!;
-    const { value, grads } = tf.tidy(() => {
-      this.x = tf.tensor4d(this.xBuffer, [this.batch, h, w, c]);
-      this.y = tf.tensor1d(this.labelBuffer, 'int32');
-      return this.lossAndGrads(this.weights);
-    });
-    this.x = undefined;
-    this.y = undefined;
+    const { value, grads } = this.withGradients('computeLocal', pixels, labels, (value, grads) => ({ value, grads }));
     if (this.pending) tf.dispose(this.pending);
     this.pending = grads;
     const lossSum = this.lossSum;
@@ -140,7 +142,7 @@ export class Trainer {
     const computed = this.localCount + (this.pending ? 1 : 0);
     this.sums = this.lossSum = undefined;
     this.localCount = 0;
-    const flat = sums ? tf.tidy(() => tf.concat(sums.map((g) => tf.reshape(g, [-1])))) : undefined;
+    const flat = sums ? this.flatten(sums) : undefined;
     if (sums) tf.dispose(sums);
     try {
       const [sum, loss] = await Promise.all([flat ? (flat.data() as Promise<Float32Array>) : new Float32Array(this.layout.size), lossSum?.data()]);
@@ -154,7 +156,7 @@ export class Trainer {
   /** The current weights, read back in layout order (an outage carries on from a local phase's copy). */
   async readWeights(): Promise<Float32Array> {
     if (!this.hasWeights) throw new Error('Trainer.readWeights: no weights');
-    const flat = this.tf.tidy(() => this.tf.concat(this.weights.map((w) => this.tf.reshape(w, [-1]))));
+    const flat = this.flatten(this.weights);
     try {
       return (await flat.data()) as Float32Array;
     } finally {
