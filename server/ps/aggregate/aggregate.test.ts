@@ -279,6 +279,45 @@ describe('running scale', () => {
   });
 });
 
+describe('clip: memory of excess', () => {
+  // Honest norm 5 from worker 1, three pushes to each other push: the median stays 5, the radius 10.
+  const opts = { ...OPTS, clipWindow: 9, clipWarmup: 1e9, directionTolerance: 0 };
+  const honest = (a: ReturnType<typeof createAggregator>, k = 3) => {
+    for (let i = 0; i < k; i++) a.admit(vec(3, 4), 1, undefined, 1);
+  };
+
+  test('a worker past the radius push after push gets a smaller radius; an honest one clipped once recovers', () => {
+    const a = createAggregator('clip', opts, 2);
+    honest(a, 9);
+    // Worker 2 pushes norm 100, 10 times the radius, every time: clipped to 10, then by exp(-ln 10).
+    for (let i = 0; i < 20; i++) {
+      const out = l2(a.admit(vec(60, 80), 1, undefined, 2)!);
+      assert.ok(Math.abs(out - 1) < 1e-5, `push ${i}: the radius over 10 (1), got ${out}`);
+      honest(a);
+    }
+    // Worker 3, honest, is clipped once by 20% (norm 12 against 10), then pushes norm 5 again.
+    const clipped = l2(a.admit(vec(7.2, 9.6), 1, undefined, 3)!);
+    assert.ok(Math.abs(clipped - 10 / 1.2) < 1e-4, `its own first excess: 10 / 1.2, got ${clipped}`);
+    honest(a);
+    const next = l2(a.admit(vec(3, 4), 1, undefined, 3)!);
+    assert.ok(Math.abs(next - 5 * Math.exp(-0.9 * Math.log(1.2))) < 1e-4, `then 5 exp(-0.9 ln 1.2), got ${next}`);
+    let last = next;
+    for (let i = 0; i < 40; i++) last = l2(a.admit(vec(3, 4), 1, undefined, 3)!);
+    assert.ok(last > 4.95, `and after 40 pushes within the radius about 5 again, got ${last}`);
+    assert.ok(a.stats().excessLimited! >= 21);
+  });
+
+  test('off with --clip-memory 0: a worker past the radius every time moves the weights by the full radius', () => {
+    const a = createAggregator('clip', { ...opts, clipMemory: 0 }, 2);
+    honest(a, 9);
+    for (let i = 0; i < 10; i++) {
+      assert.ok(Math.abs(l2(a.admit(vec(60, 80), 1, undefined, 2)!) - 10) < 1e-4);
+      honest(a);
+    }
+    assert.equal(a.stats().excessLimited, 0);
+  });
+});
+
 describe('clip: direction check', () => {
   /** Gaussian-ish noise from a seeded LCG: honest gradients are the true one plus much noise. */
   function noisy(seed: number, mean: Float32Array, noise: number): Float32Array {

@@ -2,15 +2,19 @@
  * `clip`: each push's (rule-scaled) L2 norm is cut to the radius of a RunningScale, c times the
  * median accepted norm of the last K pushes. An honest push is left as it is when its norm is
  * within c medians; a ×1e30 push moves the weights as far as an honest push of norm c·median.
- * With --direction-tolerance, a worker whose pushes keep pointing against the consensus is cut
- * further, to nothing (direction.ts): the norm bounds how far a push moves, not where to.
+ * A worker whose pushes keep arriving past the radius gets a smaller one (--clip-memory,
+ * excess.ts). With --direction-tolerance, a worker whose pushes keep pointing against the
+ * consensus is cut further, to nothing (direction.ts): the norm bounds how far a push moves, not
+ * where to.
  */
 import { DirectionCheck } from './direction.ts';
+import { WorkerExcess } from './excess.ts';
 import { RunningScale } from './scale.ts';
 import { l2, type Aggregator, type AggregatorOptions } from './types.ts';
 
 export function clip(opts: AggregatorOptions): Aggregator {
   const scale = new RunningScale(opts);
+  const excess = new WorkerExcess(opts.clipMemory);
   const direction = new DirectionCheck(opts.directionTolerance, opts.clipWindow);
   let clipped = 0;
   let admitted = 0;
@@ -27,6 +31,8 @@ export function clip(opts: AggregatorOptions): Aggregator {
         clipped += 1;
       }
       scale.record(norm);
+      // A worker that is past the radius push after push gets less of it (excess.ts).
+      factor *= excess.factor(norm, radius, workerId);
       // Then where to: a worker pushing against the consensus is cut further (direction.ts).
       factor *= direction.factor(grad, workerId);
       // In place: the frame's buffer is ours, and the step must be one materialized vector so
@@ -36,8 +42,9 @@ export function clip(opts: AggregatorOptions): Aggregator {
     },
     reset() {
       scale.reset();
+      excess.reset();
       direction.reset();
     },
-    stats: () => ({ clipped, admitted, radius: scale.radius(), directionLimited: direction.limited, directionZeroed: direction.zeroed }),
+    stats: () => ({ clipped, admitted, radius: scale.radius(), excessLimited: excess.limited, directionLimited: direction.limited, directionZeroed: direction.zeroed }),
   };
 }

@@ -8,8 +8,8 @@ import type { ParameterServer } from '../service.ts';
 import { createAggregator } from './index.ts';
 
 export function configureRobustness(ps: ParameterServer, o: ServerOptions): void {
-  const { clipFactor, clipWindow, clipWarmup, bucketSize, buckets, trim, directionTolerance } = o;
-  ps.store.aggregator = createAggregator(o.aggregator, { clipFactor, clipWindow, clipWarmup, bucketSize, buckets, trim, directionTolerance }, ps.layout.size);
+  const { clipFactor, clipWindow, clipWarmup, bucketSize, buckets, trim, directionTolerance, clipMemory } = o;
+  ps.store.aggregator = createAggregator(o.aggregator, { clipFactor, clipWindow, clipWarmup, bucketSize, buckets, trim, directionTolerance, clipMemory }, ps.layout.size);
   ps.store.maxNormJump = o.maxNormJump;
   // Relay workers take weights from peers, chain workers may read from the tail: a session's
   // own replies do not bound their claims, the PS's current version does.

@@ -41,6 +41,8 @@ export interface AggregatorStats {
   admitted: number;
   /** Current clipping radius (clip, centered-clip), 0 when none. */
   radius: number;
+  /** Pushes clip cut further for their worker's record of excess over the radius (excess.ts). */
+  excessLimited?: number;
   /** Pushes cut by clip's direction check (direction.ts), and of those the ones cut to nothing. */
   directionLimited?: number;
   directionZeroed?: number;
@@ -62,9 +64,11 @@ export interface AggregatorOptions {
   trim: number;
   /** clip: a worker whose running direction points against the consensus by this cosine or more is cut to nothing (direction.ts); 0 = off. @default 0.1 */
   directionTolerance: number;
+  /** clip: weight of the old value in a worker's running log excess over the radius (excess.ts); 0 = off. @default 0.9 */
+  clipMemory: number;
 }
 
-export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2, directionTolerance: 0.1 };
+export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2, directionTolerance: 0.1, clipMemory: 0.9 };
 
 /** L2 norm, accumulated in float64 in shared/codec/norm.ts's order (what the PS's decode pass hands on). */
 export function l2(v: Float32Array): number {
