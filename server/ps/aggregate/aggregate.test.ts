@@ -307,6 +307,15 @@ describe('clip: memory of excess', () => {
     assert.ok(a.stats().excessLimited! >= 21);
   });
 
+  test('a push past the warm-up bound (before K pushes were seen) is clipped, not remembered', () => {
+    const a = createAggregator('clip', { ...opts, clipWarmup: 2 }, 2);
+    // Norm 5 against the warm-up bound 2, for the first 9 pushes: clipped to 2 each time.
+    for (let i = 0; i < 9; i++) assert.ok(Math.abs(l2(a.admit(vec(3, 4), 1, undefined, 1)!) - 2) < 1e-5);
+    // Warm now (radius 10): the same worker's push of norm 5 is applied whole.
+    assert.ok(Math.abs(l2(a.admit(vec(3, 4), 1, undefined, 1)!) - 5) < 1e-5);
+    assert.equal(a.stats().excessLimited, 0);
+  });
+
   test('off with --clip-memory 0: a worker past the radius every time moves the weights by the full radius', () => {
     const a = createAggregator('clip', { ...opts, clipMemory: 0 }, 2);
     honest(a, 9);

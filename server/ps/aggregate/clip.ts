@@ -25,6 +25,7 @@ export function clip(opts: AggregatorOptions): Aggregator {
       admitted += 1;
       const norm = Math.abs(s) * (normSq === undefined ? l2(grad) : Math.sqrt(normSq));
       const radius = scale.radius();
+      const warm = scale.warm;
       let factor = s;
       if (norm > radius) {
         factor = (s * radius) / norm;
@@ -32,7 +33,7 @@ export function clip(opts: AggregatorOptions): Aggregator {
       }
       scale.record(norm);
       // A worker that is past the radius push after push gets less of it (excess.ts).
-      factor *= excess.factor(norm, radius, workerId);
+      factor *= excess.factor(warm ? norm : 0, radius, workerId);
       // Then where to: a worker pushing against the consensus is cut further (direction.ts).
       factor *= direction.factor(grad, workerId);
       // In place: the frame's buffer is ours, and the step must be one materialized vector so

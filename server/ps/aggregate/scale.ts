@@ -36,6 +36,11 @@ export class RunningScale {
     this.seen += 1;
   }
 
+  /** Whether K norms were seen: the radius is c times their median, no longer the warm-up bound. */
+  get warm(): boolean {
+    return this.seen >= this.opts.clipWindow;
+  }
+
   median(): number {
     const n = Math.min(this.seen, this.ring.length);
     const sorted = Array.from(this.ring.subarray(0, n)).sort((a, b) => a - b);
