@@ -11,18 +11,20 @@
  * is past the radius now and then, and by a little; a broken or hostile one's, every time.
  * So the radius a worker gets shrinks with its record:
  *
- *   x_w    <- B x_w + (1 - B) ln(max(1, norm / radius))     its running log excess (first push: the value)
+ *   x_w    <- B x_w + (1 - B) ln(max(1, norm / radius))     its running log excess
  *   factor  = min(1, radius / norm) * exp(-x_w)
+ *
+ * (a worker's first push sets x_w to its own value: a newcomer is not trusted past its evidence).
  *
  * A worker whose pushes run k times past the radius moves the weights by radius / k; an honest
  * worker clipped once by 20% loses about 2% of one step, and nothing once it is back within the
  * radius for a few pushes (x_w decays by B a push). During the clipping scale's warm-up the
  * radius is an absolute bound (--clip-warmup), not a measure of honest norms, so a push then
  * counts as within it: honest workers clipped by the warm-up bound are not marked for it (in
- * test/byzantine.test.ts they were, and trained visibly slower). An attacker that scales its pushes to just
- * within the radius is not touched by this (it is the "within the clipping bound" case the
- * README's threat model leaves open). State: one float64 per worker in an LRU map of at most
- * MAX_WORKERS entries, forgotten on reset.
+ * test/byzantine.test.ts they were, and trained visibly slower). An attacker that scales its
+ * pushes to just within the radius is not touched by this (it is the "within the clipping
+ * bound" case the README's threat model leaves open). State: one float64 per worker in an LRU
+ * map of at most MAX_WORKERS entries, forgotten on reset.
  */
 export const MAX_WORKERS = 4096;
 
