@@ -22,9 +22,10 @@ test('without a browser, start says so in one line and trains with Node workers;
   const url = await joinUrl(fallback);
   await until(() => /launched 2 headless Node worker\(s\) \(tfjs cpu backend\), as TABSWARM_NO_BROWSER asks/.test(fallback!.output()), 'the one line about the Node workers', 30_000, 100);
   const series = async () => ((await (await fetch(new URL('/api/series', url))).json()) as { points: SeriesPoint[] }).points;
-  // Training, shown the way a newcomer sees it: accuracy at the first evaluation, then higher.
+  // Training, shown the way a newcomer sees it: accuracy at the first evaluation, then higher,
+  // past 0.5. One wait for both (a CI run saw the first rise of 0.2 land at 0.48).
   const first = await until(async () => (await series())[0], 'the first evaluation', 30_000, 250);
-  const rising = await until(async () => (await series()).find((p) => p.version >= 20 && p.accuracy > first.accuracy + 0.2), 'accuracy to rise by 0.2 with Node workers', 90_000, 500);
+  const rising = await until(async () => (await series()).find((p) => p.version >= 20 && p.accuracy > Math.max(first.accuracy + 0.2, 0.5)), 'accuracy to rise by 0.2, past 0.5, with Node workers', 90_000, 500);
   const status = (await (await fetch(new URL('/api/status', url))).json()) as Status;
   assert.equal(status.workers.length, 2);
   assert.ok(status.workers.every((w) => w.backend === 'cpu' && w.pushes > 0), JSON.stringify(status.workers));
