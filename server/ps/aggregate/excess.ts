@@ -24,9 +24,9 @@
  * test/byzantine.test.ts they were, and trained visibly slower). An attacker that scales its
  * pushes to just within the radius is not touched by this (it is the "within the clipping
  * bound" case the README's threat model leaves open). State: one float64 per worker in an LRU
- * map of at most MAX_WORKERS entries, forgotten on reset.
+ * map of at most MAX_WORKERS entries (the direction check's bound), forgotten on reset.
  */
-export const MAX_WORKERS = 4096;
+import { MAX_WORKERS } from './direction.ts';
 
 export class WorkerExcess {
   private readonly excess = new Map<number, number>();
