@@ -22,6 +22,7 @@ export function createMetrics() {
     weightsBytesSent: new Counter({ name: 'tabswarm_weights_bytes_sent_total', help: 'Bytes of WEIGHTS frames sent to workers over the WebSocket (PS egress of weights)', registers: [registry] }),
     pushesClipped: new Counter({ name: 'tabswarm_pushes_clipped_total', help: 'Pushes whose size the robust aggregator cut (--aggregator clip, centered-clip)', registers: [registry] }),
     pushesDirectionLimited: new Counter({ name: 'tabswarm_pushes_direction_limited_total', help: 'Pushes clip cut because their worker kept pointing against the consensus of recent pushes (--direction-tolerance)', registers: [registry] }),
+    pushesExcessLimited: new Counter({ name: 'tabswarm_pushes_excess_limited_total', help: 'Pushes clip cut further because their worker kept arriving past the clipping radius (--clip-memory)', registers: [registry] }),
     versionsRefused: new Counter({ name: 'tabswarm_versions_refused_total', help: 'New versions the output guard refused (non-finite, or a norm jump past --max-norm-jump); the last good weights stayed', registers: [registry] }),
     offenders: new Counter({ name: 'tabswarm_offenders_total', help: 'Sessions disconnected as repeat offenders (PS_OFFENDER), by the reason of the strike that tipped them: clipped, or the refusal code', labelNames: ['reason'] as const, registers: [registry] }),
     keptOut: new Gauge({ name: 'tabswarm_kept_out', help: 'Offenders whose worker id and address may not join now (--keep-out-ms)', registers: [registry] }),

@@ -98,6 +98,8 @@ export interface RobustnessView {
   /** Pushes the aggregator cut, and the radius it cuts to now (0: none). */
   readonly clipped: number;
   readonly radius: number;
+  /** Pushes clip's memory of excess cut further (their worker kept arriving past the radius). */
+  readonly excessLimited: number;
   /** Pushes clip's direction check cut (their worker kept pointing against the consensus). */
   readonly directionLimited: number;
   /** Versions the output guard refused (the last good weights stayed), and the last one's reason. */

@@ -242,6 +242,8 @@ export const RobustnessSchema = Type.Object({
   clipped: Count(),
   /** Current clipping radius, 0 when none. */
   radius: Type.Number(),
+  /** Pushes clip's memory of excess cut further: their worker kept arriving past the radius. */
+  excessLimited: Type.Optional(Count()),
   /** Pushes clip's direction check cut: their worker kept pointing against the consensus. */
   directionLimited: Type.Optional(Count()),
   /** Versions the output guard refused; the last good weights stayed. */

@@ -196,6 +196,9 @@ test('a session clipped past --offender-strikes is disconnected with PS_OFFENDER
   const metrics = await (await fetch(new URL('/metrics', p.url))).text();
   assert.match(metrics, /tabswarm_offenders_total\{reason="clipped"\} 1/);
   assert.match(metrics, /tabswarm_kept_out 1/);
+  // Past the warm-up, each of its pushes far past the radius was also cut by clip's memory of
+  // excess (--clip-memory); the honest worker's, all within the warm-up, were not.
+  assert.match(metrics, /tabswarm_pushes_excess_limited_total 3\n/);
   const status = (await (await fetch(new URL('/api/status', p.url))).json()) as { robustness?: { keptOut: { workerId: number; reason: string }[] } };
   assert.deepEqual(status.robustness?.keptOut.map((k) => [k.workerId, k.reason]), [[bad.workerId, 'clipped']]);
   // The admin console's snapshot shows it, with the reason.
@@ -207,6 +210,7 @@ test('a session clipped past --offender-strikes is disconnected with PS_OFFENDER
   assert.deepEqual(seen.keptOut.map((k) => [k.workerId, k.address, k.reason]), [[bad.workerId, '10.0.0.9', 'clipped']]);
   assert.equal(seen.offenders, 1);
   assert.ok(seen.clipped >= 3);
+  assert.equal(seen.excessLimited, 3);
 });
 
 test('a lone attacker that has taken the clipping scale over is no longer clipped, but each step the output guard refuses is a strike (reason guard)', async () => {

@@ -99,7 +99,7 @@ export async function probe(targets: readonly ProbeTarget[], fetchJson: FetchJso
     if (!r || (robustness && nodes[i]!.role !== 'head')) continue;
     const g = r.lastGuardRefusal;
     robustness = {
-      node: l.target.name, aggregator: r.aggregator, clipped: r.clipped, radius: r.radius, directionLimited: r.directionLimited ?? 0, versionsRefused: r.versionsRefused,
+      node: l.target.name, aggregator: r.aggregator, clipped: r.clipped, radius: r.radius, excessLimited: r.excessLimited ?? 0, directionLimited: r.directionLimited ?? 0, versionsRefused: r.versionsRefused,
       lastGuardRefusal: g ? { version: g.version, workerId: g.workerId, reason: g.reason } : null, offenders: r.offenders, keptOut: r.keptOut,
     };
   }

@@ -335,17 +335,18 @@ export class ParameterServer {
 
   private clippedSeen = 0;
   private directionSeen = 0;
+  private excessSeen = 0;
 
   /** What /api/status and the console show of the aggregator, the output guard and offenders. */
   robustness(): Robustness {
-    const { clipped, radius, directionLimited } = this.store.aggregator.stats();
+    const { clipped, radius, excessLimited, directionLimited } = this.store.aggregator.stats();
     const keptOut = this.offenders.list();
     this.metrics.keptOut.set(keptOut.length);
     let offenders = 0;
     for (const n of this.offenders.disconnected.values()) offenders += n;
     const g = this.store.lastGuardRefusal;
     return {
-      aggregator: this.store.aggregator.name, clipped, radius, ...(directionLimited !== undefined ? { directionLimited } : {}), versionsRefused: this.store.guardRefused, offenders, keptOut,
+      aggregator: this.store.aggregator.name, clipped, radius, ...(excessLimited !== undefined ? { excessLimited } : {}), ...(directionLimited !== undefined ? { directionLimited } : {}), versionsRefused: this.store.guardRefused, offenders, keptOut,
       ...(g ? { lastGuardRefusal: { version: g.version, workerId: g.workerId, seq: g.seq, reason: g.reason } } : {}),
     };
   }
@@ -370,10 +371,12 @@ export class ParameterServer {
 
   /** Counts what the aggregator cut, and says so when the output guard kept the last good version. */
   private aggregated(guardRefusedBefore: number): void {
-    const { clipped, directionLimited = 0 } = this.store.aggregator.stats();
+    const { clipped, excessLimited = 0, directionLimited = 0 } = this.store.aggregator.stats();
     if (clipped > this.clippedSeen) this.metrics.pushesClipped.inc(clipped - this.clippedSeen);
+    if (excessLimited > this.excessSeen) this.metrics.pushesExcessLimited.inc(excessLimited - this.excessSeen);
     if (directionLimited > this.directionSeen) this.metrics.pushesDirectionLimited.inc(directionLimited - this.directionSeen);
     this.clippedSeen = clipped;
+    this.excessSeen = excessLimited;
     this.directionSeen = directionLimited;
     if (this.store.guardRefused === guardRefusedBefore) return;
     this.metrics.versionsRefused.inc();

@@ -119,7 +119,8 @@ function renderRobustness(r: RobustnessView | null | undefined): void {
   }
   if (!r) return void section.replaceChildren();
   const g = r.lastGuardRefusal;
-  const summary = el('p', `aggregator ${r.aggregator} on ${r.node}: ${r.clipped} pushes clipped (radius ${fmt(r.radius, 3)}), ${r.directionLimited} cut for their direction; `
+  const summary = el('p', `aggregator ${r.aggregator} on ${r.node}: ${r.clipped} pushes clipped (radius ${fmt(r.radius, 3)}), ${r.excessLimited} cut for a record of excess, `
+    + `${r.directionLimited} cut for their direction; `
     + `output guard refused ${r.versionsRefused} versions${g ? ` (last: version ${g.version} from worker ${g.workerId}, ${g.reason})` : ''}; `
     + `${r.offenders} offenders disconnected, ${r.keptOut.length} kept out now.`);
   summary.id = 'robustness-summary';
