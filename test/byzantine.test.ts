@@ -26,13 +26,13 @@ after(async () => {
 });
 
 async function ps(args: string[]): Promise<PsProc> {
-  const p = await startPs(['--model', 'mnist-logreg', '--dataset', 'mnist', '--shards', '8', '--eval-every', '500', '--eval-examples', '2000', '--seed', '3', ...args]);
+  const p = await startPs(['--model', 'mnist-logreg', '--dataset', 'mnist', '--shards', '8', '--eval-every', '100', '--eval-examples', '2000', '--seed', '3', ...args]);
   opened.push(p);
   return p;
 }
 
-function worker(p: PsProc, seed: number, more: string[] = []): Proc {
-  const w = spawnCli(['worker', '--url', p.url, '--seed', String(seed), '--steps', STEPS, ...more]);
+function worker(p: PsProc, seed: number, more: string[] = [], steps = STEPS): Proc {
+  const w = spawnCli(['worker', '--url', p.url, '--seed', String(seed), '--steps', steps, ...more]);
   opened.push(w);
   return w;
 }
@@ -44,14 +44,18 @@ async function metric(p: PsProc, re: RegExp): Promise<number> {
 
 /**
  * Two honest workers and optionally one attacker, to the end of their steps: the evaluation of
- * the final version, and the mean accuracy over the last fifth of the run (at least three
- * evaluations), which judges the model rather than the instant the last push landed (the
- * attacker may push last, alone, with clipped steps of twice the median norm).
+ * the final version, and the mean accuracy over the last 40% of the versions (at least five
+ * evaluations, one every 100 ms), which judges the model rather than the instant the last push
+ * landed (the attacker may push last, alone, with clipped steps of twice the median norm).
+ * mnist-logreg's SGD swings by up to 10 points from one evaluation to the next even in a clean
+ * run (loaded machine: 0.80, 0.73, 0.85); a mean of the last fifth, three evaluations 500 ms
+ * apart, failed on such a swing with both cores kept busy (0.712 0.6305 0.864 against 0.79 0.85
+ * 0.84 clean), as this file failed a CI run.
  */
-async function run(args: string[], attack?: string, o: { honest?: number; hostile?: number } = {}): Promise<{ point: SeriesPoint; late: number; lateSeries: number[]; p: PsProc; attacker?: Proc; attackers: Proc[] }> {
+async function run(args: string[], attack?: string, o: { honest?: number; hostile?: number; steps?: string } = {}): Promise<{ point: SeriesPoint; late: number; lateSeries: number[]; p: PsProc; attacker?: Proc; attackers: Proc[] }> {
   const p = await ps(args);
-  const ws = Array.from({ length: o.honest ?? 2 }, (_, i) => worker(p, i + 1));
-  const attackers = attack ? Array.from({ length: o.hostile ?? 1 }, (_, i) => worker(p, 9 + i, ['--attack', attack])) : [];
+  const ws = Array.from({ length: o.honest ?? 2 }, (_, i) => worker(p, i + 1, [], o.steps));
+  const attackers = attack ? Array.from({ length: o.hostile ?? 1 }, (_, i) => worker(p, 9 + i, ['--attack', attack], o.steps)) : [];
   const attacker = attackers[0];
   // The honest workers finish; an attacker disconnected as an offender retries its join until killed.
   await until(() => ws.every((w) => w.child.exitCode !== null), 'every honest worker to finish its steps', 120_000, 200);
@@ -62,8 +66,8 @@ async function run(args: string[], attack?: string, o: { honest?: number; hostil
     return pt && pt.version >= version ? pt : undefined;
   }, `an evaluation of version ${version}`, 30_000, 200);
   const { points } = await p.get<{ points: SeriesPoint[] }>('/api/series');
-  const tail = points.filter((x) => x.version >= 0.8 * version);
-  const late = (tail.length >= 3 ? tail : points.slice(-3)).map((x) => x.accuracy);
+  const tail = points.filter((x) => x.version >= 0.6 * version);
+  const late = (tail.length >= 5 ? tail : points.slice(-5)).map((x) => x.accuracy);
   return { point, late: late.reduce((a, b) => a + b, 0) / late.length, lateSeries: late, p, attackers, ...(attacker ? { attacker } : {}) };
 }
 
@@ -95,7 +99,10 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
 });
 
 test('two of six workers flipping their gradients: clip without its direction check loses the model; the default keeps it and disconnects them', { timeout: 300_000 }, async () => {
-  const six = { honest: 4, hostile: 2 };
+  // 400 steps each: with 200 the default's late accuracy sat 1.8 points under clean on average
+  // over 8 runs (the flippers' pushes before they are cut and disconnected), one of them 4.1
+  // under, near the bound of 5; with 400, 0.9 under over 5 runs, at most 2.9 (both cores busy).
+  const six = { honest: 4, hostile: 2, steps: '400' };
   const clean = await run([], undefined, six);
   await clean.p.kill();
   assert.ok(clean.late >= 0.7, `clean run reached only ${clean.late}`);
@@ -111,7 +118,7 @@ test('two of six workers flipping their gradients: clip without its direction ch
 
   const kept = await run([], 'sign-flip:2', six);
   console.log(`two of six at -2 g: late accuracy clean ${clean.late.toFixed(4)}, direction check off ${off.late.toFixed(4)}, default ${kept.late.toFixed(4)}`);
-  assert.ok(kept.late >= clean.late - 0.05, `the default under sign flip: late accuracy ${kept.late.toFixed(4)} (final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)}`);
+  assert.ok(kept.late >= clean.late - 0.05, `the default under sign flip: late accuracy ${kept.late.toFixed(4)} (${kept.lateSeries.join(' ')}; final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)} (${clean.lateSeries.join(' ')})`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_direction_limited_total/)) > 0, 'their pushes were cut for their direction');
   // A -2 g push sits near the clipping radius (twice the median norm), so the strike that tips a
   // flipper may be a clip as well as a cut for its direction (CI: none tipped by 'direction').
