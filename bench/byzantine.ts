@@ -65,6 +65,8 @@ interface Cell {
   clipped: number;
   refusedVersions: number;
   refusedFrames: number;
+  /** The accuracies of the last five evaluations, the final one last (logged per cell, not tabled). */
+  late: number[];
 }
 
 /** `clip:direction-tolerance=0` -> --aggregator clip --direction-tolerance 0. */
@@ -104,6 +106,7 @@ async function cell(o: { model: string; aggregator: string; attack: string; n: n
       clipped: await metric(ps.url, /^tabswarm_pushes_clipped_total/),
       refusedVersions: await metric(ps.url, /^tabswarm_versions_refused_total/),
       refusedFrames: await metric(ps.url, /^tabswarm_frames_rejected_total/),
+      late: (await ps.get<{ points: { accuracy: number }[] }>('/api/series')).points.slice(-5).map((x) => x.accuracy),
     };
   } finally {
     for (const p of procs.reverse()) await p.kill('SIGKILL');

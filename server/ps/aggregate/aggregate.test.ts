@@ -372,6 +372,31 @@ describe('clip: direction check', () => {
     });
   }
 
+  // Over 100 salts: the lone flipper's largest factor was 0.037, and no lone honest push was cut.
+  // Before the check reached back to the last workers to push, the flipper's 31st lone push and
+  // every one after had factor 1 (its own pushes filled the window: no one judged it).
+  for (const lone of ['flipper', 'honest worker'] as const) {
+    test(`${lone === 'flipper' ? 'a' : 'an'} ${lone} pushing on alone after the others went quiet is judged against the last workers to push`, () => {
+      const n = 2000;
+      const mean = Float32Array.from({ length: n }, (_, i) => Math.cos(i) / Math.sqrt(n / 2));
+      const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 32, clipWarmup: 1e9 }, n);
+      const push = (seed: number, flip: boolean, w: number): number => {
+        const g = noisy(seed, mean, 4 * Math.sqrt(3 / n) * 1.2);
+        if (flip) for (let i = 0; i < n; i++) g[i] = -g[i]!;
+        const before = l2(g);
+        return l2(a.admit(g, 1, undefined, w)!) / before;
+      };
+      let seed = 1;
+      // Six honest workers and two flippers, 30 rounds; then one of them alone, 60 pushes (the
+      // window of 32 is all its own after 32).
+      for (let round = 0; round < 30; round++) for (let w = 0; w < 8; w++) push(seed++, w < 2, 100 + w);
+      const factors = Array.from({ length: 60 }, () => push(seed++, lone === 'flipper', lone === 'flipper' ? 100 : 105));
+      const shown = factors.map((x) => x.toFixed(2)).join(' ');
+      if (lone === 'flipper') assert.ok(factors.every((x) => x < 0.1), `the lone flipper's factors: ${shown}`);
+      else assert.ok(factors.every((x) => x === 1), `the lone honest worker's factors: ${shown}`);
+    });
+  }
+
   test('off with --direction-tolerance 0: a sign-flipping worker within the radius is applied as it came', () => {
     const n = 500;
     const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 8, clipWarmup: 1e9, directionTolerance: 0 }, n);
