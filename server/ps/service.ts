@@ -372,12 +372,9 @@ export class ParameterServer {
   /** Counts what the aggregator cut, and says so when the output guard kept the last good version. */
   private aggregated(guardRefusedBefore: number): void {
     const { clipped, excessLimited = 0, directionLimited = 0 } = this.store.aggregator.stats();
-    if (clipped > this.clippedSeen) this.metrics.pushesClipped.inc(clipped - this.clippedSeen);
-    if (excessLimited > this.excessSeen) this.metrics.pushesExcessLimited.inc(excessLimited - this.excessSeen);
-    if (directionLimited > this.directionSeen) this.metrics.pushesDirectionLimited.inc(directionLimited - this.directionSeen);
-    this.clippedSeen = clipped;
-    this.excessSeen = excessLimited;
-    this.directionSeen = directionLimited;
+    this.clippedSeen = countSince(this.metrics.pushesClipped, clipped, this.clippedSeen);
+    this.excessSeen = countSince(this.metrics.pushesExcessLimited, excessLimited, this.excessSeen);
+    this.directionSeen = countSince(this.metrics.pushesDirectionLimited, directionLimited, this.directionSeen);
     if (this.store.guardRefused === guardRefusedBefore) return;
     this.metrics.versionsRefused.inc();
     this.log.warn({ ...this.store.lastGuardRefusal }, 'new version refused by the output guard; the last good weights stay');
@@ -406,4 +403,10 @@ export class ParameterServer {
     }
     return this.weightsCache.bytes;
   }
+}
+
+/** Adds to `counter` what an aggregator's running `total` grew by since `seen`; the new `seen`. */
+function countSince(counter: { inc(n: number): void }, total: number, seen: number): number {
+  if (total > seen) counter.inc(total - seen);
+  return total;
 }

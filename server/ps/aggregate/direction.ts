@@ -151,15 +151,22 @@ export class DirectionCheck {
     const r = this.reference;
     const others: Float32Array[] = [];
     const seen = new Set<number>([workerId]);
-    for (const v of this.owners) {
-      if (seen.has(v)) continue;
+    /** Another worker's running direction, once, when it has made MIN_PUSHES. */
+    const add = (v: number): void => {
+      if (seen.has(v)) return;
       seen.add(v);
       const d = this.workers.get(v);
       if (d && d.pushes >= MIN_PUSHES) others.push(d.dir);
-    }
+    };
+    for (const v of this.owners) add(v);
     // A worker pushing alone (the others gone quiet) would fill the window with its own pushes
-    // and be judged by no one: the last workers to push stand for the consensus instead.
-    if (others.length < MIN_OTHERS) this.recentOthers(others, seen);
+    // and be judged by no one: the last LULL_OTHERS workers to push stand for the consensus
+    // instead. The map is in recency order; walking it is O(workers), and happens only while
+    // the window holds fewer than MIN_OTHERS others.
+    if (others.length < MIN_OTHERS) {
+      const recent = Array.from(this.workers.keys());
+      for (let i = recent.length - 1; i >= 0 && others.length < LULL_OTHERS; i--) add(recent[i]!);
+    }
     const k = others.length;
     if (k < MIN_OTHERS) return 1; // no consensus of others to judge against
     const col = this.column.subarray(0, k);
@@ -178,23 +185,6 @@ export class DirectionCheck {
       rr += r[b]! * r[b]!;
     }
     return dd > 0 && rr > 0 ? dot / Math.sqrt(dd * rr) : 0;
-  }
-
-  /**
-   * Adds to `others` the running directions of the workers that pushed last (most recent first,
-   * at least MIN_PUSHES each, none in `seen`), up to LULL_OTHERS in all. The map is in recency
-   * order; walking it is O(workers), and happens only while the window holds fewer than
-   * MIN_OTHERS others.
-   */
-  private recentOthers(others: Float32Array[], seen: Set<number>): void {
-    const recent = Array.from(this.workers.keys());
-    for (let i = recent.length - 1; i >= 0 && others.length < LULL_OTHERS; i--) {
-      const v = recent[i]!;
-      if (seen.has(v)) continue;
-      seen.add(v);
-      const d = this.workers.get(v)!;
-      if (d.pushes >= MIN_PUSHES) others.push(d.dir);
-    }
   }
 
   private codes(n: number): { n: number; index: Int32Array; code: Uint16Array } {
