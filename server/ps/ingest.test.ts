@@ -32,6 +32,19 @@ describe('decodeInto', () => {
       assert.ok(Math.abs(sq - plain) <= 1e-12 * plain, 'and the squared norm, up to rounding');
     });
   }
+  test('int8: one pass for blocks of a multiple of 4 values, two for any other, the same bits and norm', () => {
+    for (const blockSize of [1, 7, 64, 256, 4100]) {
+      const payload = CODECS.int8.encode(X, { blockSize });
+      const view = new DataView(payload.buffer, payload.byteOffset);
+      const blocks = Math.ceil(N / blockSize);
+      const want = new Float32Array(N); // value i = q[i] * scale[i / B], as the grammar states
+      for (let i = 0; i < N; i++) want[i] = view.getInt8(4 + 4 * blocks + i) * view.getFloat32(4 + 4 * Math.floor(i / blockSize), true);
+      const out = new Float32Array(N).fill(123);
+      const sq = CODECS.int8.decodeInto(payload, N, out);
+      assert.deepEqual(bits(out), bits(want), `B = ${blockSize}`);
+      assert.equal(sq, sumSq(want), `B = ${blockSize}: norm.ts's order, bit for bit`);
+    }
+  });
 });
 
 describe('decodeFrame with a scratch pool', () => {

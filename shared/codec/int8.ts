@@ -56,16 +56,76 @@ export const int8: CodecImpl = {
     for (let b = 0; b < blocks; b++) {
       const s = scales[b]!;
       if (!(s >= 0 && s < Infinity)) throw bad(`scale ${b} is ${s}: scales must be finite and >= 0`);
-      const end = Math.min(n, (b + 1) * B);
-      let low = 0;
-      for (let i = b * B; i < end; i++) {
-        const v = q[i]!;
-        low |= v === -128 ? 1 : 0;
-        out[i] = v * s;
-      }
-      if (low) throw bad(`value ${q.subarray(b * B, end).indexOf(-128) + b * B} is -128: the code is symmetric, -127..127`);
     }
-    // The norm of the values as stored (rounded to float32), in norm.ts's order.
-    return sumSq(out.subarray(0, n));
+    const sq = B % 4 === 0 ? decodeQuads(q, scales, B, out) : decodeAny(q, scales, B, out);
+    if (sq >= 0) return sq;
+    const i = q.indexOf(-128);
+    throw bad(`value ${i} is -128: the code is symmetric, -127..127`);
   },
 };
+
+/**
+ * out[i] <- q[i] * scale[i / B] (rounded to float32 as stored) and their squared norm in norm.ts's
+ * order, in one pass, for B a multiple of 4 (every quad in one block: the shipped B is 256).
+ * Returns -1 when some q[i] is -128 (found after the pass: one OR per quad, no branch).
+ */
+function decodeQuads(q: Int8Array, scales: Float32Array, B: number, out: Float32Array): number {
+  const n = q.length;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let low = 0;
+  for (let start = 0, b = 0; start < n; start += B, b++) {
+    const s = scales[b]!;
+    const end = Math.min(n, start + B);
+    let i = start;
+    for (; i + 4 <= end; i += 4) {
+      const qa = q[i]!;
+      const qb = q[i + 1]!;
+      const qc = q[i + 2]!;
+      const qd = q[i + 3]!;
+      // -128 is the only value whose low 7 bits are 0 with the sign bit set: (q & 0xff) === 0x80.
+      low |= ((qa & 0xff) === 0x80 ? 1 : 0) | ((qb & 0xff) === 0x80 ? 1 : 0) | ((qc & 0xff) === 0x80 ? 1 : 0) | ((qd & 0xff) === 0x80 ? 1 : 0);
+      const a = Math.fround(qa * s);
+      const c1 = Math.fround(qb * s);
+      const c2 = Math.fround(qc * s);
+      const c3 = Math.fround(qd * s);
+      out[i] = a;
+      out[i + 1] = c1;
+      out[i + 2] = c2;
+      out[i + 3] = c3;
+      s0 += a * a;
+      s1 += c1 * c1;
+      s2 += c2 * c2;
+      s3 += c3 * c3;
+    }
+    // Only the last block can end off a quad (n not a multiple of 4).
+    for (; i < end; i++) {
+      const v = q[i]!;
+      low |= v === -128 ? 1 : 0;
+      const a = Math.fround(v * s);
+      out[i] = a;
+      if (i % 4 === 0) s0 += a * a;
+      else if (i % 4 === 1) s1 += a * a;
+      else s2 += a * a;
+    }
+  }
+  return low ? -1 : s0 + s1 + (s2 + s3);
+}
+
+/** decodeQuads for any B: decode, then norm.ts's sum over what was stored (two passes). */
+function decodeAny(q: Int8Array, scales: Float32Array, B: number, out: Float32Array): number {
+  const n = q.length;
+  let low = 0;
+  for (let start = 0, b = 0; start < n; start += B, b++) {
+    const s = scales[b]!;
+    const end = Math.min(n, start + B);
+    for (let i = start; i < end; i++) {
+      const v = q[i]!;
+      low |= v === -128 ? 1 : 0;
+      out[i] = v * s;
+    }
+  }
+  return low ? -1 : sumSq(out.subarray(0, n));
+}
