@@ -1,7 +1,7 @@
 /**
  * Worker training-speed benchmark: `npm run bench:worker [-- --seconds 10 --warmup 2 --rounds 2
  * --backends webgpu,webgl,wasm,cpu --models fashion-cnn,mnist-mlp --batch N --breakdown --overlap --profile
- * --local-steps H]`.
+ * --local-steps H --codec C]`.
  *
  * What it measures: examples/s of one headless-Chromium tab per tfjs backend and model, two ways,
  * on the same backend and batch:
@@ -33,6 +33,7 @@ import type { Browser, BrowserContext } from 'playwright';
 import { buildServer } from '../server/app.ts';
 import { CHROMIUM_PATH, launchChromium } from '../server/browsers.ts';
 import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
+import { CODEC_NAMES } from '../shared/codec/index.ts';
 import { getModel, hasConvolutions, type ModelSpec } from '../shared/models.ts';
 import type { FitArgs, FitResult, StepArgs } from './fit-page.ts';
 import { cpuMeter, machineLine, pct, printTable, treeCpuMs } from './sys.ts';
@@ -59,6 +60,7 @@ const OPTIONS = defineOptions({
   breakdown: { type: 'flag', help: 'add the step and upload+step columns (twice as long)' },
   overlap: { type: 'flag', help: 'the worker page overlaps push and pull with the next step (?overlap=1; README, "Slow uplinks")' },
   localSteps: { type: 'int', min: 1, arg: 'H', default: 1, help: 'the PS runs with --local-steps H: one push and pull per H batches (every one counted as a step)' },
+  codec: { type: 'choice', values: CODEC_NAMES, default: 'float32', help: 'push codec of the worker page (?codec=C; README, "Slow uplinks"); topk keeps 1%' },
   profile: { type: 'flag', help: 'profile the worker page (CDP) while the tabswarm side is timed, on an unminified bundle, and print the functions with the most self time' },
 });
 
@@ -133,10 +135,10 @@ const LOOP_TIMER = `async ({ warmup, seconds, timeoutMs }) => {
   return { steps: steps() - s0, seconds: (t1 - t0) / 1000, backend: page().backend };
 }`;
 
-async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number, overlap: boolean, unminified?: string): Promise<Timed> {
+async function timeLoop(context: BrowserContext, base: string, backend: string, batch: number, warmup: number, seconds: number, query: string, unminified?: string): Promise<Timed> {
   const page = await context.newPage();
   if (unminified) await page.route(`${base}/app.js`, (route) => route.fulfill({ contentType: 'text/javascript', body: unminified }));
-  await page.goto(`${base}/?backend=${backend}${overlap ? '&overlap=1' : ''}`);
+  await page.goto(`${base}/?backend=${backend}${query}`);
   const cdp = unminified ? await context.newCDPSession(page) : undefined;
   if (cdp) {
     await cdp.send('Profiler.enable');
@@ -187,7 +189,8 @@ type Side = 'tabswarm' | 'step' | 'upload+step' | 'model.fit';
 
 async function main(): Promise<void> {
   const opts = parseCommandLine(OPTIONS, 'npm run bench:worker -- [options]: worker training speed per backend vs model.fit (docs/benchmarks.md)');
-  const { seconds, warmup, rounds, backends, breakdown, overlap, localSteps, batch: batchArg } = opts;
+  const { seconds, warmup, rounds, backends, breakdown, overlap, localSteps, codec, batch: batchArg } = opts;
+  const query = `${overlap ? '&overlap=1' : ''}${codec === 'float32' ? '' : `&codec=${codec}`}`;
   const models = opts.models.map(getModel);
   if (!existsSync(join(ROOT, 'public', 'app.js'))) throw new Error('public/app.js is missing: run `npm run build` first');
 
@@ -196,7 +199,7 @@ async function main(): Promise<void> {
   const unminified = opts.profile ? await bundleWorkerPage() : undefined;
   browser = await launchChromium({ webgpu: true });
   console.log(`browser: ${CHROMIUM_PATH} ${browser.version()} (WebGPU on SwiftShader, i.e. on the CPU)`);
-  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating; worker page ${overlap ? 'with' : 'without'} --overlap, ${localSteps} local step(s) per exchange\n`);
+  console.log(`${seconds} s per cell after ${warmup} warm-up steps; best of ${rounds} rounds, the order of the sides alternating; worker page ${overlap ? 'with' : 'without'} --overlap, ${localSteps} local step(s) per exchange, pushes coded ${codec}\n`);
 
   const sides: Side[] = breakdown ? ['tabswarm', 'step', 'upload+step', 'model.fit'] : ['tabswarm', 'model.fit'];
   const head = ['model', 'backend', 'batch', 'tabswarm ex/s', 's/step', 'model.fit ex/s', 's/step', 'ratio', 'within 10%', 'others CPU'];
@@ -215,7 +218,7 @@ async function main(): Promise<void> {
         continue;
       }
       const run: Record<Side, (c: BrowserContext) => Promise<Timed>> = {
-        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds, overlap, unminified),
+        tabswarm: (c) => timeLoop(c, base, backend, batch, warmup, seconds, query, unminified),
         step: (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: false }),
         'upload+step': (c) => timePage(c, base, bundle, 'benchStep', { ...args, backend, setWeights: true }),
         'model.fit': (c) => timePage(c, base, bundle, 'benchFit', { ...args, backend }),
