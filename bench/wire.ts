@@ -1,7 +1,8 @@
 /**
  * Workers behind a home uplink: `npm run bench:wire [-- options]`.
  *
- * One PS (`tabswarm start`, no tabs) and, per row, one Node worker (`tabswarm worker`) that
+ * One PS (`tabswarm start`, no tabs) and, per row, one Node worker (`tabswarm worker`), or with
+ * `--tab B` one headless Chromium tab on backend B (the real worker page), that
  * reaches it only through a shaped link (bench/throttle.ts: --up-mbps up, --down-mbps down,
  * --rtt-ms round trip). Each row runs the same number of steps from the same initial weights
  * (same seeds) with one push codec and overlap setting, and reports:
@@ -13,6 +14,8 @@
  * Targets (issue 15): >= 4x fewer upload bytes per example at <= 1 point of accuracy loss, and
  * >= 3x examples/s on the 10 Mbit/s uplink for the best setting.
  */
+import type { Browser } from 'playwright';
+import { launchChromium } from '../server/browsers.ts';
 import { defineOptions, parseCommandLine } from '../server/options/schema.ts';
 import { CODEC_NAMES } from '../shared/codec/index.ts';
 import { spawnCli, startPs, until, workerLines, type SeriesPoint } from '../test/helpers.ts';
@@ -32,7 +35,44 @@ const OPTIONS = defineOptions({
   overlap: { type: 'list', of: 'string', values: ['off', 'on'], default: ['off', 'on'], help: 'overlap settings to run' },
   localSteps: { type: 'list', of: 'int', min: 1, arg: 'H,...', default: [1], help: 'local steps per push to run (the PS\'s --local-steps; H > 1 uses its outer optimizer defaults)' },
   evalExamples: { type: 'int', min: 100, default: 2000, help: 'test images evaluated' },
+  tab: { type: 'choice', values: ['webgpu', 'webgl', 'wasm', 'cpu'], help: 'a Chromium tab on this backend instead of a Node worker (the page, its data and its pushes all cross the link)' },
 });
+
+/** The worker's steps so far, and whether it is done (exited, or its loop stopped after --steps). */
+interface Runner {
+  steps(): Promise<number>;
+  done(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+function nodeWorker(url: string, o: ReturnType<typeof parse>, codec: string, overlap: boolean): Runner {
+  const worker = spawnCli(['worker', '--url', url, '--seed', '1', '--steps', String(o.steps), '--log-every-ms', '1000', '--codec', codec, '--topk-ratio', String(o.topkRatio), ...(overlap ? ['--overlap'] : [])]);
+  return {
+    steps: async () => Math.max(0, ...workerLines(worker).map((l) => Number(l.steps) || 0)),
+    done: async () => worker.child.exitCode !== null,
+    close: () => worker.kill('SIGKILL'),
+  };
+}
+
+/** The worker page in a fresh context (no cache from an earlier row), every byte through the link. */
+async function tabWorker(browser: Browser, url: string, o: ReturnType<typeof parse>, codec: string, overlap: boolean): Promise<Runner> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const q = new URLSearchParams({ backend: o.tab!, steps: String(o.steps), codec, topk: String(o.topkRatio), mesh: 'off', ...(overlap ? { overlap: '1' } : {}) });
+  await page.goto(new URL(`/?${q}`, url).toString());
+  type Page = { status?: { steps: number; state: string }; error?: string; backend?: string };
+  const status = () => page.evaluate(() => (window as unknown as { tabswarm: Page }).tabswarm);
+  return {
+    async steps() {
+      const s = await status();
+      if (s.error) throw new Error(`worker tab: ${s.error}`);
+      if (s.backend && s.backend !== o.tab) throw new Error(`worker tab: asked for ${o.tab}, runs on ${s.backend}`);
+      return s.status?.steps ?? 0;
+    },
+    done: async () => (await status()).status?.state === 'stopped',
+    close: () => context.close(),
+  };
+}
 
 interface Row {
   codec: string;
@@ -46,14 +86,17 @@ interface Row {
   accuracyAtBudget: number | undefined;
 }
 
-async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean, localSteps: number): Promise<Row> {
+async function row(o: ReturnType<typeof parse>, browser: Browser | undefined, codec: string, overlap: boolean, localSteps: number): Promise<Row> {
   const ps = await startPs(['--model', o.model, '--dataset', o.dataset, '--seed', '3', '--eval-every', '2000', '--eval-examples', String(o.evalExamples), '--local-steps', String(localSteps)]);
   const link = await throttledLink(ps.url, { upBps: o.upMbps * 1e6, downBps: o.downMbps * 1e6, delayMs: o.rttMs / 2 });
-  const worker = spawnCli(['worker', '--url', link.url, '--seed', '1', '--steps', String(o.steps), '--log-every-ms', '1000', '--codec', codec, '--topk-ratio', String(o.topkRatio), ...(overlap ? ['--overlap'] : [])]);
+  const worker = browser ? await tabWorker(browser, link.url, o, codec, overlap) : nodeWorker(link.url, o, codec, overlap);
   try {
     // The clock starts at the worker's first step, not at its start-up (data download, compile).
-    const started = await until(() => workerLines(worker).find((l) => Number(l.steps) >= 1) && Date.now(), 'the first step', 300_000, 100);
-    await until(() => worker.child.exitCode !== null, 'the worker to finish its steps', 3_600_000, 250);
+    const started = await until(async () => ((await worker.steps()) >= 1 ? Date.now() : undefined), 'the first step', 300_000, 100);
+    // Series points carry the PS's clock (seconds since it started): the first step on that clock.
+    const { uptimeSec } = await ps.get<{ uptimeSec: number }>('/api/status');
+    const startedT = uptimeSec - (Date.now() - started) / 1000;
+    await until(() => worker.done(), 'the worker to finish its steps', 3_600_000, 250);
     const seconds = (Date.now() - started) / 1000;
     const { model } = await ps.get<{ model: { defaults: { batch: number } } }>('/api/model');
     const { version } = await ps.get<{ version: number }>('/api/status');
@@ -62,10 +105,10 @@ async function row(o: ReturnType<typeof parse>, codec: string, overlap: boolean,
       const p = points.at(-1);
       return p && p.version >= version ? { p, points } : undefined;
     }, 'an evaluation of the final version', 120_000, 250);
-    const inBudget = final.points.filter((p) => p.t <= started + o.budgetS * 1000).at(-1);
+    const inBudget = final.points.filter((p) => p.t <= startedT + o.budgetS).at(-1);
     return { codec, overlap: overlap ? 'on' : 'off', localSteps, seconds, examples: o.steps * model.defaults.batch, upBytes: link.up(), version, accuracy: final.p.accuracy, accuracyAtBudget: inBudget?.accuracy };
   } finally {
-    await worker.kill('SIGKILL');
+    await worker.close();
     await link.close();
     await ps.kill('SIGKILL');
   }
@@ -78,17 +121,19 @@ function parse() {
 async function main(): Promise<void> {
   const o = parse();
   console.log(machineLine());
-  console.log(`${o.model} on ${o.dataset}, one Node worker, ${o.steps} steps per row, link ${o.upMbps} Mbit/s up, ${o.downMbps} down, ${o.rttMs} ms RTT; accuracy on ${o.evalExamples} test images`);
+  const browser = o.tab ? await launchChromium({ webgpu: o.tab === 'webgpu' }) : undefined;
+  console.log(`${o.model} on ${o.dataset}, one ${o.tab ? `Chromium tab (${o.tab}${o.tab.startsWith('web') ? ' on SwiftShader, the CPU' : ''})` : 'Node worker'}, ${o.steps} steps per row, link ${o.upMbps} Mbit/s up, ${o.downMbps} down, ${o.rttMs} ms RTT; accuracy on ${o.evalExamples} test images`);
   const rows: Row[] = [];
   for (const h of o.localSteps) {
     for (const codec of o.codecs) {
       for (const ov of o.overlap) {
-        const r = await row(o, codec, ov === 'on', h);
+        const r = await row(o, browser, codec, ov === 'on', h);
         rows.push(r);
         console.error(`H ${h} ${codec} overlap ${ov}: ${JSON.stringify(r)}`);
       }
     }
   }
+  await browser?.close();
   const base = rows.find((r) => r.codec === 'float32' && r.overlap === 'off' && r.localSteps === 1) ?? rows[0]!;
   const perEx = (r: Row) => r.upBytes / r.examples;
   const exPerS = (r: Row) => r.examples / r.seconds;

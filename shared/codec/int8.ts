@@ -85,8 +85,7 @@ function decodeQuads(q: Int8Array, scales: Float32Array, B: number, out: Float32
       const qb = q[i + 1]!;
       const qc = q[i + 2]!;
       const qd = q[i + 3]!;
-      // -128 is the only value whose low 7 bits are 0 with the sign bit set: (q & 0xff) === 0x80.
-      low |= ((qa & 0xff) === 0x80 ? 1 : 0) | ((qb & 0xff) === 0x80 ? 1 : 0) | ((qc & 0xff) === 0x80 ? 1 : 0) | ((qd & 0xff) === 0x80 ? 1 : 0);
+      low |= (qa === -128 ? 1 : 0) | (qb === -128 ? 1 : 0) | (qc === -128 ? 1 : 0) | (qd === -128 ? 1 : 0);
       const a = Math.fround(qa * s);
       const c1 = Math.fround(qb * s);
       const c2 = Math.fround(qc * s);
