@@ -279,6 +279,49 @@ describe('running scale', () => {
   });
 });
 
+describe('running scale: a median over workers as well as over pushes', () => {
+  // Six honest workers (norm 5) and two hostile ones (norm 5000, in the honest direction: a scaled
+  // push), the memory and the direction check off so that the radius alone is seen.
+  const opts = { ...OPTS, clipWindow: 8, clipWarmup: 1e9, clipMemory: 0, directionTolerance: 0 };
+  const warm = (a: ReturnType<typeof createAggregator>) => {
+    for (let i = 0; i < 16; i++) a.admit(vec(3, 4), 1, undefined, 1 + (i % 6));
+  };
+
+  test('two attackers pushing on alone after the honest workers stopped do not take the radius', () => {
+    const a = createAggregator('clip', opts, 2);
+    warm(a);
+    for (let i = 0; i < 40; i++) {
+      const out = l2(a.admit(vec(3000, 4000), 1, undefined, 7 + (i % 2))!);
+      assert.ok(out <= 10 + 1e-6, `lone push ${i}: clipped to 2 x the honest median 5, got ${out}`);
+    }
+    assert.equal(a.stats().radius, 10);
+  });
+
+  test('two attackers making most of the pushes do not take it either', () => {
+    const a = createAggregator('clip', opts, 2);
+    warm(a);
+    for (let round = 0; round < 10; round++) {
+      for (let w = 1; w <= 6; w++) {
+        assert.ok(l2(a.admit(vec(3, 4), 1, undefined, w)!) > 5 - 1e-6, 'an honest push passes whole');
+        // Four hostile pushes to each honest one: 8 of the last 10 pushes are theirs.
+        for (let k = 0; k < 4; k++) {
+          const out = l2(a.admit(vec(3000, 4000), 1, undefined, 7 + (k % 2))!);
+          assert.ok(out <= 10 + 1e-6, `round ${round}: a hostile push clipped to 10, got ${out}`);
+        }
+      }
+    }
+  });
+
+  test('with too few workers for a median of them (one honest, one hostile) the median of pushes still holds', () => {
+    const a = createAggregator('clip', { ...opts, clipWindow: 9 }, 2);
+    for (let i = 0; i < 9; i++) a.admit(vec(3, 4), 1, undefined, 1);
+    for (let i = 0; i < 20; i++) {
+      assert.ok(l2(a.admit(vec(60, 80), 1, undefined, 2)!) <= 10 + 1e-6);
+      for (let k = 0; k < 3; k++) a.admit(vec(3, 4), 1, undefined, 1);
+    }
+  });
+});
+
 describe('clip: memory of excess', () => {
   // Honest norm 5 from worker 1, three pushes to each other push: the median stays 5, the radius 10.
   const opts = { ...OPTS, clipWindow: 9, clipWarmup: 1e9, directionTolerance: 0 };

@@ -31,7 +31,7 @@ export function clip(opts: AggregatorOptions): Aggregator {
         factor = (s * radius) / norm;
         clipped += 1;
       }
-      scale.record(norm);
+      scale.record(norm, workerId);
       // A worker that is past the radius push after push gets less of it (excess.ts).
       factor *= excess.factor(warm ? norm : 0, radius, workerId);
       // Then where to: a worker pushing against the consensus is cut further (direction.ts).
