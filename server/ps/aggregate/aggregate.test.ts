@@ -436,9 +436,33 @@ describe('clip: direction check', () => {
       const factors = Array.from({ length: 60 }, () => push(seed++, lone === 'flipper', lone === 'flipper' ? 100 : 105));
       const shown = factors.map((x) => x.toFixed(2)).join(' ');
       if (lone === 'flipper') assert.ok(factors.every((x) => x < 0.1), `the lone flipper's factors: ${shown}`);
-      else assert.ok(factors.every((x) => x === 1), `the lone honest worker's factors: ${shown}`);
+      // Alone, it gets at most its record (the running mean of its factors while it was judged
+      // among others, about 1 here).
+      else assert.ok(factors.every((x) => x > 0.95), `the lone honest worker's factors: ${shown}`);
     });
   }
+
+  // A flipper alone has moved the model up the loss, so its next gradients no longer resemble
+  // the ones the others' frozen directions were made of; its flipped pushes then point with
+  // them. Judged against those directions alone it passed whole after a few such pushes (and on
+  // mnist-mlp took runs from 86% to 33-52% in their last evaluations, bench:byzantine --full).
+  test('a flipper alone whose flipped pushes come to point with the stale consensus gets no more than its record', () => {
+    const n = 2000;
+    const mean = Float32Array.from({ length: n }, (_, i) => Math.cos(i) / Math.sqrt(n / 2));
+    const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 32, clipWarmup: 1e9 }, n);
+    const push = (seed: number, flip: boolean, w: number): number => {
+      const g = noisy(seed, mean, 4 * Math.sqrt(3 / n) * 1.2);
+      if (flip) for (let i = 0; i < n; i++) g[i] = -g[i]!;
+      const before = l2(g);
+      return l2(a.admit(g, 1, undefined, w)!) / before;
+    };
+    let seed = 1;
+    for (let round = 0; round < 60; round++) for (let w = 0; w < 8; w++) push(seed++, w < 2, 100 + w);
+    // Alone: flipped pushes first, then (its gradient having turned) pushes that point with the
+    // honest mean the others' frozen directions were made of.
+    const factors = [...Array.from({ length: 20 }, () => push(seed++, true, 100)), ...Array.from({ length: 40 }, () => push(seed++, false, 100))];
+    assert.ok(factors.every((x) => x < 0.1), `the lone flipper's factors: ${factors.map((x) => x.toFixed(2)).join(' ')}`);
+  });
 
   test('off with --direction-tolerance 0: a sign-flipping worker within the radius is applied as it came', () => {
     const n = 500;

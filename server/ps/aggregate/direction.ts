@@ -36,6 +36,17 @@
  * honest worker alone is judged against those last directions too, and is cut only if it
  * points against them.
  *
+ * Those directions are frozen, and a worker alone moves the model away from where they were
+ * made: a sign flipper whose pushes pass in part climbs the loss until its next gradients no
+ * longer resemble the ones behind the frozen directions, and its flipped pushes come to point
+ * with them. On mnist-mlp (bench:byzantine --full, n = 8) flippers left pushing at the end of a
+ * run did just that (cosine -0.3 to +0.05 within 30 pushes, +0.5 for a pair) and took 4 of 10
+ * runs from 86-88% to 15-80% in their last evaluations. So the check keeps each worker's trust, the
+ * running mean (TRUST_BETA) of the factors it got while others pushed around it, and a worker
+ * judged in a lull (fewer than MIN_OTHERS others among the window, or among its newer half)
+ * gets no more than its trust, which the lull does not change: a flipper cut to nothing all run
+ * stays cut; an honest worker that was rarely cut is hardly slowed.
+ *
  * The count sketch (each coordinate i adds ±g_i to one of 512 buckets) keeps cosines within
  * about 1/√512 of the full-dimension ones at 2 KB per worker. A model of more than
  * SKETCH_SAMPLE coordinates is sketched on a random subset of about that many (fashion-cnn:
@@ -69,6 +80,8 @@ export const MIN_OTHERS = 3;
 export const LULL_OTHERS = 5;
 /** Workers whose running direction is kept (least recently pushing forgotten first). */
 export const MAX_WORKERS = 4096;
+/** Weight of the old value in a worker's trust, the running mean of its factors outside lulls. */
+export const TRUST_BETA = 0.95;
 /** One salt per process: two checks fed the same pushes here decide alike (a restored store, aggregate.test). */
 const PROCESS_SALT = randomInt(2 ** 32 - 1);
 
@@ -91,7 +104,9 @@ export class DirectionCheck {
   private next = 0;
   private readonly reference = new Float32Array(SKETCH_BUCKETS);
   private readonly column: Float32Array;
-  private readonly workers = new Map<number, { dir: Float32Array; pushes: number }>();
+  private readonly workers = new Map<number, { dir: Float32Array; pushes: number; trust: number }>();
+  /** Whether the last judgement was made in a lull (set by cosToConsensus). */
+  private lull = false;
   /** Pushes whose step the check cut (factor < 1). */
   limited = 0;
   /** Of those, the ones cut to nothing (factor 0): a strike for the offender rule (service.ts). */
@@ -129,7 +144,7 @@ export class DirectionCheck {
       for (let b = 0; b < SKETCH_BUCKETS; b++) w.dir[b] = DIRECTION_BETA * w.dir[b]! + (1 - DIRECTION_BETA) * u[b]!;
       w.pushes += 1;
     } else {
-      w = { dir: Float32Array.from(u), pushes: 1 };
+      w = { dir: Float32Array.from(u), pushes: 1, trust: 1 };
       if (this.workers.size >= MAX_WORKERS) this.workers.delete(this.workers.keys().next().value!);
     }
     this.workers.set(workerId, w);
@@ -139,6 +154,9 @@ export class DirectionCheck {
     if (judged) {
       const cos = this.cosToConsensus(w.dir, workerId);
       factor = Math.min(1, Math.max(0, 1 + cos / this.tolerance));
+      // In a lull the consensus is stale: no more than the record earned while it was not.
+      if (this.lull) factor = Math.min(factor, w.trust);
+      else w.trust = TRUST_BETA * w.trust + (1 - TRUST_BETA) * factor;
     }
     this.owners[this.next] = workerId;
     this.next = (this.next + 1) % this.window;
@@ -163,6 +181,7 @@ export class DirectionCheck {
     // and be judged by no one: the last LULL_OTHERS workers to push stand for the consensus
     // instead. The map is in recency order; walking it is O(workers), and happens only while
     // the window holds fewer than MIN_OTHERS others.
+    this.lull = others.length < MIN_OTHERS || this.recentOthers(workerId) < MIN_OTHERS;
     if (others.length < MIN_OTHERS) {
       const recent = Array.from(this.workers.keys());
       for (let i = recent.length - 1; i >= 0 && others.length < LULL_OTHERS; i--) add(recent[i]!);
@@ -185,6 +204,17 @@ export class DirectionCheck {
       rr += r[b]! * r[b]!;
     }
     return dd > 0 && rr > 0 ? dot / Math.sqrt(dd * rr) : 0;
+  }
+
+  /** Distinct workers other than `workerId` among the newer half of the window of the last K pushes. */
+  private recentOthers(workerId: number): number {
+    const K = this.owners.length;
+    const seen = new Set<number>();
+    for (let j = 1; j <= K >> 1; j++) {
+      const v = this.owners[(this.next - j + K) % K]!;
+      if (v !== workerId) seen.add(v);
+    }
+    return seen.size;
   }
 
   private codes(n: number): { n: number; index: Int32Array; code: Uint16Array } {
