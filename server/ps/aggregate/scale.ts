@@ -11,8 +11,8 @@
  * bench:byzantine on mnist-mlp (n = 8, 150 steps) that ended runs at chance: two ×1e3 workers
  * took both seeds from 86% to 11-19% in the last evaluations (no version refused: each step less
  * than doubled the weights' norm), one ×1e30 worker one seed (loss 516), Gaussian noise one seed
- * (86 -> 46%). So pushes that name their worker also keep a median per worker (of its own last K
- * norms, for the last K distinct workers to push), and the radius is c times the smaller of the
+ * (86 -> 46%). So pushes that name their worker also keep a median per worker (of its own last
+ * min(K, WORKER_NORMS) norms, for the last K distinct workers to push), and the radius is c times the smaller of the
  * two medians: the median over workers holds while fewer than half of the recent workers are
  * hostile, however many pushes they make, and the median over pushes still holds where the
  * workers are too few for a median of them to mean anything (one honest worker and one
@@ -22,7 +22,10 @@
  */
 import type { AggregatorOptions } from './types.ts';
 
-/** One worker's last K norms (a ring) and their median. */
+/** Norms kept per worker, at most: its median is over its last min(K, this). */
+export const WORKER_NORMS = 32;
+
+/** One worker's last norms (a ring) and their median. */
 interface WorkerNorms {
   readonly ring: Float64Array;
   n: number;
@@ -61,16 +64,17 @@ export class RunningScale {
     this.seen += 1;
     if (workerId === undefined) return;
     const K = this.ring.length;
+    const R = Math.min(K, WORKER_NORMS);
     let w = this.workers.get(workerId);
     if (w) this.workers.delete(workerId); // re-inserted last: the map stays in recency order
     else {
-      w = { ring: new Float64Array(K), n: 0, median: 0 };
+      w = { ring: new Float64Array(R), n: 0, median: 0 };
       if (this.workers.size >= K) this.workers.delete(this.workers.keys().next().value!);
     }
     this.workers.set(workerId, w);
-    w.ring[w.n % K] = norm;
+    w.ring[w.n % R] = norm;
     w.n += 1;
-    w.median = medianOf(w.ring.subarray(0, Math.min(w.n, K)));
+    w.median = medianOf(w.ring.subarray(0, Math.min(w.n, R)));
   }
 
   /** Whether K norms were seen: the radius is c times their median, no longer the warm-up bound. */
