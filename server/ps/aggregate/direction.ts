@@ -41,8 +41,8 @@
  * longer resemble the ones behind the frozen directions, and its flipped pushes come to point
  * with them. On mnist-mlp (bench:byzantine --full, n = 8) flippers left pushing at the end of a
  * run did just that (cosine -0.3 to +0.05 within 30 pushes, +0.5 for a pair) and took 4 of 10
- * runs from 86-88% to 15-80% in their last evaluations. So the check keeps each worker's trust, the
- * running mean (TRUST_BETA) of the factors it got while others pushed around it, and a worker
+ * runs from 86-88% to 15-80% in their last evaluations. So the check keeps each worker's trust,
+ * the running mean (TRUST_BETA) of the factors it got while others pushed around it, and a worker
  * judged in a lull (fewer than MIN_OTHERS others among the window, or among its newer half)
  * gets no more than its trust, which the lull does not change: a flipper cut to nothing all run
  * stays cut; an honest worker that was rarely cut is hardly slowed.

@@ -11,14 +11,14 @@
  * bench:byzantine on mnist-mlp (n = 8, 150 steps) that ended runs at chance: two ×1e3 workers
  * took both seeds from 86% to 11-19% in the last evaluations (no version refused: each step less
  * than doubled the weights' norm), one ×1e30 worker one seed (loss 516), Gaussian noise one seed
- * (86 -> 46%). So pushes that name their worker also keep a median per worker (of its own last
- * min(K, WORKER_NORMS) norms, for the last K distinct workers to push), and the radius is c times the smaller of the
- * two medians: the median over workers holds while fewer than half of the recent workers are
- * hostile, however many pushes they make, and the median over pushes still holds where the
- * workers are too few for a median of them to mean anything (one honest worker and one
- * attacker: their mean). The smaller of the two only lowers the radius, never raises it past
- * what either alone would allow: an attacker can shrink it by a flood of tiny pushes (as it could
- * before), which clips honest pushes more and costs speed, not direction.
+ * (86 -> 46%). So pushes that name their worker also keep a median per worker (of its own
+ * last min(K, WORKER_NORMS) norms, for the last K distinct workers to push), and the radius is
+ * c times the smaller of the two medians: the median over workers holds while fewer than half
+ * of the recent workers are hostile, however many pushes they make, and the median over pushes
+ * still holds where the workers are too few for a median of them to mean anything (one honest
+ * worker and one attacker: their mean). The smaller of the two only lowers the radius, never
+ * raises it past what either alone would allow: an attacker can shrink it by a flood of tiny
+ * pushes (as it could before), which clips honest pushes more and costs speed, not direction.
  */
 import type { AggregatorOptions } from './types.ts';
 
@@ -87,7 +87,7 @@ export class RunningScale {
     return medianOf(this.ring.subarray(0, Math.min(this.seen, this.ring.length)));
   }
 
-  /** The median over the last K distinct workers to push of each one's median norm; Infinity when none named itself. */
+  /** The median over the last K distinct workers to push of each one's median norm (Infinity when none named itself). */
   workerMedian(): number {
     if (this.workers.size === 0) return Infinity;
     const medians = new Float64Array(this.workers.size);
