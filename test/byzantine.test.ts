@@ -87,6 +87,7 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(!(ruined.point.loss < 100), `without aggregation the attack should ruin the model: ${JSON.stringify(ruined.point)} vs clean ${JSON.stringify(clean.point)}`);
 
   const kept = await run([], 'scale:1e30', three);
+  console.log(`one at ×1e30: late accuracy clean ${clean.late.toFixed(4)}, default ${kept.late.toFixed(4)}; loss without aggregation ${ruined.point.loss}`);
   assert.ok(kept.late >= clean.late - 0.05, `default aggregator under attack: late accuracy ${kept.late.toFixed(4)} (${kept.lateSeries.join(' ')}; final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)} (${clean.lateSeries.join(' ')}; final ${JSON.stringify(clean.point)})`);
   assert.ok(kept.point.loss < 5, `loss ${kept.point.loss}`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_clipped_total/)) > 0, 'the attacker\'s pushes were clipped');
@@ -117,7 +118,10 @@ test('two of six workers flipping their gradients: clip without its direction ch
   const off = await run(['--direction-tolerance', '0', '--offender-strikes', '0'], 'sign-flip:2', six);
   for (const a of off.attackers) await a.kill();
   await off.p.kill();
-  assert.ok(off.late < clean.late - 0.2, `without the direction check the flippers should win: late accuracy ${off.late.toFixed(4)} vs clean ${clean.late.toFixed(4)}`);
+  // Twice the 5 points the default must hold. Quiet, the control ended 0.4-0.7 under clean; with
+  // both cores busy 0.24-0.31 under (0.55-0.59 against 0.80-0.86), and a CI run failed this file
+  // when the bound here was 0.2.
+  assert.ok(off.late < clean.late - 0.1, `without the direction check the flippers should win: late accuracy ${off.late.toFixed(4)} vs clean ${clean.late.toFixed(4)}`);
 
   const kept = await run([], 'sign-flip:2', six);
   console.log(`two of six at -2 g: late accuracy clean ${clean.late.toFixed(4)}, direction check off ${off.late.toFixed(4)}, default ${kept.late.toFixed(4)}`);
