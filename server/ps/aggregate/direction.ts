@@ -13,13 +13,24 @@
  *   d_w   <- 0.9 d_w + 0.1 u                           the worker's running direction
  *   r      = coordinate-wise median of the d_v of the other workers v among the last K pushes
  *                                                     the consensus (K = --clip-window), before this push
- *   factor = clamp(1 + cos(d_w, r) / T, 0, 1)
+ *   s_w   <- 0.8 s_w + 0.2 cos(d_w, r)                 the worker's score (its first: the cosine itself)
+ *   factor = clamp(1 + s_w / T, 0, 1)
  *
- * A worker whose running direction agrees with the consensus or is orthogonal to it (cos >= 0:
- * honest noise) is left alone; one pointing against it by more than T is cut to nothing, and
- * between the two the cut is linear. The worker's running direction, not the single push, is
- * judged: one honest push of a noisy batch may point anywhere, ten in a row do not point against
- * the consensus. The consensus is a median over workers, not pushes: it stays with the honest
+ * A worker whose score says it agrees with the consensus or is orthogonal to it (s >= 0: honest
+ * noise) is left alone; one pointing against it by T or more is cut to nothing, and between the
+ * two the cut is linear. The worker's running direction, not the single push, is judged: one
+ * honest push of a noisy batch may point anywhere, ten in a row do not point against the
+ * consensus. And the cosine is smoothed again (COS_BETA) before it decides: late in a run honest
+ * gradients are mostly noise, the consensus of a few others is noisy too, and an honest cosine
+ * swings well below zero. A per-push log of test/byzantine.test's sign-flip case (mnist-logreg,
+ * four honest workers left once the two flippers were gone) had honest cosines with a median of
+ * +0.03 to +0.14 and a 5th percentile of -0.28 to -0.41, against -0.40 to -0.67 (median) for the
+ * flippers. Judged on the cosine alone at T = 0.1, the honest workers were cut to nothing on 29%
+ * of their pushes and kept a mean factor of 0.64; runs of such cuts made one of them a repeat
+ * offender (disconnected mid-run) in two of two runs, and a CI run of that test fell 7 points
+ * under clean. Replayed on that log, the score at T = 0.2 zeroes 3.1% of the honest pushes (mean
+ * factor 0.84) and 93% of the flippers' (mean 0.05). A slower score (0.9: 1.2%, 0.88; 89%, 0.06)
+ * let the flippers of the unit test below through for twice as long before it caught them. The consensus is a median over workers, not pushes: it stays with the honest
  * ones while fewer than half of the workers recently pushing are hostile, however fast those
  * push, and a running direction is far less noisy than one push (with a per-push cosine to the
  * true gradient of 0.1, a median of single pushes barely finds it). A worker is left out of the
@@ -80,6 +91,8 @@ export const MIN_OTHERS = 3;
 export const LULL_OTHERS = 5;
 /** Workers whose running direction is kept (least recently pushing forgotten first). */
 export const MAX_WORKERS = 4096;
+/** Weight of the old value in a worker's score, the running mean of its cosines outside lulls. */
+export const COS_BETA = 0.8;
 /** Weight of the old value in a worker's trust, the running mean of its factors outside lulls. */
 export const TRUST_BETA = 0.95;
 /** One salt per process: two checks fed the same pushes here decide alike (a restored store, aggregate.test). */
@@ -104,7 +117,7 @@ export class DirectionCheck {
   private next = 0;
   private readonly reference = new Float32Array(SKETCH_BUCKETS);
   private readonly column: Float32Array;
-  private readonly workers = new Map<number, { dir: Float32Array; pushes: number; trust: number }>();
+  private readonly workers = new Map<number, { dir: Float32Array; pushes: number; score: number; trust: number }>();
   /** Whether the last judgement was made in a lull (set by cosToConsensus). */
   private lull = false;
   /** Pushes whose step the check cut (factor < 1). */
@@ -144,7 +157,7 @@ export class DirectionCheck {
       for (let b = 0; b < SKETCH_BUCKETS; b++) w.dir[b] = DIRECTION_BETA * w.dir[b]! + (1 - DIRECTION_BETA) * u[b]!;
       w.pushes += 1;
     } else {
-      w = { dir: Float32Array.from(u), pushes: 1, trust: 1 };
+      w = { dir: Float32Array.from(u), pushes: 1, score: NaN, trust: 1 };
       if (this.workers.size >= MAX_WORKERS) this.workers.delete(this.workers.keys().next().value!);
     }
     this.workers.set(workerId, w);
@@ -153,10 +166,15 @@ export class DirectionCheck {
     let factor = 1;
     if (judged) {
       const cos = this.cosToConsensus(w.dir, workerId);
-      factor = Math.min(1, Math.max(0, 1 + cos / this.tolerance));
-      // In a lull the consensus is stale: no more than the record earned while it was not.
+      const score = Number.isNaN(w.score) ? cos : COS_BETA * w.score + (1 - COS_BETA) * cos;
+      factor = Math.min(1, Math.max(0, 1 + score / this.tolerance));
+      // In a lull the consensus is stale: no more than the record earned while it was not, and
+      // neither the score nor the trust learns from it.
       if (this.lull) factor = Math.min(factor, w.trust);
-      else w.trust = TRUST_BETA * w.trust + (1 - TRUST_BETA) * factor;
+      else {
+        w.score = score;
+        w.trust = TRUST_BETA * w.trust + (1 - TRUST_BETA) * factor;
+      }
     }
     this.owners[this.next] = workerId;
     this.next = (this.next + 1) % this.window;
