@@ -28,12 +28,16 @@
  * flippers. Judged on the cosine alone at T = 0.1, the honest workers were cut to nothing on 29%
  * of their pushes and kept a mean factor of 0.64; runs of such cuts made one of them a repeat
  * offender (disconnected mid-run) in two of two runs, and a CI run of that test fell 7 points
- * under clean. Replayed on that log, the score at T = 0.2 zeroes 3.1% of the honest pushes (mean
- * factor 0.84) and 93% of the flippers' (mean 0.05). A slower score (0.9: 1.2%, 0.88; 89%, 0.06)
- * let the flippers of the unit test below through for twice as long before it caught them. The consensus is a median over workers, not pushes: it stays with the honest
- * ones while fewer than half of the workers recently pushing are hostile, however fast those
- * push, and a running direction is far less noisy than one push (with a per-push cosine to the
- * true gradient of 0.1, a median of single pushes barely finds it). A worker is left out of the
+ * under clean. Replayed on that log, the score at T = 0.15 zeroes 6.4% of the honest pushes
+ * (mean factor 0.80) and 94% of the flippers' (mean 0.04); at T = 0.2, 3.1% (0.84) and 93%
+ * (0.05), but in aggregate.test's IID swarm two flippers of eight then kept up to 13% of their
+ * steps (12 of 30 salts past its 5%; at 0.15 at most 1.8%). A slower score (β 0.9) let those
+ * flippers through for twice as long before it caught them.
+ *
+ * The consensus is a median over workers, not pushes: it stays with the honest ones while fewer
+ * than half of the workers recently pushing are hostile, however fast those push, and a running
+ * direction is far less noisy than one push (with a per-push cosine to the true gradient of 0.1,
+ * a median of single pushes barely finds it). A worker is left out of the
  * consensus it is judged against: its own noise would correlate with its running direction and
  * pull its cosine up by about as much as an attacker's is pulled down. Nothing is judged
  * until K pushes were seen, the worker has made MIN_PUSHES of its own and MIN_OTHERS others
@@ -58,20 +62,20 @@
  * gets no more than its trust, which the lull does not change: a flipper cut to nothing all run
  * stays cut; an honest worker that was rarely cut is hardly slowed.
  *
- * The end of a run goes stale before it is a lull: with the score (below) in place of the bare
+ * The end of a run goes stale before it is a lull: with the score (above) in place of the bare
  * cosine, two flippers of eight left pushing with the last few honest workers had their cosine
- * rise from -0.17 to +0.6 within 13 of its pushes, got factors up to 1 while the window still held three
- * others, and took mnist-mlp from 87.7% to 14.1% (two inner-product attackers: 87.1% to 32.9%,
- * their trust still 0.3-0.56). So a worker never gets more than its trust plus TRUST_MARGIN, lull
- * or not: its trust, fed its capped factors, climbs at most TRUST_MARGIN × (1 - TRUST_BETA) a
- * push (a flipper at 0.1 needs some 70 honest-looking pushes to pass in full), and an honest
- * worker at a trust of 0.8 or more is not touched by it. Rerun on those seeds: 84.3, 86.1 and
- * 85.9, 85.0. The price is paid by small swarms whose honest workers are often cut (four on
- * mnist-logreg: mean factor 0.55-0.84, trust 0.34-0.65), and so a push cut to nothing is a
- * strike for the offender rule only when its worker's trust is below STRIKE_TRUST: a flipper
- * cut to nothing from the start is there after 18 pushes, and no honest worker of those small
- * swarms was disconnected in six runs with both cores busy (with the cap and every zeroed push a
- * strike, two of six were).
+ * rise from -0.17 to +0.6 within 13 of their pushes, got factors up to 1 while the window still
+ * held three others, and took mnist-mlp from 87.7% to 14.1% (two inner-product attackers:
+ * 87.1% to 32.9%, their trust still 0.3-0.56). So a worker never gets more than its trust plus
+ * TRUST_MARGIN, lull or not: its trust, fed its capped factors, climbs at most TRUST_MARGIN ×
+ * (1 - TRUST_BETA) a push (a flipper at 0.1 needs some 70 honest-looking pushes to pass in
+ * full), and an honest worker at a trust of 0.8 or more is not touched by it. Rerun on those
+ * seeds (T = 0.2): 84.3, 86.1 and 85.9, 85.0. The price is paid by small swarms whose honest
+ * workers are often cut (four on mnist-logreg: mean factor 0.55-0.84, trust 0.34-0.65), and so
+ * a push cut to nothing is a strike for the offender rule only when its worker's trust is below
+ * STRIKE_TRUST: a flipper cut to nothing from the start is there after 18 pushes, and no honest
+ * worker of those small swarms was disconnected in six runs with both cores busy (with the cap
+ * and every zeroed push a strike, two of six were).
  *
  * The count sketch (each coordinate i adds ±g_i to one of 512 buckets) keeps cosines within
  * about 1/√512 of the full-dimension ones at 2 KB per worker. A model of more than
@@ -187,9 +191,10 @@ export class DirectionCheck {
       const cos = this.cosToConsensus(w.dir, workerId);
       const score = Number.isNaN(w.score) ? cos : COS_BETA * w.score + (1 - COS_BETA) * cos;
       factor = Math.min(1, Math.max(0, 1 + score / this.tolerance));
+      // A distrusted worker earns its way back slowly, lull or not.
+      factor = Math.min(factor, w.trust + TRUST_MARGIN);
       // In a lull the consensus is stale: no more than the record earned while it was not, and
       // neither the score nor the trust learns from it.
-      factor = Math.min(factor, w.trust + TRUST_MARGIN);
       if (this.lull) factor = Math.min(factor, w.trust);
       else {
         w.score = score;

@@ -62,13 +62,13 @@ export interface AggregatorOptions {
   buckets: number;
   /** trimmed-mean: bucket means dropped at each end per coordinate; (buckets-1)/2 is the median. @default 2 */
   trim: number;
-  /** clip: a worker whose score (running cosine of its running direction to the consensus) is -T or below is cut to nothing (direction.ts); 0 = off. @default 0.2 */
+  /** clip: a worker whose score (running cosine of its running direction to the consensus) is -T or below is cut to nothing (direction.ts); 0 = off. @default 0.15 */
   directionTolerance: number;
   /** clip: weight of the old value in a worker's running log excess over the radius (excess.ts); 0 = off. @default 0.9 */
   clipMemory: number;
 }
 
-export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2, directionTolerance: 0.2, clipMemory: 0.9 };
+export const AGGREGATOR_DEFAULTS: AggregatorOptions = { clipFactor: 2, clipWindow: 32, clipWarmup: 5, bucketSize: 2, buckets: 8, trim: 2, directionTolerance: 0.15, clipMemory: 0.9 };
 
 /** L2 norm, accumulated in float64 in shared/codec/norm.ts's order (what the PS's decode pass hands on). */
 export function l2(v: Float32Array): number {
