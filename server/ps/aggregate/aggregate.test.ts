@@ -476,7 +476,10 @@ describe('clip: direction check', () => {
     let x = 12345;
     const rnd = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
     const normal = () => Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd());
-    const unit = (v: Float32Array): Float32Array => v.map((y) => y / l2(v));
+    const unit = (v: Float32Array): Float32Array => {
+      const norm = l2(v);
+      return v.map((y) => y / norm);
+    };
     const mean = unit(Float32Array.from({ length: n }, (_, i) => Math.cos(i)));
     const basis = Array.from({ length: rank }, () => unit(Float32Array.from({ length: n }, normal)));
     const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 32, clipWarmup: 1e9 }, n);

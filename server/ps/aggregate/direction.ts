@@ -204,7 +204,7 @@ export class DirectionCheck {
     this.owners[this.next] = workerId;
     this.next = (this.next + 1) % this.window;
     if (factor < 1) this.limited += 1;
-    if (factor === 0 && judged && w.trust < STRIKE_TRUST) this.zeroed += 1;
+    if (factor === 0 && w.trust < STRIKE_TRUST) this.zeroed += 1;
     return factor;
   }
 

@@ -20,10 +20,11 @@
  * raises it past what either alone would allow: an attacker can shrink it by a flood of tiny
  * pushes (as it could before), which clips honest pushes more and costs speed, not direction.
  */
+import { MIN_OTHERS } from './direction.ts';
 import type { AggregatorOptions } from './types.ts';
 
-/** Distinct recent workers needed before their median counts (as the direction check's 3 others and one judged). */
-export const MIN_WORKERS = 4;
+/** Distinct recent workers needed before their median counts: the direction check's others and the one judged. */
+export const MIN_WORKERS = MIN_OTHERS + 1;
 /** Norms kept per worker, at most: its median is over its last min(K, this). */
 export const WORKER_NORMS = 32;
 
