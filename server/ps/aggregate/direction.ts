@@ -77,17 +77,6 @@
  * worker of those small swarms was disconnected in six runs with both cores busy (with the cap
  * and every zeroed push a strike, two of six were).
  *
- * A worker whose trust is below STRIKE_TRUST has no vote in the consensus. At the end of a run
- * the honest workers finish one by one while the attackers push on, and with two attackers and
- * two honest workers left, an honest worker's consensus was the median of the other three, two
- * of them the attackers': on mnist-mlp under a little is enough (f = 2, per-push log) the last
- * honest workers got mean factors of 0.02-0.49 in their last 15 pushes, the attackers (trust
- * 0.16-0.3) none: what of the honest pushes passed was chosen by the attackers' directions.
- * Without their votes, the honest workers are judged against the honest
- * directions (the last trusted workers to push stand in while fewer than MIN_OTHERS trusted
- * ones are in the window) and kept 0.63-1.0. Whether it is a lull still depends only on who
- * pushes.
- *
  * The count sketch (each coordinate i adds ±g_i to one of 512 buckets) keeps cosines within
  * about 1/√512 of the full-dimension ones at 2 KB per worker. A model of more than
  * SKETCH_SAMPLE coordinates is sketched on a random subset of about that many (fashion-cnn:
