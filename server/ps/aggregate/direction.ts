@@ -223,26 +223,19 @@ export class DirectionCheck {
     const r = this.reference;
     const others: Float32Array[] = [];
     const seen = new Set<number>([workerId]);
-    let active = 0;
-    /**
-     * Another worker's running direction, once, when it has made MIN_PUSHES: counted as active,
-     * and a vote in the consensus while its trust is STRIKE_TRUST or more.
-     */
+    /** Another worker's running direction, once, when it has made MIN_PUSHES. */
     const add = (v: number): void => {
       if (seen.has(v)) return;
       seen.add(v);
       const d = this.workers.get(v);
-      if (!d || d.pushes < MIN_PUSHES) return;
-      active += 1;
-      if (d.trust >= STRIKE_TRUST) others.push(d.dir);
+      if (d && d.pushes >= MIN_PUSHES) others.push(d.dir);
     };
     for (const v of this.owners) add(v);
     // A worker pushing alone (the others gone quiet) would fill the window with its own pushes
     // and be judged by no one: the last LULL_OTHERS workers to push stand for the consensus
     // instead. The map is in recency order; walking it is O(workers), and happens only while
-    // the window holds fewer than MIN_OTHERS trusted others. A lull is a matter of who pushes,
-    // not of whom the check trusts.
-    this.lull = active < MIN_OTHERS || this.recentOthers(workerId) < MIN_OTHERS;
+    // the window holds fewer than MIN_OTHERS others.
+    this.lull = others.length < MIN_OTHERS || this.recentOthers(workerId) < MIN_OTHERS;
     if (others.length < MIN_OTHERS) {
       const recent = Array.from(this.workers.keys());
       for (let i = recent.length - 1; i >= 0 && others.length < LULL_OTHERS; i--) add(recent[i]!);
