@@ -76,7 +76,11 @@ async function run(args: string[], attack?: string, o: { honest?: number; hostil
 
 test('one worker pushing ×1e30 ruins the model without aggregation; the default aggregator keeps it within 5 points of clean', { timeout: 240_000 }, async () => {
   // 300 steps each: at 200 the default's late mean fell 8 points under clean once in 7 quiet runs
-  // (0.807, 0.7195, 0.698 in its last evaluations: logreg's swings at lr 0.1, two workers).
+  // (0.807, 0.7195, 0.698 in its last evaluations: logreg's swings at lr 0.1, two workers), and at
+  // 300 once in a CI run (5.6 under: 0.697 to 0.8755). Four honest workers would swing less, but
+  // bring the direction check in (it judges from four workers on): with the vote rule tried and
+  // reverted on 2026-12-03 (docs/benchmarks.md), the offender count was not 1 in 2 of 5 loaded
+  // runs (one logged: an honest worker disconnected for its direction); 2 of 2 passed without it.
   const three = { steps: '300' };
   const clean = await run([], undefined, three);
   await clean.p.kill();
@@ -94,8 +98,8 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   assert.ok(kept.late >= clean.late - 0.05, `default aggregator under attack: late accuracy ${kept.late.toFixed(4)} (${kept.lateSeries.join(' ')}; final ${JSON.stringify(kept.point)}) vs clean ${clean.late.toFixed(4)} (${clean.lateSeries.join(' ')}; final ${JSON.stringify(clean.point)})`);
   assert.ok(kept.point.loss < 5, `loss ${kept.point.loss}`);
   assert.ok((await metric(kept.p, /^tabswarm_pushes_clipped_total/)) > 0, 'the attacker\'s pushes were clipped');
-  assert.equal(await metric(kept.p, /^tabswarm_offenders_total\{/), 1, 'the attacker was disconnected as an offender');
   const { robustness } = await kept.p.get<Status & { robustness?: { keptOut: { reason: string }[] } }>('/api/status');
+  assert.equal(await metric(kept.p, /^tabswarm_offenders_total\{/), 1, `the attacker was disconnected as an offender: ${JSON.stringify(robustness)}`);
   // Tipped by a clipped push, or, once the honest workers are done and its norms make up the
   // clipping median, by a step the output guard refused.
   assert.equal(robustness?.keptOut.length, 1);
