@@ -271,7 +271,7 @@ export class DirectionCheck {
     return seen.size;
   }
 
-  /** The sampled coordinates, and for each its bucket (low 15 bits) and sign (bit 15). */
+  /** The sketch of n-coordinate pushes: the sampled coordinates, each with its bucket (low 15 bits) and sign (bit 15), closed over by sketcher(). */
   private codes(n: number): { n: number; sketch: (grad: Float32Array) => Float64Array } {
     if (this.sample?.n === n) return this.sample;
     // Coordinate i is sketched when a second hash of it falls in the lowest SKETCH_SAMPLE / n of its range.
