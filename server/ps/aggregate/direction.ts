@@ -177,7 +177,7 @@ export class DirectionCheck {
   /** The factor in [0, 1] this worker's push is scaled by; 1 while nothing can be judged. */
   factor(grad: Float32Array, workerId: number | undefined): number {
     if (!(this.tolerance > 0) || workerId === undefined) return 1;
-    const s = this.codes(grad.length).sketch(grad);
+    const s = this.sketchOf(grad.length)(grad);
     let sq = 0;
     for (let b = 0; b < SKETCH_BUCKETS; b++) sq += s[b]! * s[b]!;
     if (!(sq > 0) || !Number.isFinite(sq)) return 1; // a zero push moves nothing; non-finite is the guard's
@@ -271,9 +271,9 @@ export class DirectionCheck {
     return seen.size;
   }
 
-  /** The sketch of n-coordinate pushes: the sampled coordinates, each with its bucket (low 15 bits) and sign (bit 15), closed over by sketcher(). */
-  private codes(n: number): { n: number; sketch: (grad: Float32Array) => Float64Array } {
-    if (this.sample?.n === n) return this.sample;
+  /** The sketch of n-coordinate pushes, over the sampled coordinates, each with its bucket (low 15 bits) and sign (bit 15). Built on the first push of that size. */
+  private sketchOf(n: number): (grad: Float32Array) => Float64Array {
+    if (this.sample?.n === n) return this.sample.sketch;
     // Coordinate i is sketched when a second hash of it falls in the lowest SKETCH_SAMPLE / n of its range.
     const keep = n <= SKETCH_SAMPLE ? 2 ** 32 : Math.floor((SKETCH_SAMPLE / n) * 2 ** 32);
     const index: number[] = [];
@@ -284,7 +284,8 @@ export class DirectionCheck {
       index.push(i);
       codes.push((h % SKETCH_BUCKETS) | (h & 0x80000000 ? 0x8000 : 0));
     }
-    return (this.sample = { n, sketch: sketcher(Int32Array.from(index), Uint16Array.from(codes)) });
+    this.sample = { n, sketch: sketcher(Int32Array.from(index), Uint16Array.from(codes)) };
+    return this.sample.sketch;
   }
 
   reset(): void {
