@@ -463,6 +463,28 @@ describe('clip: direction check', () => {
     assert.ok(factors.every((x) => x < 0.1), `the lone flipper's factors: ${factors.map((x) => x.toFixed(2)).join(' ')}`);
   });
 
+  // At the end of a run the honest workers finish one by one while the attackers push on: with
+  // two flippers and two honest workers left, an honest worker's consensus was the median of the
+  // other three, two of them the flippers', and it was cut (on mnist-mlp under a little is
+  // enough, honest workers got a mean factor of 0.02-0.49 in their last 15 pushes). Each other
+  // worker's vote in the consensus is its trust, so two flippers cut to a trust near 0 no longer
+  // outvote two honest workers.
+  test('two distrusted flippers left with two honest workers do not make the consensus', () => {
+    const push = swarm(40);
+    const honest: number[] = [];
+    const flipped: number[] = [];
+    for (let round = 0; round < 40; round++) {
+      flipped.push(push(true, 100), push(true, 101));
+      honest.push(push(false, 106), push(false, 107));
+    }
+    // (Plain median, 6 salts: honest mean 0.31-0.48; flippers' mean 0-0.034, single pushes up
+    // to 0.32 through the trust margin.)
+    const mean = honest.reduce((x, y) => x + y, 0) / honest.length;
+    const flipMean = flipped.reduce((x, y) => x + y, 0) / flipped.length;
+    assert.ok(flipMean < 0.1, `the flippers' factors: ${flipped.map((x) => x.toFixed(2)).join(' ')}`);
+    assert.ok(mean > 0.9, `the honest workers' factors: ${honest.map((x) => x.toFixed(2)).join(' ')}`);
+  });
+
   // Late in a run honest gradients are mostly noise, and that noise lives in few directions (a
   // per-push log of test/byzantine.test's mnist-logreg workers: honest cosines to the consensus
   // with a median of +0.03 to +0.14, a 5th percentile of -0.28 to -0.41). Judged on the bare

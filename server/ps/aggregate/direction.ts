@@ -149,6 +149,27 @@ function sketcher(index: Int32Array, code: Uint16Array): (grad: Float32Array) =>
   };
 }
 
+/**
+ * The weighted median of the k sorted values `col` with votes `wts` summing to `total`: the
+ * first value whose cumulative vote reaches half, or, when one reaches exactly half, the mean of
+ * it and the next value with a vote (so equal votes give the plain median, and a value without
+ * a vote never enters it).
+ */
+function weightedMedian(col: Float32Array, wts: Float64Array, k: number, total: number): number {
+  const half = total / 2;
+  const eps = total * 1e-12;
+  let cum = 0;
+  for (let i = 0; i < k; i++) {
+    if (!(wts[i]! > 0)) continue;
+    cum += wts[i]!;
+    if (cum < half - eps) continue;
+    if (cum > half + eps) return col[i]!;
+    for (let j = i + 1; j < k; j++) if (wts[j]! > 0) return (col[i]! + col[j]!) / 2;
+    return col[i]!;
+  }
+  return col[k - 1]!;
+}
+
 export class DirectionCheck {
   /** The sketch of an n-coordinate push (on the sampled coordinates). Built on the first push. */
   private sample: { n: number; sketch: (grad: Float32Array) => Float64Array } | undefined;
@@ -158,6 +179,9 @@ export class DirectionCheck {
   private next = 0;
   private readonly reference = new Float32Array(SKETCH_BUCKETS);
   private readonly column: Float32Array;
+  /** The votes (trusts) of the column's values, and of the others in the order they were found. */
+  private readonly columnVotes: Float64Array;
+  private readonly votes: Float64Array;
   private readonly workers = new Map<number, { dir: Float32Array; pushes: number; score: number; trust: number }>();
   /** Whether the last judgement was made in a lull (set by cosToConsensus). */
   private lull = false;
@@ -171,7 +195,10 @@ export class DirectionCheck {
     private readonly window: number,
     private readonly salt = PROCESS_SALT,
   ) {
-    this.column = new Float32Array(Math.max(window, LULL_OTHERS));
+    const most = Math.max(window, LULL_OTHERS);
+    this.column = new Float32Array(most);
+    this.columnVotes = new Float64Array(most);
+    this.votes = new Float64Array(most);
   }
 
   /** The factor in [0, 1] this worker's push is scaled by; 1 while nothing can be judged. */
@@ -222,13 +249,17 @@ export class DirectionCheck {
   private cosToConsensus(dir: Float32Array, workerId: number): number {
     const r = this.reference;
     const others: Float32Array[] = [];
+    const votes = this.votes;
     const seen = new Set<number>([workerId]);
     /** Another worker's running direction, once, when it has made MIN_PUSHES. */
     const add = (v: number): void => {
       if (seen.has(v)) return;
       seen.add(v);
       const d = this.workers.get(v);
-      if (d && d.pushes >= MIN_PUSHES) others.push(d.dir);
+      if (d && d.pushes >= MIN_PUSHES) {
+        votes[others.length] = d.trust;
+        others.push(d.dir);
+      }
     };
     for (const v of this.owners) add(v);
     // A worker pushing alone (the others gone quiet) would fill the window with its own pushes
@@ -242,12 +273,29 @@ export class DirectionCheck {
     }
     const k = others.length;
     if (k < MIN_OTHERS) return 1; // no consensus of others to judge against
-    const col = this.column.subarray(0, k);
-    const mid = k >> 1;
+    let total = 0;
+    for (let j = 0; j < k; j++) total += votes[j]!;
+    // Nobody trusted among them (only the distrusted push on): one vote each, a plain median.
+    if (!(total > 1e-6)) {
+      votes.fill(1, 0, k);
+      total = k;
+    }
+    const col = this.column;
+    const wts = this.columnVotes;
     for (let b = 0; b < SKETCH_BUCKETS; b++) {
-      for (let j = 0; j < k; j++) col[j] = others[j]![b]!;
-      col.sort();
-      r[b] = k % 2 === 1 ? col[mid]! : (col[mid - 1]! + col[mid]!) / 2;
+      // Insertion sort of the k values, their votes alongside (k is at most the window).
+      for (let j = 0; j < k; j++) {
+        const x = others[j]![b]!;
+        const t = votes[j]!;
+        let i = j;
+        for (; i > 0 && col[i - 1]! > x; i--) {
+          col[i] = col[i - 1]!;
+          wts[i] = wts[i - 1]!;
+        }
+        col[i] = x;
+        wts[i] = t;
+      }
+      r[b] = weightedMedian(col, wts, k, total);
     }
     let dot = 0;
     let dd = 0;
