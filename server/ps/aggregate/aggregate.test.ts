@@ -378,12 +378,17 @@ describe('clip: direction check', () => {
     return Float32Array.from(mean, (m) => m + noise * (rnd() + rnd() + rnd() - 1.5) * 2);
   }
 
-  // The sketch's salt is random per process, so the bounds hold for any salt: measured over 100
-  // salts, the worst attacker's mean factor was 0.008 at f = 2 and 0.088 at f = 3; no honest
-  // push was cut at f <= 2, and 1% were at f = 3 (the consensus, a median over 7 others of
-  // which 3 hostile, is pulled their way: docs/benchmarks.md, "Third run").
+  // The sketch's salt is random per process, so the bounds must hold for any salt. Over 1,000
+  // salts (the direction check alone, which decides these factors: the norms are alike and the
+  // radius is off), the worst attacker's mean factor in the last 20 rounds had a 99th percentile
+  // of 0.071 and a maximum of 0.138 at f = 2, and 0.248 and 0.426 at f = 3. The bounds were 0.05
+  // and 0.25 until 2026-12-03, which 2.1% and 0.9% of salts broke (with the plain median before
+  // the trust-weighted one too: 1 of 41 salts each, with the whole `clip`), so this test failed
+  // about one run in 30. Over 100 salts with the whole `clip`, no honest push was cut at f <= 2,
+  // and 8 of 10,000 were at f = 3 (the consensus of 7 others, 3 of them hostile until their
+  // trust falls, is pulled their way: docs/benchmarks.md, "Third run").
   for (const f of [1, 2, 3]) {
-    test(`${f} of 8 workers pushing against the consensus (sign flip, within the radius) are cut ${f < 3 ? 'to nothing; the honest ones are not' : 'mostly; few honest pushes are'}`, () => {
+    test(`${f} of 8 workers pushing against the consensus (sign flip, within the radius) are cut ${f < 3 ? 'to almost nothing; the honest ones are not' : 'mostly; few honest pushes are'}`, () => {
       const n = 2000;
       const mean = Float32Array.from({ length: n }, (_, i) => Math.cos(i) / Math.sqrt(n / 2)); // norm about 1
       const a = createAggregator('clip', { ...AGGREGATOR_DEFAULTS, clipWindow: 32, clipWarmup: 1e9 }, n);
@@ -404,7 +409,7 @@ describe('clip: direction check', () => {
       for (let w = 0; w < 8; w++) {
         const late = factors.get(w)!.slice(20);
         const mean = late.reduce((x, y) => x + y, 0) / late.length;
-        if (w < f) assert.ok(mean < (f < 3 ? 0.05 : 0.25), `attacker ${w}: ${late.map((x) => x.toFixed(2)).join(' ')}`);
+        if (w < f) assert.ok(mean < (f < 3 ? 0.2 : 0.5), `attacker ${w}: ${late.map((x) => x.toFixed(2)).join(' ')}`);
         else honestCut += late.filter((x) => x < 1 - 1e-6).length;
       }
       const honestPushes = (8 - f) * 20;
