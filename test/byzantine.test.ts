@@ -78,9 +78,9 @@ test('one worker pushing ×1e30 ruins the model without aggregation; the default
   // 300 steps each: at 200 the default's late mean fell 8 points under clean once in 7 quiet runs
   // (0.807, 0.7195, 0.698 in its last evaluations: logreg's swings at lr 0.1, two workers), and at
   // 300 once in a CI run (5.6 under: 0.697 to 0.8755). Four honest workers would swing less, but
-  // bring the direction check in (it judges from four workers on): with the vote rule tried and
-  // reverted on 2026-12-03 (docs/benchmarks.md), the offender count was not 1 in 2 of 5 loaded
-  // runs (one logged: an honest worker disconnected for its direction); 2 of 2 passed without it.
+  // bring the direction check in (it judges from four workers on), and with both cores busy an
+  // honest one was disconnected for its direction in 1 of 5 runs, with the plain median and the
+  // trust-weighted one alike (docs/benchmarks.md, "Small honest swarms, again").
   const three = { steps: '300' };
   const clean = await run([], undefined, three);
   await clean.p.kill();
