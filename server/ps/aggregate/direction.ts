@@ -43,10 +43,11 @@
  * attackers' (on mnist-mlp under a little is enough at f = 2, the last honest workers were cut to
  * a mean factor of 0.02-0.49 while the attackers, at a trust of 0.16-0.30, were cut to nothing).
  * Weighted by trust they no longer outvote the honest ones. A weight, not a threshold: leaving
- * out every worker whose trust fell below STRIKE_TRUST did the same for that case but made small
- * noisy swarms cascade (an honest worker losing its vote left the others judged against fewer
- * directions, cut more, losing theirs: an honest worker of four was disconnected in 2 of 5 loaded
- * runs). When the others' trusts sum to nothing, each votes once. A worker is left out of the
+ * out every worker whose trust fell below STRIKE_TRUST did the same for that case, but an honest
+ * worker whose trust dips past it loses its whole vote at once (an honest worker of four was
+ * disconnected in 2 of 5 loaded runs with it; with the plain median, and with this weight, 1 of 5:
+ * small swarms' open problem, docs/benchmarks.md). When the others' trusts sum to nothing, each
+ * votes once. A worker is left out of the
  * consensus it is judged against: its own noise would correlate with its running direction and
  * pull its cosine up by about as much as an attacker's is pulled down. Nothing is judged
  * until K pushes were seen, the worker has made MIN_PUSHES of its own and MIN_OTHERS others
